@@ -1,0 +1,54 @@
+//! # token-core
+//!
+//! The heart of an embeddable API-token lifecycle library: issue, validate, scope, expire, derive,
+//! rotate, revoke and audit tokens, over any [`TokenStore`] (memory, SQLite, PostgreSQL).
+//!
+//! Three principles decide every default:
+//! - **Minimal lifetime**: every token expires (see [`Policy`]); idle tokens die; use limits.
+//! - **Least privilege**: [`Scope`]s map to actions; derived tokens only narrow.
+//! - **Revocation first**: one call revokes a token, a subject's tokens, a family, a label or
+//!   everything issued before an instant, and derived tokens go with their parent.
+//!
+//! Start with [`TokenManager`]. The token string format is specified in [`format`]; scopes in
+//! [`scope`]; the storage contract in [`store`].
+//!
+//! Secrets never appear in `Debug`, `Display`, errors or audit events: stores hold a keyed BLAKE3
+//! hash ([`keyring`]), and [`PlaintextToken`] zeroizes its string on drop.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod clock;
+mod error;
+pub mod format;
+pub mod keyring;
+mod manager;
+pub mod policy;
+pub mod record;
+mod request;
+pub mod scope;
+pub mod store;
+mod usage;
+
+pub use audit::{AuditEvent, AuditKind, AuditRecord, Context};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ConfigError, Error, ErrorClass, ValidationError};
+pub use format::{
+    FormatError, ParsedToken, PlaintextToken, RandomnessError, TokenId, TokenPrefix, parse_token,
+};
+pub use keyring::{HashKey, KeyId, Keyring, KeyringError, TokenHash};
+pub use manager::{
+    DEFAULT_PAGE_SIZE, DEFAULT_USAGE_FLUSH_INTERVAL, IssuedToken, MAX_PAGE_SIZE, ManagerBuilder,
+    ManagerStats, Page, TokenManager, TokenPage, ValidatedToken,
+};
+pub use policy::{
+    HumanDuration, Policy, PolicyBuilder, PolicyError, PolicyViolation, ScopeCeiling,
+};
+pub use record::{Labels, Revocation, TokenRecord, TokenState};
+pub use request::{DeriveRequest, IssueRequest};
+pub use scope::{Scope, ScopeError, ScopeSet};
+pub use store::{
+    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, RevokeRequest, RevokeSelector,
+    RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+};

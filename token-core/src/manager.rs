@@ -1,0 +1,982 @@
+//! [`TokenManager`]: the facade host applications use.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditKind, AuditRecord, Context};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, Error, ValidationError};
+use crate::format::{FormatError, PlaintextToken, TokenId, TokenPrefix, parse_token};
+use crate::keyring::{HashKey, KeyId, Keyring, KeyringError};
+use crate::policy::{Policy, PolicyError, PolicyViolation};
+use crate::record::{TokenRecord, TokenState};
+use crate::request::{DeriveRequest, Idle, IssueRequest, Lifetime, TokenSpec, check_subject};
+use crate::scope::{Scope, ScopeSet};
+use crate::store::{
+    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, RevokeRequest, RevokeSelector,
+    RotateOutcome, RotateToken, StoreError, TokenStore, UseOutcome,
+};
+use crate::usage::UsageBuffer;
+
+/// Default usage flush interval `F` (see [`ManagerBuilder::usage_flush_interval`]).
+pub const DEFAULT_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default page size of [`TokenManager::list`]; the maximum is [`MAX_PAGE_SIZE`].
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page [`TokenManager::list`] returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Issues, validates, derives, rotates and revokes tokens over a [`TokenStore`].
+///
+/// Cheap to clone (an `Arc` inside); share one per application.
+///
+/// ```
+/// use token_core::{HashKey, IssueRequest, KeyId, Keyring, Scope, ScopeSet, TokenManager};
+/// use token_store_memory::MemoryStore;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let keyring = Keyring::new(HashKey::generate(KeyId::new(1))?);
+/// let manager = TokenManager::builder(MemoryStore::new(), keyring).prefix("acme")?.build()?;
+///
+/// let issued = manager
+///     .issue(IssueRequest::new("user:42", ScopeSet::parse("widgets:read")?))
+///     .await?;
+/// let token = issued.token.expose_secret();
+///
+/// let read: Scope = "widgets:read".parse()?;
+/// let ok = manager.validate(token, &[read]).await?;
+/// assert_eq!(ok.subject(), "user:42");
+///
+/// let write: Scope = "widgets:write".parse()?;
+/// assert!(manager.validate(token, &[write]).await.is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn TokenStore>,
+    prefix: TokenPrefix,
+    keyring: RwLock<Arc<Keyring>>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    usage: UsageBuffer,
+    flush_interval: time::Duration,
+    min_idle_timeout: Duration,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    rejected_before_store: AtomicU64,
+    denied_events_dropped: AtomicU64,
+    usage_flush_failures: AtomicU64,
+}
+
+/// Counters for monitoring (monotonic since the manager was built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ManagerStats {
+    /// Validations rejected by format or checksum without touching the store.
+    pub rejected_before_store: u64,
+    /// Best-effort `Denied`/`PolicyViolation` events the store could not take.
+    pub denied_events_dropped: u64,
+    /// Usage flushes that failed (the batch is kept and retried).
+    pub usage_flush_failures: u64,
+}
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("store", &self.inner.store.name())
+            .field("prefix", &self.inner.prefix)
+            .field("policy", &self.inner.policy)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`TokenManager`].
+///
+/// ```
+/// use std::time::Duration;
+/// use token_core::{HashKey, KeyId, Keyring, ManualClock, Policy, TokenManager};
+/// use token_store_memory::MemoryStore;
+///
+/// let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+///     .prefix("acme_live")?
+///     .policy(Policy::builder().max_ttl(Duration::from_secs(86_400)).default_ttl(Duration::from_secs(3600)).build()?)
+///     .clock(ManualClock::starting_now())
+///     .usage_flush_interval(Duration::from_secs(5))
+///     .build()?;
+/// # let _ = manager;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ManagerBuilder {
+    store: Arc<dyn TokenStore>,
+    keyring: Keyring,
+    prefix: TokenPrefix,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    flush_interval: Duration,
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("store", &self.store.name())
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagerBuilder {
+    /// The prefix of issued tokens (default `tok`). Pick a distinctive one (`acme_live`) so
+    /// secret scanners can match your tokens precisely.
+    pub fn prefix(mut self, prefix: &str) -> Result<Self, FormatError> {
+        self.prefix = TokenPrefix::new(prefix)?;
+        Ok(self)
+    }
+
+    /// The issuance policy (default [`Policy::default`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The clock (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often coalesced usage (`last_used_at`, `use_count`) is written to the store (default
+    /// 10 s). Idle timeouts must be at least 10 times this.
+    pub fn usage_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Validates the configuration and builds the manager.
+    pub fn build(self) -> Result<TokenManager, ConfigError> {
+        if self.flush_interval.is_zero() {
+            return Err(ConfigError::ZeroInterval {
+                setting: "usage_flush_interval",
+            });
+        }
+        let min_idle_timeout = self.flush_interval.saturating_mul(10);
+        if let Some(idle) = self.policy.default_idle_timeout()
+            && idle < min_idle_timeout
+        {
+            return Err(PolicyError::IdleTimeoutTooShort {
+                timeout: idle,
+                flush_interval: self.flush_interval,
+            }
+            .into());
+        }
+        let now = self.clock.now();
+        Ok(TokenManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                prefix: self.prefix,
+                keyring: RwLock::new(Arc::new(self.keyring)),
+                policy: self.policy,
+                clock: self.clock,
+                usage: UsageBuffer::new(now),
+                flush_interval: time::Duration::try_from(self.flush_interval)
+                    .unwrap_or(time::Duration::MAX),
+                min_idle_timeout,
+                stats: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// A freshly issued, derived or rotated token: the plaintext (shown once) and its record.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IssuedToken {
+    /// The token string. Hand it to the client and drop it; it cannot be recovered later.
+    pub token: PlaintextToken,
+    /// The stored record (no secret).
+    pub record: TokenRecord,
+}
+
+/// The identity a successful validation yields.
+#[derive(Debug, Clone)]
+pub struct ValidatedToken {
+    record: Arc<TokenRecord>,
+}
+
+impl ValidatedToken {
+    /// The token id.
+    pub fn id(&self) -> TokenId {
+        self.record.id
+    }
+
+    /// The subject the token acts for.
+    pub fn subject(&self) -> &str {
+        &self.record.subject
+    }
+
+    /// All scopes the token carries.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.record.scopes
+    }
+
+    /// When it expires.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.record.expires_at
+    }
+
+    /// The full record (as read at validation time).
+    pub fn record(&self) -> &TokenRecord {
+        &self.record
+    }
+}
+
+/// One page of [`TokenManager::list`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TokenPage {
+    /// The records, in `(created_at, id)` order.
+    pub items: Vec<TokenRecord>,
+    /// Pass to the next call to continue; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Which page [`TokenManager::list`] returns.
+///
+/// ```
+/// use token_core::Page;
+/// let first = Page::first(50);
+/// assert_eq!(first.limit, 50);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page {
+    /// Resume after this cursor.
+    pub after: Option<Cursor>,
+    /// Page size (1 to [`MAX_PAGE_SIZE`]).
+    pub limit: u32,
+}
+
+impl Page {
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+
+    /// The page after `cursor`.
+    pub fn after(cursor: Cursor, limit: u32) -> Self {
+        Self {
+            after: Some(cursor),
+            limit,
+        }
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::first(DEFAULT_PAGE_SIZE)
+    }
+}
+
+impl TokenManager {
+    /// Starts configuring a manager over `store`, hashing secrets with `keyring`.
+    pub fn builder(store: impl TokenStore, keyring: Keyring) -> ManagerBuilder {
+        ManagerBuilder {
+            store: Arc::new(store),
+            keyring,
+            prefix: TokenPrefix::new("tok").unwrap_or_else(|_| unreachable!("valid literal")),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            flush_interval: DEFAULT_USAGE_FLUSH_INTERVAL,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.inner.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    /// The token prefix.
+    pub fn prefix(&self) -> &TokenPrefix {
+        &self.inner.prefix
+    }
+
+    /// Monitoring counters.
+    pub fn stats(&self) -> ManagerStats {
+        let c = &self.inner.stats;
+        ManagerStats {
+            rejected_before_store: c.rejected_before_store.load(Ordering::Relaxed),
+            denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed),
+            usage_flush_failures: c.usage_flush_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    fn keyring(&self) -> Arc<Keyring> {
+        self.inner
+            .keyring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    // ----- issue -----------------------------------------------------------------------------
+
+    /// Issues a root token after checking the policy (TTL cap, expiry required, scope ceiling,
+    /// live tokens per subject). The record and its `Issued` event are written atomically.
+    pub async fn issue(&self, request: IssueRequest) -> Result<IssuedToken, Error> {
+        let now = self.now();
+        check_subject(&request.subject)?;
+        let IssueRequest { subject, spec } = request;
+        let expires_at = match self.policy_checked(&subject, &spec, now, None).await {
+            Ok(at) => at,
+            Err(e) => return Err(self.note_violation(e, &subject, &spec.context, now).await),
+        };
+        let (token, record) = self.new_record(&subject, &spec, now, expires_at, None)?;
+        let event = AuditEvent::new(AuditKind::Issued, now)
+            .with_token(record.id, subject.clone())
+            .with_context(&spec.context);
+        self.insert(token, record, vec![event], now).await
+    }
+
+    /// Derives a child token from `parent`: same subject, scopes covered by the parent's, expiry no
+    /// later than the parent's. The parent must be active; the check and the insert are one
+    /// transaction, so a concurrent revocation of the parent's family cannot miss the child.
+    pub async fn derive(
+        &self,
+        parent: TokenId,
+        request: DeriveRequest,
+    ) -> Result<IssuedToken, Error> {
+        let now = self.now();
+        let spec = request.spec;
+        let parent_record = self
+            .inner
+            .store
+            .get(parent)
+            .await?
+            .ok_or(Error::NotFound(parent))?;
+        let state = self.state_of(&parent_record, now);
+        if state != TokenState::Active {
+            return Err(Error::NotActive { id: parent, state });
+        }
+        let widening: Vec<Scope> = parent_record
+            .scopes
+            .uncovered(&spec.scopes)
+            .into_iter()
+            .cloned()
+            .collect();
+        if !widening.is_empty() {
+            return Err(Error::ScopeWidening { scopes: widening });
+        }
+        let subject = parent_record.subject.clone();
+        let expires_at = match self
+            .policy_checked(&subject, &spec, now, Some(&parent_record))
+            .await
+        {
+            Ok(at) => at,
+            Err(e) => return Err(self.note_violation(e, &subject, &spec.context, now).await),
+        };
+        let (token, record) =
+            self.new_record(&subject, &spec, now, expires_at, Some(&parent_record))?;
+        let event = AuditEvent::new(AuditKind::Derived, now)
+            .with_token(record.id, subject)
+            .with_context(&spec.context)
+            .with_detail(format!("parent={parent}"));
+        self.insert(token, record, vec![event], now).await
+    }
+
+    /// Applies the policy; returns the expiry. Derived tokens are capped by the parent's expiry.
+    async fn policy_checked(
+        &self,
+        subject: &str,
+        spec: &TokenSpec,
+        now: OffsetDateTime,
+        parent: Option<&TokenRecord>,
+    ) -> Result<Option<OffsetDateTime>, PolicyOrError> {
+        spec.check()?;
+        let policy = &self.inner.policy;
+        let parent_expiry = parent.and_then(|p| p.expires_at);
+        let expires_at = match spec.lifetime {
+            Lifetime::Never if parent_expiry.is_some() => {
+                return Err(PolicyOrError::Error(Error::OutlivesParent {
+                    requested: OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT),
+                    parent: parent_expiry.unwrap_or(now),
+                }));
+            }
+            Lifetime::Never if !policy.allows_non_expiring() => {
+                return Err(PolicyViolation::ExpiryRequired.into());
+            }
+            Lifetime::Never => None,
+            Lifetime::Ttl(ttl) => {
+                policy.check_ttl(ttl)?;
+                let at = add(now, ttl);
+                if let Some(parent_at) = parent_expiry
+                    && at > parent_at
+                {
+                    return Err(PolicyOrError::Error(Error::OutlivesParent {
+                        requested: at,
+                        parent: parent_at,
+                    }));
+                }
+                Some(at)
+            }
+            Lifetime::PolicyDefault => {
+                let at = add(now, policy.default_ttl());
+                Some(parent_expiry.map_or(at, |p| p.min(at)))
+            }
+        };
+        if let (Some(nb), Some(exp)) = (spec.not_before, expires_at)
+            && nb >= exp
+        {
+            return Err(PolicyOrError::Error(Error::InvalidRequest {
+                field: "not_before",
+                problem: "is not before the token's expiry".into(),
+            }));
+        }
+        if let Some(idle) = self.idle_timeout(spec)
+            && idle < self.inner.min_idle_timeout
+        {
+            return Err(PolicyViolation::IdleTimeoutTooShort {
+                requested: idle,
+                min: self.inner.min_idle_timeout,
+            }
+            .into());
+        }
+        policy.check_ceiling(subject, &spec.scopes)?;
+        Ok(expires_at)
+    }
+
+    fn idle_timeout(&self, spec: &TokenSpec) -> Option<Duration> {
+        match spec.idle {
+            Idle::PolicyDefault => self.inner.policy.default_idle_timeout(),
+            Idle::After(d) => Some(d),
+            Idle::Never => None,
+        }
+    }
+
+    /// Records a best-effort `PolicyViolation` event and converts to the caller's error.
+    async fn note_violation(
+        &self,
+        error: PolicyOrError,
+        subject: &str,
+        ctx: &Context,
+        now: OffsetDateTime,
+    ) -> Error {
+        match error {
+            PolicyOrError::Error(e) => e,
+            PolicyOrError::Policy(violation) => {
+                let mut event = AuditEvent::new(AuditKind::PolicyViolation, now)
+                    .with_context(ctx)
+                    .with_reason(violation.to_string());
+                event.subject = Some(subject.to_owned());
+                self.append_best_effort(event).await;
+                Error::Policy(violation)
+            }
+        }
+    }
+
+    fn new_record(
+        &self,
+        subject: &str,
+        spec: &TokenSpec,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+        parent: Option<&TokenRecord>,
+    ) -> Result<(PlaintextToken, TokenRecord), Error> {
+        let token = PlaintextToken::generate(&self.inner.prefix)?;
+        let (hash_key_id, hash) = self
+            .keyring()
+            .hash_current(&token.id(), token.secret_bytes());
+        let record = TokenRecord {
+            id: token.id(),
+            hash,
+            hash_key_id,
+            prefix: self.inner.prefix.as_str().to_owned(),
+            subject: subject.to_owned(),
+            scopes: spec.scopes.clone(),
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            labels: spec.labels.clone(),
+            created_at: now,
+            created_by: spec.context.actor.clone(),
+            expires_at,
+            not_before: spec.not_before,
+            idle_timeout: self.idle_timeout(spec),
+            last_used_at: None,
+            use_count: 0,
+            max_uses: spec.max_uses,
+            parent_id: parent.map(|p| p.id),
+            family_id: parent.map_or(token.id(), |p| p.family_id),
+            rotated_from: None,
+            rotated_to: None,
+            revocation: None,
+        };
+        Ok((token, record))
+    }
+
+    async fn insert(
+        &self,
+        token: PlaintextToken,
+        record: TokenRecord,
+        events: Vec<AuditEvent>,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, Error> {
+        let max_live = self.inner.policy.max_live_tokens_per_subject();
+        let subject = record.subject.clone();
+        let parent = record.parent_id;
+        let context = events
+            .first()
+            .map(|e| {
+                let mut c = Context::new();
+                c.actor.clone_from(&e.actor);
+                c.client_ip.clone_from(&e.client_ip);
+                c.user_agent.clone_from(&e.user_agent);
+                c.request_id.clone_from(&e.request_id);
+                c
+            })
+            .unwrap_or_default();
+        let outcome = self
+            .inner
+            .store
+            .insert(InsertToken::new(record.clone(), max_live, now, events))
+            .await?;
+        match outcome {
+            InsertOutcome::Inserted => Ok(IssuedToken { token, record }),
+            InsertOutcome::SubjectLimitReached => {
+                let violation = PolicyViolation::TooManyLiveTokens {
+                    subject: subject.clone(),
+                    max: max_live.unwrap_or(0),
+                };
+                Err(self
+                    .note_violation(PolicyOrError::Policy(violation), &subject, &context, now)
+                    .await)
+            }
+            InsertOutcome::ParentNotActive { state } => {
+                let id = parent.unwrap_or(record.id);
+                Err(match state {
+                    Some(state) => Error::NotActive { id, state },
+                    None => Error::NotFound(id),
+                })
+            }
+        }
+    }
+
+    // ----- validate --------------------------------------------------------------------------
+
+    /// Validates `token` and checks that it permits every scope in `required`.
+    ///
+    /// Order: format and checksum (no store access), lookup, constant-time hash comparison,
+    /// revoked, expired, not yet valid, idle, scopes, then the use limit (so a request refused for
+    /// scope does not consume a use), then usage is recorded. Failures after the lookup append a
+    /// best-effort `Denied` event.
+    pub async fn validate(
+        &self,
+        token: &str,
+        required: &[Scope],
+    ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_with(token, required, &Context::new()).await
+    }
+
+    /// [`validate`](Self::validate) with the caller's context for audit events.
+    pub async fn validate_with(
+        &self,
+        token: &str,
+        required: &[Scope],
+        ctx: &Context,
+    ) -> Result<ValidatedToken, ValidationError> {
+        if let Some(bad) = required.iter().find(|s| !s.is_concrete()) {
+            return Err(ValidationError::InvalidRequirement(bad.clone()));
+        }
+        let parsed = match parse_token(token) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                self.inner
+                    .stats
+                    .rejected_before_store
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(match error {
+                    FormatError::BadChecksum => ValidationError::BadChecksum,
+                    other => ValidationError::Malformed(other),
+                });
+            }
+        };
+        if parsed.prefix() != self.inner.prefix.as_str() {
+            self.inner
+                .stats
+                .rejected_before_store
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(ValidationError::ForeignPrefix);
+        }
+        let id = parsed.id();
+        let Some(record) = self.inner.store.get(id).await? else {
+            let now = self.now();
+            let fingerprint = self.keyring().fingerprint(token.as_bytes());
+            self.append_best_effort(
+                AuditEvent::new(AuditKind::Denied, now)
+                    .with_fingerprint(fingerprint)
+                    .with_context(ctx)
+                    .with_reason(ValidationError::UnknownToken.reason_code()),
+            )
+            .await;
+            return Err(ValidationError::UnknownToken);
+        };
+        let now = self.now();
+        let result = self.check_record(&parsed, &record, required, now).await;
+        match result {
+            Ok(()) => Ok(ValidatedToken { record }),
+            Err(error) => {
+                if !matches!(error, ValidationError::Store(_)) {
+                    self.append_best_effort(
+                        AuditEvent::new(AuditKind::Denied, now)
+                            .with_token(record.id, record.subject.clone())
+                            .with_context(ctx)
+                            .with_reason(error.reason_code()),
+                    )
+                    .await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn check_record(
+        &self,
+        parsed: &crate::format::ParsedToken<'_>,
+        record: &TokenRecord,
+        required: &[Scope],
+        now: OffsetDateTime,
+    ) -> Result<(), ValidationError> {
+        let keyring = self.keyring();
+        match keyring.verify(
+            record.hash_key_id,
+            &record.id,
+            parsed.secret_bytes(),
+            &record.hash,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Err(ValidationError::WrongSecret),
+            Err(KeyringError::UnknownKey(key)) => return Err(ValidationError::UnknownHashKey(key)),
+            Err(_) => return Err(ValidationError::WrongSecret),
+        }
+        if let Some(error) = ValidationError::from_state(self.state_of(record, now)) {
+            return Err(error);
+        }
+        let missing: Vec<Scope> = required
+            .iter()
+            .filter(|r| !record.scopes.permits(r))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(ValidationError::InsufficientScope { missing });
+        }
+        if record.max_uses.is_some() {
+            return match self.inner.store.consume_use(record.id, now).await? {
+                UseOutcome::Counted(_) => Ok(()),
+                UseOutcome::LimitReached => Err(ValidationError::UseLimitReached),
+                UseOutcome::NotFound => Err(ValidationError::UnknownToken),
+            };
+        }
+        if let Some(batch) = self
+            .inner
+            .usage
+            .record(record.id, now, self.inner.flush_interval)
+        {
+            self.write_usage(batch).await;
+        }
+        Ok(())
+    }
+
+    /// The state at `now`, taking this process's buffered usage into account.
+    fn state_of(&self, record: &TokenRecord, now: OffsetDateTime) -> TokenState {
+        let buffered = if record.idle_timeout.is_some() {
+            self.inner.usage.last_used(&record.id)
+        } else {
+            None
+        };
+        record.state_with_last_use(now, buffered)
+    }
+
+    async fn write_usage(&self, batch: Vec<crate::store::UsageUpdate>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        match self.inner.store.record_usage(&batch).await {
+            Ok(()) => true,
+            Err(_) => {
+                self.inner
+                    .stats
+                    .usage_flush_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.usage.restore(batch);
+                false
+            }
+        }
+    }
+
+    /// Writes buffered usage to the store now (call on shutdown; the sweeper calls it too).
+    /// A failed batch is kept for the next flush and reported here.
+    pub async fn flush_usage(&self) -> Result<(), Error> {
+        let batch = self.inner.usage.take(self.now());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.inner.store.record_usage(&batch).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.inner
+                    .stats
+                    .usage_flush_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.usage.restore(batch);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Appends a validation-time or policy event. Best effort by design: an unavailable audit log
+    /// must not turn validation into an outage. Failures are counted in
+    /// [`ManagerStats::denied_events_dropped`].
+    async fn append_best_effort(&self, event: AuditEvent) {
+        if self.inner.store.append_audit(vec![event]).await.is_err() {
+            self.inner
+                .stats
+                .denied_events_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    // ----- rotate ----------------------------------------------------------------------------
+
+    /// Replaces `id` with a new token carrying the same subject, scopes, labels, name, idle
+    /// timeout, remaining uses and expiry ceiling (rotation never extends lifetime). The old token
+    /// stays valid for `min(grace, its remaining lifetime)`; `Duration::ZERO` ends it now.
+    pub async fn rotate(&self, id: TokenId, grace: Duration) -> Result<IssuedToken, Error> {
+        self.rotate_with(id, grace, &Context::new()).await
+    }
+
+    /// [`rotate`](Self::rotate) with the caller's context for audit events.
+    pub async fn rotate_with(
+        &self,
+        id: TokenId,
+        grace: Duration,
+        ctx: &Context,
+    ) -> Result<IssuedToken, Error> {
+        let now = self.now();
+        let old = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
+        if let Some(successor) = old.rotated_to {
+            return Err(Error::AlreadyRotated { id, successor });
+        }
+        let state = self.state_of(&old, now);
+        if state != TokenState::Active {
+            return Err(Error::NotActive { id, state });
+        }
+        let token = PlaintextToken::generate(&self.inner.prefix)?;
+        let (hash_key_id, hash) = self
+            .keyring()
+            .hash_current(&token.id(), token.secret_bytes());
+        let mut successor = (*old).clone();
+        successor.id = token.id();
+        successor.hash = hash;
+        successor.hash_key_id = hash_key_id;
+        successor.prefix = self.inner.prefix.as_str().to_owned();
+        successor.created_at = now;
+        successor.created_by = ctx.actor.clone();
+        successor.not_before = None;
+        successor.last_used_at = None;
+        successor.use_count = 0;
+        successor.max_uses = old.max_uses.map(|m| m.saturating_sub(old.use_count));
+        successor.rotated_from = Some(id);
+        successor.rotated_to = None;
+        let grace_end = add(now, grace);
+        let predecessor_expires_at = old.expires_at.map_or(grace_end, |e| e.min(grace_end));
+        let events = vec![
+            AuditEvent::new(AuditKind::Rotated, now)
+                .with_token(id, old.subject.clone())
+                .with_context(ctx)
+                .with_detail(format!("successor={}", successor.id)),
+            AuditEvent::new(AuditKind::Issued, now)
+                .with_token(successor.id, old.subject.clone())
+                .with_context(ctx)
+                .with_detail(format!("rotated_from={id}")),
+        ];
+        let outcome = self
+            .inner
+            .store
+            .rotate(RotateToken::new(
+                id,
+                predecessor_expires_at,
+                successor.clone(),
+                now,
+                events,
+            ))
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated => Ok(IssuedToken {
+                token,
+                record: successor,
+            }),
+            RotateOutcome::NotFound => Err(Error::NotFound(id)),
+            RotateOutcome::NotActive(state) => Err(Error::NotActive { id, state }),
+            RotateOutcome::AlreadyRotated(successor) => {
+                Err(Error::AlreadyRotated { id, successor })
+            }
+        }
+    }
+
+    // ----- revoke ----------------------------------------------------------------------------
+
+    /// Revokes what `selector` matches, plus everything derived from it. Idempotent: returns the
+    /// ids revoked by this call (already-revoked tokens are not repeated). Once this returns, no
+    /// validation through this store accepts the tokens.
+    pub async fn revoke(
+        &self,
+        selector: RevokeSelector,
+        reason: impl Into<String>,
+    ) -> Result<Vec<TokenId>, Error> {
+        self.revoke_with(selector, reason, &Context::new()).await
+    }
+
+    /// [`revoke`](Self::revoke) with the caller's context for audit events.
+    pub async fn revoke_with(
+        &self,
+        selector: RevokeSelector,
+        reason: impl Into<String>,
+        ctx: &Context,
+    ) -> Result<Vec<TokenId>, Error> {
+        let request = RevokeRequest::new(selector, self.now(), reason, ctx.clone());
+        Ok(self.inner.store.revoke(&request).await?)
+    }
+
+    // ----- read ------------------------------------------------------------------------------
+
+    /// The record of `id` (with this process's not-yet-flushed usage merged in), if it exists.
+    pub async fn inspect(&self, id: TokenId) -> Result<Option<TokenRecord>, Error> {
+        let Some(record) = self.inner.store.get(id).await? else {
+            return Ok(None);
+        };
+        let mut record = (*record).clone();
+        if let Some(pending) = self.inner.usage.pending(&id) {
+            record.use_count += pending.uses;
+            record.last_used_at = record.last_used_at.max(Some(pending.last_used_at));
+        }
+        Ok(Some(record))
+    }
+
+    /// Lists records matching `filter`, one page at a time, ordered by creation.
+    pub async fn list(&self, filter: ListFilter, page: Page) -> Result<TokenPage, Error> {
+        if page.limit == 0 || page.limit > MAX_PAGE_SIZE {
+            return Err(Error::InvalidRequest {
+                field: "page.limit",
+                problem: format!("is {}; allowed is 1 to {MAX_PAGE_SIZE}", page.limit),
+            });
+        }
+        let query = ListQuery::new(filter, self.now(), page.after, page.limit + 1);
+        let mut items = self.inner.store.list(&query).await?;
+        let next = if items.len() > page.limit as usize {
+            items.truncate(page.limit as usize);
+            items.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(TokenPage { items, next })
+    }
+
+    /// The audit events of one token, in order.
+    pub async fn audit(&self, id: TokenId) -> Result<Vec<AuditRecord>, Error> {
+        Ok(self.inner.store.audit_for_token(id).await?)
+    }
+
+    // ----- keys ------------------------------------------------------------------------------
+
+    /// Adds `key` and makes it current: new tokens are hashed with it, existing tokens keep
+    /// validating under their own key.
+    pub fn rotate_hash_key(&self, key: HashKey) -> Result<(), Error> {
+        let mut guard = self
+            .inner
+            .keyring
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = key.id();
+        let next = (**guard).clone().with_key(key).with_current(id)?;
+        *guard = Arc::new(next);
+        Ok(())
+    }
+
+    /// Removes a non-current key, refused while live (unrevoked, unexpired) tokens still use it.
+    pub async fn retire_hash_key(&self, key: KeyId) -> Result<(), Error> {
+        self.keyring().without(key)?;
+        let records = self
+            .inner
+            .store
+            .count_live_with_key(key, self.now())
+            .await?;
+        if records > 0 {
+            return Err(KeyringError::KeyInUse { key, records }.into());
+        }
+        let mut guard = self
+            .inner
+            .keyring
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = guard.without(key)?;
+        *guard = Arc::new(next);
+        Ok(())
+    }
+
+    /// The current hashing key id.
+    pub fn current_hash_key(&self) -> KeyId {
+        self.keyring().current_id()
+    }
+}
+
+enum PolicyOrError {
+    Policy(PolicyViolation),
+    Error(Error),
+}
+
+impl From<PolicyViolation> for PolicyOrError {
+    fn from(v: PolicyViolation) -> Self {
+        Self::Policy(v)
+    }
+}
+
+impl From<Error> for PolicyOrError {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+fn add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    crate::clock::truncate_to_micros(
+        t.saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)),
+    )
+}
+
+impl From<StoreError> for PolicyOrError {
+    fn from(e: StoreError) -> Self {
+        Self::Error(Error::Store(e))
+    }
+}

@@ -1,0 +1,253 @@
+//! The stored token record and its lifecycle state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::format::TokenId;
+use crate::keyring::{KeyId, TokenHash};
+use crate::scope::ScopeSet;
+
+/// Free-form key/value labels (`team=payments`), used to find and revoke tokens in bulk.
+pub type Labels = BTreeMap<String, String>;
+
+/// Everything a store keeps about a token. It holds the keyed hash of the secret, never the secret.
+///
+/// This struct is the storage contract between the manager and store implementations, so its fields
+/// are public (stores build it from rows). Read-only users get it from
+/// [`TokenManager::inspect`](crate::TokenManager::inspect) and `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public id and lookup key.
+    pub id: TokenId,
+    /// Keyed hash of `id ‖ secret`.
+    pub hash: TokenHash,
+    /// The keyring key that made `hash`.
+    pub hash_key_id: KeyId,
+    /// The prefix the token string carries.
+    pub prefix: String,
+    /// Whom the token acts for (a user, service account, ...).
+    pub subject: String,
+    /// What the token may do.
+    pub scopes: ScopeSet,
+    /// Human-readable name.
+    pub name: Option<String>,
+    /// Longer description.
+    pub description: Option<String>,
+    /// Labels for search and bulk revocation.
+    pub labels: Labels,
+    /// When it was issued.
+    pub created_at: OffsetDateTime,
+    /// Who issued it.
+    pub created_by: Option<String>,
+    /// First instant at which it is no longer valid; `None` only if the policy allows non-expiring
+    /// tokens.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Earliest instant at which it is valid.
+    pub not_before: Option<OffsetDateTime>,
+    /// A token unused for this long is no longer valid.
+    pub idle_timeout: Option<Duration>,
+    /// Last successful validation as recorded in the store (coalesced; see the manager docs).
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Successful validations recorded in the store.
+    pub use_count: u64,
+    /// Most successful validations allowed.
+    pub max_uses: Option<u64>,
+    /// The token this one was derived from.
+    pub parent_id: Option<TokenId>,
+    /// The root of the derivation tree (its own id for a root token). Rotation keeps the family.
+    pub family_id: TokenId,
+    /// The token this one replaced by rotation.
+    pub rotated_from: Option<TokenId>,
+    /// The token that replaced this one by rotation (at most one).
+    pub rotated_to: Option<TokenId>,
+    /// Set once revoked.
+    pub revocation: Option<Revocation>,
+}
+
+/// When, why and by whom a token was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// When.
+    pub at: OffsetDateTime,
+    /// Why (free text supplied by the caller).
+    pub reason: String,
+    /// Who.
+    pub actor: Option<String>,
+}
+
+/// A token's lifecycle state at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TokenState {
+    /// Valid (subject to scope checks).
+    Active,
+    /// Revoked.
+    Revoked,
+    /// Past `expires_at`.
+    Expired,
+    /// Before `not_before`.
+    NotYetValid,
+    /// Unused for longer than its idle timeout.
+    IdleExpired,
+    /// `use_count` reached `max_uses`.
+    UsedUp,
+}
+
+impl TokenState {
+    /// Lower-case name, as used in filters and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IdleExpired => "idle_expired",
+            Self::UsedUp => "used_up",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TokenRecord {
+    /// The state at `now`, in precedence order revoked, expired, not yet valid, idle, used up.
+    pub fn state_at(&self, now: OffsetDateTime) -> TokenState {
+        self.state_with_last_use(now, self.last_used_at)
+    }
+
+    /// Like [`state_at`](Self::state_at), with a `last_used_at` that may be fresher than the stored
+    /// one (the manager's coalescing buffer).
+    pub fn state_with_last_use(
+        &self,
+        now: OffsetDateTime,
+        last_used_at: Option<OffsetDateTime>,
+    ) -> TokenState {
+        if self.revocation.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at.is_some_and(|e| now >= e) {
+            TokenState::Expired
+        } else if self.not_before.is_some_and(|nb| now < nb) {
+            TokenState::NotYetValid
+        } else if self.is_idle_at(now, last_used_at) {
+            TokenState::IdleExpired
+        } else if self.max_uses.is_some_and(|max| self.use_count >= max) {
+            TokenState::UsedUp
+        } else {
+            TokenState::Active
+        }
+    }
+
+    /// The instant idleness is measured from: last use, else `not_before`, else issue time.
+    pub fn idle_since(&self, last_used_at: Option<OffsetDateTime>) -> OffsetDateTime {
+        last_used_at
+            .or(self.last_used_at)
+            .into_iter()
+            .chain(self.not_before)
+            .chain(std::iter::once(self.created_at))
+            .max()
+            .unwrap_or(self.created_at)
+    }
+
+    fn is_idle_at(&self, now: OffsetDateTime, last_used_at: Option<OffsetDateTime>) -> bool {
+        let Some(timeout) = self.idle_timeout else {
+            return false;
+        };
+        let since = self.idle_since(last_used_at.max(self.last_used_at));
+        match time::Duration::try_from(timeout) {
+            Ok(timeout) => now >= since.saturating_add(timeout),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the token is revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.revocation.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record() -> TokenRecord {
+        let id = TokenId::from_bytes([1; 16]);
+        TokenRecord {
+            id,
+            hash: TokenHash::from_bytes([0; 32]),
+            hash_key_id: KeyId::new(1),
+            prefix: "t".into(),
+            subject: "s".into(),
+            scopes: ScopeSet::parse("a").unwrap(),
+            name: None,
+            description: None,
+            labels: Labels::new(),
+            created_at: datetime!(2030-01-01 0:00 UTC),
+            created_by: None,
+            expires_at: Some(datetime!(2030-01-02 0:00 UTC)),
+            not_before: None,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            last_used_at: None,
+            use_count: 0,
+            max_uses: Some(2),
+            parent_id: None,
+            family_id: id,
+            rotated_from: None,
+            rotated_to: None,
+            revocation: None,
+        }
+    }
+
+    #[test]
+    fn expiry_is_exclusive() {
+        let r = record();
+        let mut at = datetime!(2030-01-02 0:00 UTC) - time::Duration::microseconds(1);
+        assert_eq!(r.state_with_last_use(at, Some(at)), TokenState::Active);
+        at += time::Duration::microseconds(1);
+        assert_eq!(r.state_with_last_use(at, Some(at)), TokenState::Expired);
+    }
+
+    #[test]
+    fn idle_measured_from_freshest_use() {
+        let r = record();
+        let t0 = datetime!(2030-01-01 0:00 UTC);
+        assert_eq!(
+            r.state_at(t0 + time::Duration::minutes(59)),
+            TokenState::Active
+        );
+        assert_eq!(
+            r.state_at(t0 + time::Duration::minutes(60)),
+            TokenState::IdleExpired
+        );
+        let used = t0 + time::Duration::minutes(30);
+        assert_eq!(
+            r.state_with_last_use(t0 + time::Duration::minutes(80), Some(used)),
+            TokenState::Active
+        );
+    }
+
+    #[test]
+    fn precedence_and_use_limit() {
+        let mut r = record();
+        let t = datetime!(2030-01-01 0:10 UTC);
+        r.use_count = 2;
+        assert_eq!(r.state_at(t), TokenState::UsedUp);
+        r.revocation = Some(Revocation {
+            at: t,
+            reason: "x".into(),
+            actor: None,
+        });
+        assert_eq!(
+            r.state_at(datetime!(2031-01-01 0:00 UTC)),
+            TokenState::Revoked
+        );
+    }
+}

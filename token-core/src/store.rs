@@ -1,0 +1,508 @@
+//! The storage contract: [`TokenStore`].
+//!
+//! A store persists [`TokenRecord`]s and [`AuditEvent`]s. It never sees a secret. Every
+//! state-changing method receives the audit events describing the change and must commit the change
+//! and the events in one transaction: if the events cannot be written, the change does not happen.
+//! Conditional operations (live-token limits, derive-from-an-active-parent, rotate-once, use limits)
+//! are checked inside the same transaction, so concurrent callers cannot slip past them.
+//!
+//! The trait is object-safe: the manager holds an `Arc<dyn TokenStore>`. Blanket implementations
+//! for `Arc<T>` and `Box<T>` let hosts share one store.
+//!
+//! Implementations prove conformance by running the `token-testkit` suite (one line per store
+//! crate). A complete in-process implementation lives in `token-store-memory`.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditKind, AuditRecord, Context};
+use crate::clock::{from_unix_micros, to_unix_micros};
+use crate::format::TokenId;
+use crate::keyring::KeyId;
+use crate::record::{Revocation, TokenRecord, TokenState};
+
+/// Errors a store reports. Match on the variants; `Backend` wraps driver errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record with this id already exists.
+    #[error("token {id} already exists in the store")]
+    AlreadyExists {
+        /// The id.
+        id: TokenId,
+    },
+    /// No record with this id.
+    #[error("token {id} not found in the store")]
+    NotFound {
+        /// The id.
+        id: TokenId,
+    },
+    /// A concurrent change conflicts with this one; retrying may succeed.
+    #[error("conflicting concurrent change: {message}")]
+    Conflict {
+        /// What conflicted.
+        message: String,
+    },
+    /// Stored data is invalid (a corrupt row, an unparsable scope, a truncated hash). The record is
+    /// refused, never used.
+    #[error("{store} store holds invalid data: {message}")]
+    Corrupt {
+        /// Store name.
+        store: &'static str,
+        /// What is invalid, naming the row and column.
+        message: String,
+    },
+    /// The database schema is newer than this library understands.
+    #[error(
+        "{store} store schema version {found} is newer than this library supports ({supported}); upgrade the library"
+    )]
+    SchemaTooNew {
+        /// Store name.
+        store: &'static str,
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this library knows.
+        supported: i64,
+    },
+    /// The backend failed (I/O, connection, driver).
+    #[error("{store} store backend error: {source}")]
+    Backend {
+        /// Store name.
+        store: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+}
+
+/// What the manager asks of an insert besides the record itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InsertToken {
+    /// The record to insert. If `record.parent_id` is set, the parent must be
+    /// [`TokenState::Active`] at `now`, checked in the same transaction (under a lock that a
+    /// revocation of the parent also takes), so no child escapes a concurrent family revocation.
+    pub record: TokenRecord,
+    /// Maximum live tokens for `record.subject`, counted in the same transaction.
+    pub max_live_for_subject: Option<u32>,
+    /// The manager's current time, for the parent check and the live count.
+    pub now: OffsetDateTime,
+    /// Events committed with the insert.
+    pub events: Vec<AuditEvent>,
+}
+
+impl InsertToken {
+    /// Builds an insert request.
+    pub fn new(
+        record: TokenRecord,
+        max_live_for_subject: Option<u32>,
+        now: OffsetDateTime,
+        events: Vec<AuditEvent>,
+    ) -> Self {
+        Self {
+            record,
+            max_live_for_subject,
+            now,
+            events,
+        }
+    }
+}
+
+/// Result of [`TokenStore::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InsertOutcome {
+    /// Inserted with its events.
+    Inserted,
+    /// The subject already holds `max_live_for_subject` live tokens; nothing was written.
+    SubjectLimitReached,
+    /// The parent is missing or not active; nothing was written.
+    ParentNotActive {
+        /// The parent's state, `None` if it does not exist.
+        state: Option<TokenState>,
+    },
+}
+
+/// A rotation: mark the predecessor replaced, shorten its life, insert the successor.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RotateToken {
+    /// The token being replaced. It must be active at `now` and have no successor yet.
+    pub predecessor: TokenId,
+    /// The predecessor's new `expires_at` (end of its grace window).
+    pub predecessor_expires_at: OffsetDateTime,
+    /// The successor record (its `rotated_from` names the predecessor).
+    pub successor: TokenRecord,
+    /// The manager's current time.
+    pub now: OffsetDateTime,
+    /// Events committed with the rotation.
+    pub events: Vec<AuditEvent>,
+}
+
+impl RotateToken {
+    /// Builds a rotation request.
+    pub fn new(
+        predecessor: TokenId,
+        predecessor_expires_at: OffsetDateTime,
+        successor: TokenRecord,
+        now: OffsetDateTime,
+        events: Vec<AuditEvent>,
+    ) -> Self {
+        Self {
+            predecessor,
+            predecessor_expires_at,
+            successor,
+            now,
+            events,
+        }
+    }
+}
+
+/// Result of [`TokenStore::rotate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotateOutcome {
+    /// Rotated.
+    Rotated,
+    /// No such predecessor.
+    NotFound,
+    /// The predecessor is not active.
+    NotActive(TokenState),
+    /// The predecessor already has a successor (it is in, or past, its grace window).
+    AlreadyRotated(TokenId),
+}
+
+/// Which tokens a revocation targets. Every selector also revokes all tokens derived (directly or
+/// transitively) from a matched token: a derived token never outlives its parent's revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeSelector {
+    /// One token (and its derived descendants).
+    Token(TokenId),
+    /// Every token of a subject.
+    Subject(String),
+    /// The whole family the token belongs to: the root, everything derived from it and every
+    /// rotation successor (all records sharing its `family_id`).
+    Family(TokenId),
+    /// Every token carrying this label value.
+    Label {
+        /// Label key.
+        key: String,
+        /// Label value.
+        value: String,
+    },
+    /// Every token created strictly before this instant (e.g. after a breach).
+    IssuedBefore(OffsetDateTime),
+}
+
+/// A revocation as handed to the store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RevokeRequest {
+    /// What to revoke.
+    pub selector: RevokeSelector,
+    /// The revocation time.
+    pub at: OffsetDateTime,
+    /// Why.
+    pub reason: String,
+    /// Who, and from where.
+    pub context: Context,
+}
+
+impl RevokeRequest {
+    /// Builds a revocation request.
+    pub fn new(
+        selector: RevokeSelector,
+        at: OffsetDateTime,
+        reason: impl Into<String>,
+        context: Context,
+    ) -> Self {
+        Self {
+            selector,
+            at,
+            reason: reason.into(),
+            context,
+        }
+    }
+
+    /// The revocation to store on each revoked record.
+    pub fn revocation(&self) -> Revocation {
+        Revocation {
+            at: self.at,
+            reason: self.reason.clone(),
+            actor: self.context.actor.clone(),
+        }
+    }
+
+    /// The `Revoked` event to append for `record`, in the same transaction.
+    pub fn event_for(&self, record: &TokenRecord) -> AuditEvent {
+        AuditEvent::new(AuditKind::Revoked, self.at)
+            .with_token(record.id, record.subject.clone())
+            .with_context(&self.context)
+            .with_reason(self.reason.clone())
+    }
+}
+
+/// Result of [`TokenStore::consume_use`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UseOutcome {
+    /// Counted; the new `use_count`.
+    Counted(u64),
+    /// `use_count` had already reached `max_uses`; nothing changed.
+    LimitReached,
+    /// No such token.
+    NotFound,
+}
+
+/// A coalesced usage update: the token was used `uses` times, last at `last_used_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageUpdate {
+    /// Token.
+    pub id: TokenId,
+    /// Latest use in this batch; stores keep the maximum of this and what they hold.
+    pub last_used_at: OffsetDateTime,
+    /// Uses in this batch, added to `use_count`.
+    pub uses: u64,
+}
+
+/// Filters for [`TokenStore::list`]. All set filters must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListFilter {
+    /// Only this subject.
+    pub subject: Option<String>,
+    /// Only tokens carrying this label value.
+    pub label: Option<(String, String)>,
+    /// Only tokens in this state at the query's `now` (as [`TokenRecord::state_at`] computes it
+    /// from stored columns).
+    pub state: Option<TokenState>,
+    /// Only members of this family.
+    pub family: Option<TokenId>,
+}
+
+impl ListFilter {
+    /// No filtering.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only `subject`'s tokens.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Only tokens with label `key=value`.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.label = Some((key.into(), value.into()));
+        self
+    }
+
+    /// Only tokens in `state`.
+    pub fn state(mut self, state: TokenState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only members of `family`.
+    pub fn family(mut self, family: TokenId) -> Self {
+        self.family = Some(family);
+        self
+    }
+
+    /// Whether `record` matches at `now` (the reference semantics SQL stores must reproduce).
+    pub fn matches(&self, record: &TokenRecord, now: OffsetDateTime) -> bool {
+        self.subject.as_ref().is_none_or(|s| *s == record.subject)
+            && self
+                .label
+                .as_ref()
+                .is_none_or(|(k, v)| record.labels.get(k) == Some(v))
+            && self.state.is_none_or(|s| record.state_at(now) == s)
+            && self.family.is_none_or(|f| record.family_id == f)
+    }
+}
+
+/// A position in the listing order `(created_at, id)`; listing resumes strictly after it.
+///
+/// Opaque to users: it displays and parses as a short string for APIs.
+///
+/// ```
+/// use token_core::{Cursor, TokenId};
+/// let cursor = Cursor::new(time::OffsetDateTime::UNIX_EPOCH, TokenId::from_bytes([1; 16]));
+/// assert_eq!(cursor.to_string().parse::<Cursor>()?, cursor);
+/// # Ok::<(), token_core::FormatError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    /// Creation time of the last item returned.
+    pub created_at: OffsetDateTime,
+    /// Id of the last item returned.
+    pub id: TokenId,
+}
+
+impl Cursor {
+    /// The cursor just after `(created_at, id)`.
+    pub fn new(created_at: OffsetDateTime, id: TokenId) -> Self {
+        Self { created_at, id }
+    }
+
+    /// The cursor just after `record`.
+    pub fn after(record: &TokenRecord) -> Self {
+        Self::new(record.created_at, record.id)
+    }
+
+    /// Whether `record` sorts strictly after this cursor.
+    pub fn precedes(&self, record: &TokenRecord) -> bool {
+        (record.created_at, record.id) > (self.created_at, self.id)
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", to_unix_micros(self.created_at), self.id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = crate::format::FormatError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (micros, id) = s
+            .split_once('.')
+            .ok_or(crate::format::FormatError::InvalidId)?;
+        let created_at = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(from_unix_micros)
+            .ok_or(crate::format::FormatError::InvalidId)?;
+        Ok(Self::new(created_at, id.parse()?))
+    }
+}
+
+/// A listing request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Filters.
+    pub filter: ListFilter,
+    /// Time used to evaluate state filters.
+    pub now: OffsetDateTime,
+    /// Resume after this position.
+    pub after: Option<Cursor>,
+    /// At most this many records, in `(created_at, id)` order.
+    pub limit: u32,
+}
+
+impl ListQuery {
+    /// Builds a listing request.
+    pub fn new(filter: ListFilter, now: OffsetDateTime, after: Option<Cursor>, limit: u32) -> Self {
+        Self {
+            filter,
+            now,
+            after,
+            limit,
+        }
+    }
+}
+
+/// Persistence for token records and audit events. See the [module docs](self).
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// A short name for errors and logs (`"memory"`, `"sqlite"`).
+    fn name(&self) -> &'static str;
+
+    /// Inserts a record and its events atomically, enforcing the conditions of [`InsertToken`].
+    /// A duplicate id is [`StoreError::AlreadyExists`].
+    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError>;
+
+    /// Fetches a record by id.
+    async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError>;
+
+    /// Rotates atomically (see [`RotateToken`]).
+    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError>;
+
+    /// Revokes every not-yet-revoked record the selector matches, plus their derived descendants,
+    /// appending [`RevokeRequest::event_for`] per record in the same transaction. Returns the ids it
+    /// revoked (empty when all were already revoked: revocation is idempotent). When this returns,
+    /// no reader of the store may see the records as unrevoked.
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError>;
+
+    /// Counts one use of a token with `max_uses`, atomically:
+    /// `use_count = use_count + 1 WHERE use_count < max_uses`, also setting `last_used_at`.
+    async fn consume_use(&self, id: TokenId, now: OffsetDateTime)
+    -> Result<UseOutcome, StoreError>;
+
+    /// Applies coalesced usage: `use_count += uses`, `last_used_at = max(last_used_at, ..)`.
+    /// Unknown ids are ignored (the token may have been purged).
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError>;
+
+    /// Lists records matching the query, ordered by `(created_at, id)`.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Counts records hashed with `key` that are not revoked and not expired at `now`.
+    async fn count_live_with_key(&self, key: KeyId, now: OffsetDateTime)
+    -> Result<u64, StoreError>;
+
+    /// Appends events that accompany no state change (denials, policy violations).
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError>;
+
+    /// A token's audit events in sequence order.
+    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: TokenStore + ?Sized> TokenStore for $ty {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+                (**self).insert(insert).await
+            }
+            async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+                (**self).get(id).await
+            }
+            async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+                (**self).rotate(rotation).await
+            }
+            async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+                (**self).revoke(request).await
+            }
+            async fn consume_use(
+                &self,
+                id: TokenId,
+                now: OffsetDateTime,
+            ) -> Result<UseOutcome, StoreError> {
+                (**self).consume_use(id, now).await
+            }
+            async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+                (**self).record_usage(updates).await
+            }
+            async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
+                (**self).list(query).await
+            }
+            async fn count_live_with_key(
+                &self,
+                key: KeyId,
+                now: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                (**self).count_live_with_key(key, now).await
+            }
+            async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+                (**self).append_audit(events).await
+            }
+            async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
+                (**self).audit_for_token(id).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<T>);
+forward_store!(Box<T>);

@@ -1,0 +1,347 @@
+//! # token-store-memory
+//!
+//! An in-process [`TokenStore`]: for tests, examples and single-process applications that accept
+//! losing their tokens on restart. It implements the whole contract, including the atomic
+//! conditions (live-token limits, derive from an active parent, rotate once, use limits): every
+//! state change happens under one write lock together with its audit events.
+//!
+//! Lookups by id are a hash-map read; bulk revocations by subject, label or issue time scan all
+//! records (use the SQL stores for large, long-lived data sets).
+//!
+//! ```
+//! use token_core::{HashKey, KeyId, Keyring, TokenManager};
+//! use token_store_memory::MemoryStore;
+//!
+//! let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+//!     .build()?;
+//! # let _ = manager;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use token_core::store::{
+    InsertOutcome, InsertToken, ListQuery, RevokeRequest, RevokeSelector, RotateOutcome,
+    RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+};
+use token_core::{AuditEvent, AuditRecord, Cursor, KeyId, TokenId, TokenRecord, TokenState};
+
+/// The in-process store. Clones share the same data.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<RwLock<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    records: HashMap<TokenId, Arc<TokenRecord>>,
+    children: HashMap<TokenId, Vec<TokenId>>,
+    audit: Vec<AuditRecord>,
+    audit_by_token: HashMap<TokenId, Vec<usize>>,
+}
+
+impl State {
+    fn append(&mut self, events: Vec<AuditEvent>) {
+        for event in events {
+            let index = self.audit.len();
+            if let Some(id) = event.token_id {
+                self.audit_by_token.entry(id).or_default().push(index);
+            }
+            self.audit.push(AuditRecord {
+                seq: index as u64 + 1,
+                event,
+            });
+        }
+    }
+
+    fn update(&mut self, id: TokenId, change: impl FnOnce(&mut TokenRecord)) -> bool {
+        match self.records.get_mut(&id) {
+            Some(record) => {
+                change(Arc::make_mut(record));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `roots` plus all their derived descendants.
+    fn with_descendants(&self, roots: Vec<TokenId>) -> Vec<TokenId> {
+        let mut seen: HashSet<TokenId> = HashSet::new();
+        let mut queue: VecDeque<TokenId> = roots.into();
+        let mut out = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            if !seen.insert(id) {
+                continue;
+            }
+            out.push(id);
+            if let Some(children) = self.children.get(&id) {
+                queue.extend(children.iter().copied());
+            }
+        }
+        out
+    }
+
+    fn select(&self, selector: &RevokeSelector) -> Vec<TokenId> {
+        let matching = |pred: &dyn Fn(&TokenRecord) -> bool| -> Vec<TokenId> {
+            self.records
+                .values()
+                .filter(|r| pred(r))
+                .map(|r| r.id)
+                .collect()
+        };
+        match selector {
+            RevokeSelector::Token(id) => {
+                if self.records.contains_key(id) {
+                    vec![*id]
+                } else {
+                    Vec::new()
+                }
+            }
+            RevokeSelector::Subject(subject) => matching(&|r| r.subject == *subject),
+            RevokeSelector::Family(id) => match self.records.get(id) {
+                Some(member) => {
+                    let family = member.family_id;
+                    matching(&|r| r.family_id == family)
+                }
+                None => Vec::new(),
+            },
+            RevokeSelector::Label { key, value } => {
+                matching(&|r| r.labels.get(key).is_some_and(|v| v == value))
+            }
+            RevokeSelector::IssuedBefore(at) => matching(&|r| r.created_at < *at),
+            // Newer selectors this store does not know match nothing rather than everything.
+            _ => Vec::new(),
+        }
+    }
+
+    fn live_for_subject(&self, subject: &str, now: OffsetDateTime) -> usize {
+        self.records
+            .values()
+            .filter(|r| r.subject == subject && is_live(r, now))
+            .count()
+    }
+}
+
+fn is_live(record: &TokenRecord, now: OffsetDateTime) -> bool {
+    record.revocation.is_none() && record.expires_at.is_none_or(|e| now < e)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of records held.
+    pub fn len(&self) -> usize {
+        self.read().records.len()
+    }
+
+    /// Whether the store holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.read().records.is_empty()
+    }
+
+    /// Every byte the store holds, rendered as text (records with their hashes, and audit
+    /// events). Used by the conformance suite to prove no secret is stored.
+    pub fn dump(&self) -> Vec<u8> {
+        let state = self.read();
+        let mut out = String::new();
+        for record in state.records.values() {
+            out.push_str(&format!("{record:?}\n"));
+            out.extend(record.hash.as_bytes().iter().map(|b| format!("{b:02x}")));
+            out.push('\n');
+        }
+        for event in &state.audit {
+            out.push_str(&format!("{event:?}\n"));
+        }
+        let mut bytes = out.into_bytes();
+        for record in state.records.values() {
+            bytes.extend_from_slice(record.hash.as_bytes());
+        }
+        bytes
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+        let mut state = self.write();
+        let record = insert.record;
+        if state.records.contains_key(&record.id) {
+            return Err(StoreError::AlreadyExists { id: record.id });
+        }
+        if let Some(parent) = record.parent_id {
+            let parent_state = state.records.get(&parent).map(|p| p.state_at(insert.now));
+            if parent_state != Some(TokenState::Active) {
+                return Ok(InsertOutcome::ParentNotActive {
+                    state: parent_state,
+                });
+            }
+        }
+        if let Some(max) = insert.max_live_for_subject
+            && state.live_for_subject(&record.subject, insert.now) >= max as usize
+        {
+            return Ok(InsertOutcome::SubjectLimitReached);
+        }
+        if let Some(parent) = record.parent_id {
+            state.children.entry(parent).or_default().push(record.id);
+        }
+        state.records.insert(record.id, Arc::new(record));
+        state.append(insert.events);
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        Ok(self.read().records.get(&id).cloned())
+    }
+
+    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+        let mut state = self.write();
+        let Some(old) = state.records.get(&rotation.predecessor) else {
+            return Ok(RotateOutcome::NotFound);
+        };
+        if let Some(successor) = old.rotated_to {
+            return Ok(RotateOutcome::AlreadyRotated(successor));
+        }
+        let old_state = old.state_at(rotation.now);
+        if old_state != TokenState::Active {
+            return Ok(RotateOutcome::NotActive(old_state));
+        }
+        let successor = rotation.successor;
+        if state.records.contains_key(&successor.id) {
+            return Err(StoreError::AlreadyExists { id: successor.id });
+        }
+        let successor_id = successor.id;
+        state.update(rotation.predecessor, |old| {
+            old.rotated_to = Some(successor_id);
+            old.expires_at = Some(rotation.predecessor_expires_at);
+        });
+        if let Some(parent) = successor.parent_id {
+            state.children.entry(parent).or_default().push(successor_id);
+        }
+        state.records.insert(successor_id, Arc::new(successor));
+        state.append(rotation.events);
+        Ok(RotateOutcome::Rotated)
+    }
+
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+        let mut state = self.write();
+        let matched = state.select(&request.selector);
+        let targets = state.with_descendants(matched);
+        let mut revoked = Vec::new();
+        let mut events = Vec::new();
+        for id in targets {
+            let Some(record) = state.records.get(&id) else {
+                continue;
+            };
+            if record.revocation.is_some() {
+                continue;
+            }
+            events.push(request.event_for(record));
+            let revocation = request.revocation();
+            state.update(id, |r| r.revocation = Some(revocation));
+            revoked.push(id);
+        }
+        state.append(events);
+        Ok(revoked)
+    }
+
+    async fn consume_use(
+        &self,
+        id: TokenId,
+        now: OffsetDateTime,
+    ) -> Result<UseOutcome, StoreError> {
+        let mut state = self.write();
+        let Some(record) = state.records.get(&id) else {
+            return Ok(UseOutcome::NotFound);
+        };
+        if record.max_uses.is_some_and(|max| record.use_count >= max) {
+            return Ok(UseOutcome::LimitReached);
+        }
+        let mut count = 0;
+        state.update(id, |r| {
+            r.use_count += 1;
+            r.last_used_at = r.last_used_at.max(Some(now));
+            count = r.use_count;
+        });
+        Ok(UseOutcome::Counted(count))
+    }
+
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+        let mut state = self.write();
+        for update in updates {
+            state.update(update.id, |r| {
+                r.use_count += update.uses;
+                r.last_used_at = r.last_used_at.max(Some(update.last_used_at));
+            });
+        }
+        Ok(())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
+        let state = self.read();
+        let mut items: Vec<&Arc<TokenRecord>> = state
+            .records
+            .values()
+            .filter(|r| query.after.is_none_or(|c: Cursor| c.precedes(r)))
+            .filter(|r| query.filter.matches(r, query.now))
+            .collect();
+        items.sort_by_key(|r| (r.created_at, r.id));
+        Ok(items
+            .into_iter()
+            .take(query.limit as usize)
+            .map(|r| (**r).clone())
+            .collect())
+    }
+
+    async fn count_live_with_key(
+        &self,
+        key: KeyId,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .read()
+            .records
+            .values()
+            .filter(|r| r.hash_key_id == key && is_live(r, now))
+            .count() as u64)
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        self.write().append(events);
+        Ok(())
+    }
+
+    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
+        let state = self.read();
+        Ok(state
+            .audit_by_token
+            .get(&id)
+            .map(|indexes| {
+                indexes
+                    .iter()
+                    .filter_map(|i| state.audit.get(*i).cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,25 @@
+//! The whole token-testkit conformance suite against the memory store.
+
+use std::sync::Arc;
+
+use token_store_memory::MemoryStore;
+use token_testkit::{Fixture, TestStore};
+
+struct Memory;
+
+#[async_trait::async_trait]
+impl Fixture for Memory {
+    async fn new_store(&self) -> TestStore {
+        let store = MemoryStore::new();
+        let dump = store.clone();
+        TestStore {
+            store: Arc::new(store),
+            raw: Arc::new(move || {
+                let dump = dump.clone();
+                Box::pin(async move { dump.dump() })
+            }),
+        }
+    }
+}
+
+token_testkit::conformance_tests!(Memory);

@@ -1,0 +1,84 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::macros::datetime;
+use token_core::{
+    HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManualClock, Policy, ScopeSet, TokenManager,
+};
+
+use crate::{CountingStore, Fixture, RawDump};
+
+/// A manager over a fresh store, with a manual clock, as every case uses it.
+pub struct TestEnv {
+    /// The manager under test.
+    pub manager: TokenManager,
+    /// Its clock.
+    pub clock: ManualClock,
+    /// The store, wrapped to count calls.
+    pub store: CountingStore,
+    /// The raw contents of the store.
+    pub raw: RawDump,
+}
+
+/// The instant every case starts at.
+pub(crate) const START: time::OffsetDateTime = datetime!(2030-01-01 0:00 UTC);
+
+/// The hashing key every case starts with.
+pub(crate) fn key(id: u32) -> HashKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = id as u8;
+    bytes[31] = 0x5a;
+    HashKey::new(KeyId::new(id), bytes)
+}
+
+impl TestEnv {
+    /// A manager with the default policy.
+    pub async fn new(fixture: &dyn Fixture) -> Self {
+        Self::with_policy(fixture, Policy::default()).await
+    }
+
+    /// A manager with `policy`.
+    pub async fn with_policy(fixture: &dyn Fixture, policy: Policy) -> Self {
+        let fresh = fixture.new_store().await;
+        let store = CountingStore::new(fresh.store);
+        let clock = ManualClock::new(START);
+        let manager = TokenManager::builder(store.clone(), Keyring::new(key(1)))
+            .prefix("test")
+            .unwrap_or_else(|e| panic!("prefix: {e}"))
+            .policy(policy)
+            .clock(clock.clone())
+            .usage_flush_interval(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|e| panic!("manager: {e}"));
+        Self {
+            manager,
+            clock,
+            store,
+            raw: Arc::clone(&fresh.raw),
+        }
+    }
+
+    /// Issues a token for `subject` with `scopes` (space-separated) and default settings.
+    pub async fn issue(&self, subject: &str, scopes: &str) -> IssuedToken {
+        self.issue_with(IssueRequest::new(subject, scopes_of(scopes)))
+            .await
+    }
+
+    /// Issues from a full request, panicking with the error on failure.
+    pub async fn issue_with(&self, request: IssueRequest) -> IssuedToken {
+        self.manager
+            .issue(request)
+            .await
+            .unwrap_or_else(|e| panic!("issue failed: {e}"))
+    }
+
+    /// Advances the clock.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+/// Parses space-separated scopes, panicking on error.
+pub(crate) fn scopes_of(text: &str) -> ScopeSet {
+    ScopeSet::parse(text).unwrap_or_else(|e| panic!("scopes {text:?}: {e}"))
+}

@@ -1,0 +1,216 @@
+//! # token-testkit
+//!
+//! The conformance suite every [`TokenStore`] runs. Each behaviour is one `pub async fn` in
+//! [`cases`], taking a [`Fixture`] that makes fresh, isolated stores; the
+//! [`conformance_tests!`] macro expands to one named `#[tokio::test]` per case, so a store crate
+//! runs the whole suite with one line and a failure names the behaviour:
+//!
+//! ```ignore
+//! // tests/conformance.rs of a store crate
+//! token_testkit::conformance_tests!(my_store_tests::Fixture::new());
+//! ```
+//!
+//! The store crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency.
+//!
+//! **Stability**: like object_store's `integration` module, this crate is exempt from semver: cases
+//! are added as the contract grows, and a new case failing on your store is the point.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use token_core::store::{
+    InsertOutcome, InsertToken, ListQuery, RevokeRequest, RotateOutcome, RotateToken, StoreError,
+    TokenStore, UsageUpdate, UseOutcome,
+};
+use token_core::{AuditEvent, AuditRecord, KeyId, TokenId, TokenRecord};
+
+pub mod cases;
+mod env;
+
+pub use env::TestEnv;
+
+/// Renders everything a store persisted as bytes, for the "no secret stored" check.
+pub type RawDump =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync + 'static>;
+
+/// A fresh, empty store plus a way to read its raw persisted bytes.
+pub struct TestStore {
+    /// The store under test.
+    pub store: Arc<dyn TokenStore>,
+    /// Its raw contents (database file, table dump, ...).
+    pub raw: RawDump,
+}
+
+/// Makes isolated stores for the suite (a new file, schema or instance per call), so cases can run
+/// in parallel.
+#[async_trait]
+pub trait Fixture: Send + Sync + 'static {
+    /// `Err(reason)` when the backend is not available here (the case prints one line and is
+    /// skipped); `Ok(())` otherwise.
+    fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A fresh, empty, migrated store.
+    async fn new_store(&self) -> TestStore;
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each running against a fresh store from
+/// the given [`Fixture`] expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr) => {
+        $crate::conformance_tests!(@cases $fixture;
+            issue_then_validate_round_trip,
+            wrong_secret_is_rejected,
+            malformed_strings_never_reach_the_store,
+            bad_checksum_never_reaches_the_store,
+            foreign_prefix_never_reaches_the_store,
+            unknown_id_is_rejected,
+            token_is_invalid_exactly_at_expires_at,
+            not_before_is_enforced,
+            idle_timeout_expires_unused_token,
+            use_postpones_idle_expiry,
+            max_uses_is_exact_under_64_concurrent_validations,
+            scope_failure_does_not_consume_a_use,
+            insufficient_scope_lists_missing_scopes,
+            wildcard_requirement_is_refused,
+            revoke_by_id,
+            revoke_by_subject,
+            revoke_by_family_reaches_every_member,
+            revoke_by_label,
+            revoke_issued_before,
+            revoke_is_idempotent,
+            revoked_token_is_rejected_once_revoke_returns,
+            revoking_parent_revokes_grandchildren,
+            derive_cannot_widen_scopes,
+            derive_cannot_outlive_parent,
+            derive_default_expiry_is_capped_by_parent,
+            derive_from_revoked_parent_fails,
+            rotate_keeps_identity_and_never_extends_lifetime,
+            rotate_grace_window_is_honoured,
+            rotate_grace_never_outlives_old_expiry,
+            rotating_twice_is_a_conflict,
+            rotate_with_zero_grace_ends_old_token_now,
+            list_filters_by_subject_label_and_state,
+            list_paginates_without_gaps_or_repeats,
+            policy_ttl_cap_is_enforced,
+            policy_requires_expiry,
+            policy_scope_ceiling_is_enforced,
+            policy_max_live_tokens_per_subject,
+            concurrent_issues_respect_live_limit,
+            key_rotation_keeps_old_tokens_valid,
+            retiring_a_key_in_use_is_refused,
+            stored_bytes_contain_no_secret,
+            audit_records_lifecycle_in_order,
+            denied_validation_is_audited_without_token_string,
+            usage_is_flushed_to_the_store,
+            record_round_trips_every_field,
+            audit_event_round_trips_every_field,
+            duplicate_id_is_already_exists,
+            concurrent_rotations_yield_one_successor,
+        );
+    };
+    (@cases $fixture:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let fixture = $fixture;
+                if let ::std::result::Result::Err(reason) = $crate::Fixture::available(&fixture) {
+                    println!("skipped {}: {}", stringify!($case), reason);
+                    return;
+                }
+                $crate::cases::$case(&fixture).await;
+            }
+        )*
+    };
+}
+
+/// Wraps a store and counts calls that reach it, to prove that garbage is rejected before any
+/// store access.
+#[derive(Clone)]
+pub struct CountingStore {
+    inner: Arc<dyn TokenStore>,
+    calls: Arc<AtomicU64>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn TokenStore>) -> Self {
+        Self {
+            inner,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Calls so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn tick(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl TokenStore for CountingStore {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+        self.tick();
+        self.inner.insert(insert).await
+    }
+    async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        self.tick();
+        self.inner.get(id).await
+    }
+    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+        self.tick();
+        self.inner.rotate(rotation).await
+    }
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+        self.tick();
+        self.inner.revoke(request).await
+    }
+    async fn consume_use(
+        &self,
+        id: TokenId,
+        now: OffsetDateTime,
+    ) -> Result<UseOutcome, StoreError> {
+        self.tick();
+        self.inner.consume_use(id, now).await
+    }
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.record_usage(updates).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
+        self.tick();
+        self.inner.list(query).await
+    }
+    async fn count_live_with_key(
+        &self,
+        key: KeyId,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        self.tick();
+        self.inner.count_live_with_key(key, now).await
+    }
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.append_audit(events).await
+    }
+    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
+        self.tick();
+        self.inner.audit_for_token(id).await
+    }
+}
