@@ -49,6 +49,7 @@ pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use store::{
-    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, RevokeRequest, RevokeSelector,
-    RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, RevocationNotice, RevocationStream,
+    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate,
+    UseOutcome,
 };

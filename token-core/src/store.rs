@@ -410,6 +410,21 @@ impl ListQuery {
     }
 }
 
+/// What a revocation feed announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationNotice {
+    /// These tokens were revoked (in any process sharing the store).
+    Revoked(Vec<TokenId>),
+    /// The feed lost notices (listener reconnect, slow consumer): anything cached from the store
+    /// must be dropped, because a revocation may have been missed.
+    Interrupted,
+}
+
+/// A subscription to a store's revocation feed. Ends when the store is dropped.
+pub type RevocationStream =
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = RevocationNotice> + Send + 'static>>;
+
 /// Persistence for token records and audit events. See the [module docs](self).
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
@@ -453,6 +468,14 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// A token's audit events in sequence order.
     async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Subscribes to committed revocations, so caches (in this process or others sharing the
+    /// store) can drop entries. `Ok(None)` when the store has no feed (the default); callers must
+    /// then bound cache age instead. Every revocation committed after this returns is announced,
+    /// or followed by [`RevocationNotice::Interrupted`].
+    async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
+        Ok(None)
+    }
 }
 
 macro_rules! forward_store {
@@ -499,6 +522,9 @@ macro_rules! forward_store {
             }
             async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
                 (**self).audit_for_token(id).await
+            }
+            async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
+                (**self).subscribe_revocations().await
             }
         }
     };

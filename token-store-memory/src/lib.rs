@@ -25,18 +25,34 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
+use futures_util::stream;
 use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevokeRequest, RevokeSelector, RotateOutcome,
-    RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    InsertOutcome, InsertToken, ListQuery, RevocationNotice, RevocationStream, RevokeRequest,
+    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
 };
 use token_core::{AuditEvent, AuditRecord, Cursor, KeyId, TokenId, TokenRecord, TokenState};
+use tokio::sync::broadcast;
 
-/// The in-process store. Clones share the same data.
-#[derive(Debug, Clone, Default)]
+/// The in-process store. Clones share the same data and the same revocation feed.
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     state: Arc<RwLock<State>>,
+    revocations: broadcast::Sender<Vec<TokenId>>,
 }
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let (revocations, _) = broadcast::channel(FEED_CAPACITY);
+        Self {
+            state: Arc::default(),
+            revocations,
+        }
+    }
+}
+
+/// Revocation batches buffered per subscriber before it is told it lagged (and must flush).
+const FEED_CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 struct State {
@@ -262,6 +278,11 @@ impl TokenStore for MemoryStore {
             revoked.push(id);
         }
         state.append(events);
+        drop(state);
+        if !revoked.is_empty() {
+            // No subscribers is not an error.
+            let _ = self.revocations.send(revoked.clone());
+        }
         Ok(revoked)
     }
 
@@ -329,6 +350,20 @@ impl TokenStore for MemoryStore {
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         self.write().append(events);
         Ok(())
+    }
+
+    async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
+        let receiver = self.revocations.subscribe();
+        let feed = stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(ids) => Some((RevocationNotice::Revoked(ids), receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Some((RevocationNotice::Interrupted, receiver))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Ok(Some(Box::pin(feed)))
     }
 
     async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {

@@ -1227,3 +1227,33 @@ pub async fn concurrent_rotations_yield_one_successor(f: &dyn Fixture) {
         .len();
     assert_eq!(rotations, 2);
 }
+
+pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
+    use futures_util::StreamExt;
+    let env = TestEnv::new(f).await;
+    let mut feed = env
+        .store
+        .subscribe_revocations()
+        .await
+        .unwrap_or_else(|e| panic!("subscribe: {e}"))
+        .unwrap_or_else(|| panic!("the store offers no revocation feed"));
+    let root = env.issue("u", "a").await;
+    let child = derive(&env, root.token.id(), "a").await;
+    env.issue("u", "a").await;
+    let revoked = revoke(&env, RevokeSelector::Token(root.token.id())).await;
+    let mut announced = HashSet::new();
+    while announced.len() < revoked.len() {
+        let notice = tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("no notice within 5 s; got {announced:?}"));
+        match notice {
+            Some(token_core::RevocationNotice::Revoked(ids)) => announced.extend(ids),
+            Some(other) => panic!("unexpected notice {other:?}"),
+            None => panic!("feed ended"),
+        }
+    }
+    assert_eq!(
+        announced,
+        HashSet::from([root.token.id(), child.token.id()])
+    );
+}

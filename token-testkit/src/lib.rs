@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevokeRequest, RotateOutcome, RotateToken, StoreError,
-    TokenStore, UsageUpdate, UseOutcome,
+    InsertOutcome, InsertToken, ListQuery, RevocationStream, RevokeRequest, RotateOutcome,
+    RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
 };
 use token_core::{AuditEvent, AuditRecord, KeyId, TokenId, TokenRecord};
 
@@ -116,6 +116,7 @@ macro_rules! conformance_tests {
             audit_event_round_trips_every_field,
             duplicate_id_is_already_exists,
             concurrent_rotations_yield_one_successor,
+            revocation_feed_announces_committed_revocations,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -212,5 +213,9 @@ impl TokenStore for CountingStore {
     async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
         self.tick();
         self.inner.audit_for_token(id).await
+    }
+    async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
+        self.tick();
+        self.inner.subscribe_revocations().await
     }
 }
