@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditEvent, AuditKind, AuditRecord, Context};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Error, ValidationError};
-use crate::format::{FormatError, PlaintextToken, TokenId, TokenPrefix, parse_token};
+use crate::format::{FormatError, ParsedToken, PlaintextToken, TokenId, TokenPrefix, parse_token};
 use crate::keyring::{HashKey, KeyId, Keyring, KeyringError};
 use crate::policy::{Policy, PolicyError, PolicyViolation};
 use crate::record::{TokenRecord, TokenState};
@@ -610,26 +610,7 @@ impl TokenManager {
         if let Some(bad) = required.iter().find(|s| !s.is_concrete()) {
             return Err(ValidationError::InvalidRequirement(bad.clone()));
         }
-        let parsed = match parse_token(token) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                self.inner
-                    .stats
-                    .rejected_before_store
-                    .fetch_add(1, Ordering::Relaxed);
-                return Err(match error {
-                    FormatError::BadChecksum => ValidationError::BadChecksum,
-                    other => ValidationError::Malformed(other),
-                });
-            }
-        };
-        if parsed.prefix() != self.inner.prefix.as_str() {
-            self.inner
-                .stats
-                .rejected_before_store
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(ValidationError::ForeignPrefix);
-        }
+        let parsed = self.parse_own(token)?;
         let id = parsed.id();
         let Some(record) = self.inner.store.get(id).await? else {
             let now = self.now();
@@ -662,12 +643,33 @@ impl TokenManager {
         }
     }
 
-    async fn check_record(
+    /// Format, checksum and prefix checks: no store access.
+    fn parse_own<'a>(&self, token: &'a str) -> Result<ParsedToken<'a>, ValidationError> {
+        let rejected = || {
+            self.inner
+                .stats
+                .rejected_before_store
+                .fetch_add(1, Ordering::Relaxed);
+        };
+        let parsed = parse_token(token).map_err(|error| {
+            rejected();
+            match error {
+                FormatError::BadChecksum => ValidationError::BadChecksum,
+                other => ValidationError::Malformed(other),
+            }
+        })?;
+        if parsed.prefix() != self.inner.prefix.as_str() {
+            rejected();
+            return Err(ValidationError::ForeignPrefix);
+        }
+        Ok(parsed)
+    }
+
+    /// Constant-time comparison of the presented secret with the stored hash.
+    fn verify_secret(
         &self,
-        parsed: &crate::format::ParsedToken<'_>,
+        parsed: &ParsedToken<'_>,
         record: &TokenRecord,
-        required: &[Scope],
-        now: OffsetDateTime,
     ) -> Result<(), ValidationError> {
         let keyring = self.keyring();
         match keyring.verify(
@@ -676,11 +678,68 @@ impl TokenManager {
             parsed.secret_bytes(),
             &record.hash,
         ) {
-            Ok(true) => {}
-            Ok(false) => return Err(ValidationError::WrongSecret),
-            Err(KeyringError::UnknownKey(key)) => return Err(ValidationError::UnknownHashKey(key)),
-            Err(_) => return Err(ValidationError::WrongSecret),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ValidationError::WrongSecret),
+            Err(KeyringError::UnknownKey(key)) => Err(ValidationError::UnknownHashKey(key)),
+            Err(_) => Err(ValidationError::WrongSecret),
         }
+    }
+
+    /// Looks up a presented token and proves possession, without recording a use or an event.
+    async fn possessed(&self, token: &str) -> Result<Option<Arc<TokenRecord>>, ValidationError> {
+        let parsed = match self.parse_own(token) {
+            Ok(parsed) => parsed,
+            Err(_) => return Ok(None),
+        };
+        let Some(record) = self.inner.store.get(parsed.id()).await? else {
+            return Ok(None);
+        };
+        Ok(self.verify_secret(&parsed, &record).ok().map(|()| record))
+    }
+
+    /// Token introspection (RFC 7662 style): the identity if `token` is active now, `None` for
+    /// anything else (malformed, unknown, wrong secret, revoked, expired, idle, used up). Unlike
+    /// [`validate`](Self::validate) it neither records a use nor consumes one of `max_uses`, and
+    /// writes no audit event. Errors only when the store fails.
+    pub async fn introspect(&self, token: &str) -> Result<Option<ValidatedToken>, StoreError> {
+        let record = match self.possessed(token).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(None),
+            Err(ValidationError::Store(e)) => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        let active = self.state_of(&record, self.now()) == TokenState::Active;
+        Ok(active.then_some(ValidatedToken { record }))
+    }
+
+    /// Revokes the token presented as a string (RFC 7009 style: possession is enough to revoke,
+    /// so anyone holding a leaked token can kill it). Returns the revoked ids (the token and its
+    /// derived descendants); an unknown, malformed or wrong-secret string revokes nothing and is
+    /// not an error.
+    pub async fn revoke_presented(
+        &self,
+        token: &str,
+        reason: impl Into<String>,
+        ctx: &Context,
+    ) -> Result<Vec<TokenId>, Error> {
+        let record = match self.possessed(token).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(Vec::new()),
+            Err(ValidationError::Store(e)) => return Err(e.into()),
+            Err(_) => return Ok(Vec::new()),
+        };
+        self.revoke_with(RevokeSelector::Token(record.id), reason, ctx)
+            .await
+    }
+
+    async fn check_record(
+        &self,
+        parsed: &ParsedToken<'_>,
+        record: &TokenRecord,
+        required: &[Scope],
+        now: OffsetDateTime,
+    ) -> Result<(), ValidationError> {
+        self.verify_secret(parsed, record)?;
         if let Some(error) = ValidationError::from_state(self.state_of(record, now)) {
             return Err(error);
         }

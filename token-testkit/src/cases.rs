@@ -676,12 +676,15 @@ pub async fn rotate_with_zero_grace_ends_old_token_now(f: &dyn Fixture) {
 
 pub async fn list_filters_by_subject_label_and_state(f: &dyn Fixture) {
     let env = TestEnv::new(f).await;
+    // Distinct creation instants, so the listing order (created_at, id) is the issue order.
     let a = env
         .issue_with(IssueRequest::new("alice", scopes_of("x")).label("team", "red"))
         .await;
+    env.advance(Duration::from_secs(1));
     let b = env
         .issue_with(IssueRequest::new("alice", scopes_of("x")).ttl(HOUR))
         .await;
+    env.advance(Duration::from_secs(1));
     let c = env
         .issue_with(IssueRequest::new("bob", scopes_of("x")).label("team", "red"))
         .await;
@@ -1256,4 +1259,83 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
         announced,
         HashSet::from([root.token.id(), child.token.id()])
     );
+}
+
+pub async fn introspect_neither_uses_nor_audits(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(1))
+        .await;
+    let token = issued.token.expose_secret();
+    for _ in 0..3 {
+        let seen = env
+            .manager
+            .introspect(token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("active token introspected as inactive"));
+        assert_eq!(seen.id(), issued.token.id());
+    }
+    assert_valid(&env, token).await;
+    assert!(
+        env.manager
+            .introspect(token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none(),
+        "used-up token is active"
+    );
+    for garbage in ["", "test_abc", &token.replace("test_", "other_")] {
+        assert!(
+            env.manager
+                .introspect(garbage)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+    }
+    let kinds: Vec<AuditKind> = env
+        .manager
+        .audit(issued.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(kinds, vec![AuditKind::Issued], "introspection wrote audit events");
+}
+
+pub async fn revoke_presented_requires_possession(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env.issue("u", "a").await;
+    let child = derive(&env, issued.token.id(), "a").await;
+    let prefix = TokenPrefix::new("test").unwrap_or_else(|e| panic!("{e}"));
+    let forged = PlaintextToken::from_parts(&prefix, issued.token.id(), [1; 32]);
+    let ctx = Context::new();
+    let none = env
+        .manager
+        .revoke_presented(forged.expose_secret(), "x", &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(none.is_empty(), "revoked without possessing the secret");
+    assert!(
+        env.manager
+            .revoke_presented("not a token", "x", &ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    assert_valid(&env, issued.token.expose_secret()).await;
+    let revoked: HashSet<TokenId> = env
+        .manager
+        .revoke_presented(issued.token.expose_secret(), "leaked", &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect();
+    assert_eq!(
+        revoked,
+        HashSet::from([issued.token.id(), child.token.id()])
+    );
+    assert_rejected(&env, issued.token.expose_secret(), "revoked").await;
 }

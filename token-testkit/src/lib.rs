@@ -117,6 +117,8 @@ macro_rules! conformance_tests {
             duplicate_id_is_already_exists,
             concurrent_rotations_yield_one_successor,
             revocation_feed_announces_committed_revocations,
+            introspect_neither_uses_nor_audits,
+            revoke_presented_requires_possession,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

@@ -1,0 +1,144 @@
+//! Token parsing and in-memory validation, against `jsonwebtoken` HS256 verification in the same
+//! run.
+//!
+//! ```text
+//! cargo bench -p benches --bench validate
+//! TOKEN_BENCH_TOKENS=100000 cargo bench -p benches --bench validate   # smaller store
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use token_core::{
+    HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, Policy, Scope, ScopeSet, TokenManager,
+    TokenPrefix, parse_token,
+};
+use token_store_memory::MemoryStore;
+
+fn token_count() -> usize {
+    std::env::var("TOKEN_BENCH_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// A claim set comparable to what a token record carries for validation.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    scope: String,
+    exp: u64,
+    iat: u64,
+    jti: String,
+}
+
+/// A small deterministic generator for the random access pattern (xorshift64*).
+struct Walk(u64);
+
+impl Walk {
+    fn next_index(&mut self, len: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % len as u64) as usize
+    }
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let prefix = TokenPrefix::new("acme_live").expect("prefix");
+    let token = PlaintextToken::generate(&prefix).expect("token");
+    c.bench_function("parse_token", |b| {
+        b.iter(|| parse_token(black_box(token.expose_secret())).map(|p| p.id()))
+    });
+}
+
+fn bench_validate(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let count = token_count();
+    let manager = TokenManager::builder(
+        MemoryStore::new(),
+        Keyring::new(HashKey::new(KeyId::new(1), [7; 32])),
+    )
+    .prefix("acme_live")
+    .expect("prefix")
+    .policy(
+        Policy::builder()
+            .no_default_idle_timeout()
+            .build()
+            .expect("policy"),
+    )
+    .build()
+    .expect("manager");
+    let scopes = ScopeSet::parse("widgets:read widgets:write billing:invoices:read").expect("scopes");
+    let tokens: Vec<String> = runtime.block_on(async {
+        let mut tokens = Vec::with_capacity(count);
+        for i in 0..count {
+            let issued = manager
+                .issue(IssueRequest::new(format!("user:{i}"), scopes.clone()))
+                .await
+                .expect("issue");
+            tokens.push(issued.token.expose_secret().to_owned());
+        }
+        tokens
+    });
+    let required: Vec<Scope> = vec!["widgets:read".parse().expect("scope")];
+
+    let mut group = c.benchmark_group(format!("validate_{count}_tokens"));
+    let mut walk = Walk(0x9E37_79B9_7F4A_7C15);
+    group.bench_function("memory_store_random", |b| {
+        b.to_async(&runtime).iter(|| {
+            let token = &tokens[walk.next_index(tokens.len())];
+            let manager = &manager;
+            let required = &required;
+            async move { manager.validate(token, required).await.expect("valid") }
+        })
+    });
+
+    let key = [7u8; 32];
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let jwts: Vec<String> = (0..1000)
+        .map(|i| {
+            let claims = Claims {
+                sub: format!("user:{i}"),
+                scope: scopes.to_string(),
+                exp: now + 3600,
+                iat: now,
+                jti: format!("{i:022}"),
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(&key),
+            )
+            .expect("encode")
+        })
+        .collect();
+    let decoding = DecodingKey::from_secret(&key);
+    let validation = Validation::new(Algorithm::HS256);
+    let mut walk = Walk(0x1234_5678_9ABC_DEF1);
+    group.bench_function("jsonwebtoken_hs256_verify", |b| {
+        b.iter(|| {
+            let jwt = &jwts[walk.next_index(jwts.len())];
+            let data = jsonwebtoken::decode::<Claims>(jwt, &decoding, &validation).expect("jwt");
+            // A JWT verifier must still check the scope claim, as validate does.
+            black_box(data.claims.scope.split(' ').any(|s| s == "widgets:read"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5)).sample_size(50);
+    targets = bench_parse, bench_validate
+}
+criterion_main!(benches);

@@ -1,0 +1,71 @@
+//! Quickstart: issue a scoped token, validate it, see a scope failure, revoke it, see it rejected.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+
+use std::time::Duration;
+
+use token_core::{
+    Context, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, RevokeSelector, Scope, ScopeSet,
+    TokenManager,
+};
+use token_store_memory::MemoryStore;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let store = MemoryStore::new();
+    println!("1. store: in-process memory");
+
+    // The hashing key must be stable across restarts (load it from your secret manager);
+    // the quickstart makes a fresh one.
+    let keyring = Keyring::new(HashKey::generate(KeyId::new(1))?);
+    let manager = TokenManager::builder(store, keyring)
+        .prefix("demo")?
+        .build()?;
+
+    let issued = manager
+        .issue(
+            IssueRequest::new("user:42", ScopeSet::parse("widgets:read")?)
+                .ttl(Duration::from_secs(3600))
+                .name("quickstart")
+                .context(Context::new().actor("quickstart")),
+        )
+        .await?;
+    let token = issued.token.expose_secret();
+    println!("2. issued token {} for user:42 with scope widgets:read", issued.token.id());
+    println!("   token (shown once): {token}");
+
+    let read: Scope = "widgets:read".parse()?;
+    let ok = manager.validate(token, &[read.clone()]).await?;
+    println!("3. validate for widgets:read -> ok, subject {}", ok.subject());
+
+    let write: Scope = "widgets:write".parse()?;
+    match manager.validate(token, &[write]).await {
+        Ok(_) => return Err("a read-only token was accepted for widgets:write".into()),
+        Err(e) => {
+            assert_eq!(e.class(), ErrorClass::InsufficientScope);
+            println!("4. validate for widgets:write -> refused: {e}");
+        }
+    }
+
+    let revoked = manager
+        .revoke(RevokeSelector::Token(issued.token.id()), "quickstart finished")
+        .await?;
+    println!("5. revoked {} token(s)", revoked.len());
+
+    match manager.validate(token, &[read]).await {
+        Ok(_) => return Err("a revoked token was accepted".into()),
+        Err(e) => println!("6. validate after revoke -> refused: {e} (class {:?})", e.class()),
+    }
+
+    for event in manager.audit(issued.token.id()).await? {
+        println!(
+            "   audit #{}: {} {}",
+            event.seq,
+            event.event.kind.as_str(),
+            event.event.reason.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
