@@ -75,7 +75,8 @@ fn bench_validate(c: &mut Criterion) {
     )
     .build()
     .expect("manager");
-    let scopes = ScopeSet::parse("widgets:read widgets:write billing:invoices:read").expect("scopes");
+    let scopes =
+        ScopeSet::parse("widgets:read widgets:write billing:invoices:read").expect("scopes");
     let tokens: Vec<String> = runtime.block_on(async {
         let mut tokens = Vec::with_capacity(count);
         for i in 0..count {
@@ -101,6 +102,7 @@ fn bench_validate(c: &mut Criterion) {
     });
 
     let key = [7u8; 32];
+    let encoding = EncodingKey::from_secret(&key).expect("encoding key");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -114,15 +116,11 @@ fn bench_validate(c: &mut Criterion) {
                 iat: now,
                 jti: format!("{i:022}"),
             };
-            jsonwebtoken::encode(
-                &Header::new(Algorithm::HS256),
-                &claims,
-                &EncodingKey::from_secret(&key),
-            )
-            .expect("encode")
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &encoding)
+                .expect("encode")
         })
         .collect();
-    let decoding = DecodingKey::from_secret(&key);
+    let decoding = DecodingKey::from_secret(&key).expect("decoding key");
     let validation = Validation::new(Algorithm::HS256);
     let mut walk = Walk(0x1234_5678_9ABC_DEF1);
     group.bench_function("jsonwebtoken_hs256_verify", |b| {

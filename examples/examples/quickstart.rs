@@ -33,12 +33,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     let token = issued.token.expose_secret();
-    println!("2. issued token {} for user:42 with scope widgets:read", issued.token.id());
+    println!(
+        "2. issued token {} for user:42 with scope widgets:read",
+        issued.token.id()
+    );
     println!("   token (shown once): {token}");
 
     let read: Scope = "widgets:read".parse()?;
-    let ok = manager.validate(token, &[read.clone()]).await?;
-    println!("3. validate for widgets:read -> ok, subject {}", ok.subject());
+    let ok = manager.validate(token, std::slice::from_ref(&read)).await?;
+    println!(
+        "3. validate for widgets:read -> ok, subject {}",
+        ok.subject()
+    );
 
     let write: Scope = "widgets:write".parse()?;
     match manager.validate(token, &[write]).await {
@@ -50,13 +56,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let revoked = manager
-        .revoke(RevokeSelector::Token(issued.token.id()), "quickstart finished")
+        .revoke(
+            RevokeSelector::Token(issued.token.id()),
+            "quickstart finished",
+        )
         .await?;
     println!("5. revoked {} token(s)", revoked.len());
 
     match manager.validate(token, &[read]).await {
         Ok(_) => return Err("a revoked token was accepted".into()),
-        Err(e) => println!("6. validate after revoke -> refused: {e} (class {:?})", e.class()),
+        Err(e) => println!(
+            "6. validate after revoke -> refused: {e} (class {:?})",
+            e.class()
+        ),
     }
 
     for event in manager.audit(issued.token.id()).await? {

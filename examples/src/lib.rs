@@ -1,1 +1,8 @@
-//! Shared helpers for the example programs.
+//! Shared code of the example programs (`cargo run --example quickstart`, `cargo run --example
+//! server`). The server lives here, not in the example file, so integration tests can start it on
+//! a random port.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod server;

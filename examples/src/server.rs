@@ -1,0 +1,415 @@
+//! The example HTTP server: an admin API for tokens, a protected resource, and the OAuth 2.0
+//! revocation (RFC 7009) and introspection (RFC 7662) endpoints.
+//!
+//! | route | auth | answer |
+//! |---|---|---|
+//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?}` | `tokens:admin` | 201 `{token, id, expires_at}` |
+//! | `GET /tokens/{id}` | `tokens:admin` | 200 the record (no secret, no hash) |
+//! | `DELETE /tokens/{id}` | `tokens:admin` | 204 (also when already revoked); 404 unknown |
+//! | `POST /tokens/{id}/rotate` `{grace_seconds}` | `tokens:admin` | 201 `{token, id, expires_at}`; 409 if already rotated or not active |
+//! | `GET /tokens/{id}/audit` | `tokens:admin` | 200 the audit events |
+//! | `GET /widgets` | `widgets:read` | 200 |
+//! | `POST /widgets` | `widgets:write` | 201 |
+//! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
+//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}` |
+//!
+//! `expires_at` in the admin API is RFC 3339; `exp`, `iat`, `nbf` in introspection are Unix seconds
+//! (RFC 7662). Error bodies are `{"error": "...", "message": "..."}`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use token_core::{
+    Context, Error, IssueRequest, IssuedToken, ScopeSet, TokenId, TokenManager, TokenRecord,
+};
+use token_tower::{Authenticated, BearerAuth};
+
+/// Scopes of the bootstrap admin token.
+pub const ADMIN_SCOPES: &str = "tokens:admin tokens:introspect";
+
+#[derive(Clone)]
+struct AppState {
+    manager: TokenManager,
+    auth: BearerAuth,
+}
+
+/// Builds the router over `manager`.
+pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementError> {
+    let auth = BearerAuth::new(manager.clone()).realm("token-example");
+    let state = AppState {
+        manager,
+        auth: auth.clone(),
+    };
+    let admin = Router::new()
+        .route("/tokens", post(create_token))
+        .route("/tokens/{id}", get(get_token).delete(delete_token))
+        .route("/tokens/{id}/rotate", post(rotate_token))
+        .route("/tokens/{id}/audit", get(token_audit))
+        .route_layer(auth.require("tokens:admin")?);
+    let widgets = Router::new().route(
+        "/widgets",
+        get(list_widgets.layer(auth.require("widgets:read")?))
+            .post(create_widget.layer(auth.require("widgets:write")?)),
+    );
+    let oauth = Router::new()
+        .route(
+            "/oauth/introspect",
+            post(introspect).route_layer(auth.require("tokens:introspect")?),
+        )
+        .route("/oauth/revoke", post(oauth_revoke));
+    Ok(admin.merge(widgets).merge(oauth).with_state(state))
+}
+
+/// Issues the bootstrap admin token (`tokens:admin tokens:introspect`, one hour).
+pub async fn bootstrap_admin(manager: &TokenManager) -> Result<IssuedToken, Error> {
+    manager
+        .issue(
+            IssueRequest::new("bootstrap-admin", ScopeSet::parse(ADMIN_SCOPES)?)
+                .ttl(Duration::from_secs(3600))
+                .name("bootstrap admin")
+                .context(Context::new().actor("server-startup")),
+        )
+        .await
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, flushing coalesced usage every
+/// `flush_every` and once more on the way out.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    manager: TokenManager,
+    flush_every: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let app = router(manager.clone())?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(flush_every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = manager.flush_usage().await {
+                            eprintln!("usage flush failed (will retry): {e}");
+                        }
+                    }
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        })
+    };
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    let _ = stop_tx.send(true);
+    flusher.await?;
+    manager.flush_usage().await?;
+    Ok(())
+}
+
+// ----- errors ------------------------------------------------------------------------------
+
+struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.error, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match &e {
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::AlreadyRotated { .. } | Error::NotActive { .. } => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Error::Policy(_)
+            | Error::InvalidRequest { .. }
+            | Error::Scope(_)
+            | Error::ScopeWidening { .. }
+            | Error::OutlivesParent { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+fn parse_id(text: &str) -> Result<TokenId, ApiError> {
+    text.parse().map_err(|e: token_core::FormatError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+    })
+}
+
+fn actor_context(state: &AppState, parts: &Parts, who: &Authenticated) -> Context {
+    state
+        .auth
+        .context_of(parts)
+        .actor(format!("{} (token {})", who.subject(), who.id()))
+}
+
+fn rfc3339(at: Option<OffsetDateTime>) -> Option<String> {
+    at.and_then(|t| t.format(&Rfc3339).ok())
+}
+
+// ----- admin API ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CreateToken {
+    subject: String,
+    scopes: Vec<String>,
+    ttl_seconds: u64,
+    max_uses: Option<u64>,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct IssuedBody {
+    token: String,
+    id: TokenId,
+    expires_at: Option<String>,
+}
+
+fn issued_body(issued: &IssuedToken) -> IssuedBody {
+    IssuedBody {
+        token: issued.token.expose_secret().to_owned(),
+        id: issued.token.id(),
+        expires_at: rfc3339(issued.record.expires_at),
+    }
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    Json(body): Json<CreateToken>,
+) -> Result<(StatusCode, Json<IssuedBody>), ApiError> {
+    let scopes = ScopeSet::parse(&body.scopes.join(" ")).map_err(Error::from)?;
+    if body.ttl_seconds == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "ttl_seconds must be at least 1",
+        ));
+    }
+    let mut request = IssueRequest::new(body.subject, scopes)
+        .ttl(Duration::from_secs(body.ttl_seconds))
+        .context(actor_context(&state, &parts, &who));
+    if let Some(max) = body.max_uses {
+        request = request.max_uses(max);
+    }
+    if let Some(name) = body.name {
+        request = request.name(name);
+    }
+    let issued = state.manager.issue(request).await?;
+    Ok((StatusCode::CREATED, Json(issued_body(&issued))))
+}
+
+/// The record as the API shows it: everything but the hash.
+fn record_json(r: &TokenRecord, now: OffsetDateTime) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "prefix": r.prefix,
+        "subject": r.subject,
+        "scopes": r.scopes,
+        "state": r.state_at(now),
+        "name": r.name,
+        "description": r.description,
+        "labels": r.labels,
+        "created_at": rfc3339(Some(r.created_at)),
+        "created_by": r.created_by,
+        "expires_at": rfc3339(r.expires_at),
+        "not_before": rfc3339(r.not_before),
+        "idle_timeout_seconds": r.idle_timeout.map(|d| d.as_secs()),
+        "last_used_at": rfc3339(r.last_used_at),
+        "use_count": r.use_count,
+        "max_uses": r.max_uses,
+        "parent_id": r.parent_id,
+        "family_id": r.family_id,
+        "rotated_from": r.rotated_from,
+        "rotated_to": r.rotated_to,
+        "revoked_at": rfc3339(r.revocation.as_ref().map(|v| v.at)),
+        "revoke_reason": r.revocation.as_ref().map(|v| v.reason.clone()),
+        "revoked_by": r.revocation.as_ref().and_then(|v| v.actor.clone()),
+    })
+}
+
+async fn get_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let record = state
+        .manager
+        .inspect(id)
+        .await?
+        .ok_or(Error::NotFound(id))?;
+    Ok(Json(record_json(&record, state.manager.clock().now())))
+}
+
+async fn delete_token(
+    State(state): State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if state.manager.inspect(id).await?.is_none() {
+        return Err(Error::NotFound(id).into());
+    }
+    state
+        .manager
+        .revoke_with(
+            token_core::RevokeSelector::Token(id),
+            "revoked through the admin API",
+            &actor_context(&state, &parts, &who),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RotateBody {
+    grace_seconds: u64,
+}
+
+async fn rotate_token(
+    State(state): State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    Path(id): Path<String>,
+    Json(body): Json<RotateBody>,
+) -> Result<(StatusCode, Json<IssuedBody>), ApiError> {
+    let id = parse_id(&id)?;
+    let issued = state
+        .manager
+        .rotate_with(
+            id,
+            Duration::from_secs(body.grace_seconds),
+            &actor_context(&state, &parts, &who),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued_body(&issued))))
+}
+
+async fn token_audit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<token_core::AuditRecord>>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(state.manager.audit(id).await?))
+}
+
+// ----- protected resource ------------------------------------------------------------------
+
+async fn list_widgets(who: Authenticated) -> Json<serde_json::Value> {
+    Json(json!({"widgets": ["sprocket", "gear"], "subject": who.subject()}))
+}
+
+async fn create_widget(who: Authenticated) -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::CREATED,
+        Json(json!({"created": true, "subject": who.subject()})),
+    )
+}
+
+// ----- OAuth endpoints ---------------------------------------------------------------------
+
+fn missing_token_parameter() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": "invalid_request", "error_description": "missing token parameter"})),
+    )
+        .into_response()
+}
+
+/// RFC 7009: possession of a token is enough to revoke it; 200 for unknown tokens too, and an
+/// unknown `token_type_hint` is ignored.
+async fn oauth_revoke(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(token) = form.get("token") else {
+        return missing_token_parameter();
+    };
+    let ctx = state
+        .auth
+        .context_of(&parts)
+        .actor("oauth-revocation-endpoint");
+    match state
+        .manager
+        .revoke_presented(token, "revoked by its holder (RFC 7009)", &ctx)
+        .await
+    {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// RFC 7662: details of an active token, else exactly `{"active": false}`.
+async fn introspect(
+    State(state): State<AppState>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(token) = form.get("token") else {
+        return missing_token_parameter();
+    };
+    match state.manager.introspect(token).await {
+        Ok(Some(active)) => {
+            let r = active.record();
+            let mut body = json!({
+                "active": true,
+                "scope": r.scopes.to_string(),
+                "sub": r.subject,
+                "iat": r.created_at.unix_timestamp(),
+                "jti": r.id,
+                "token_type": "Bearer",
+            });
+            if let Some(exp) = r.expires_at {
+                body["exp"] = json!(exp.unix_timestamp());
+            }
+            if let Some(nbf) = r.not_before {
+                body["nbf"] = json!(nbf.unix_timestamp());
+            }
+            Json(body).into_response()
+        }
+        Ok(None) => Json(json!({"active": false})).into_response(),
+        Err(e) => ApiError::from(Error::from(e)).into_response(),
+    }
+}
