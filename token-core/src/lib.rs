@@ -27,11 +27,15 @@ mod manager;
 pub mod policy;
 pub mod record;
 mod request;
+pub mod retention;
 pub mod scope;
 pub mod store;
+pub mod trail;
 mod usage;
 
-pub use audit::{AuditEvent, AuditKind, AuditRecord, Context};
+pub use audit::{
+    AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Context,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};
 pub use format::{
@@ -47,9 +51,11 @@ pub use policy::{
 };
 pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
+pub use retention::{Retention, RetentionBuilder, SweepReport};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use store::{
-    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, RevocationNotice, RevocationStream,
-    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate,
-    UseOutcome,
+    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, PurgeRequest, RevocationNotice,
+    RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError,
+    TokenStore, UsageUpdate, UseOutcome,
 };
+pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, UseAudit};

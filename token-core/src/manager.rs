@@ -14,11 +14,13 @@ use crate::keyring::{HashKey, KeyId, Keyring, KeyringError};
 use crate::policy::{Policy, PolicyError, PolicyViolation};
 use crate::record::{TokenRecord, TokenState};
 use crate::request::{DeriveRequest, Idle, IssueRequest, Lifetime, TokenSpec, check_subject};
+use crate::retention::Retention;
 use crate::scope::{Scope, ScopeSet};
 use crate::store::{
     Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, RevokeRequest, RevokeSelector,
     RotateOutcome, RotateToken, StoreError, TokenStore, UseOutcome,
 };
+use crate::trail::{Admission, AuditSink, DenialCoalescer, UseAudit};
 use crate::usage::UsageBuffer;
 
 /// Default usage flush interval `F` (see [`ManagerBuilder::usage_flush_interval`]).
@@ -70,12 +72,19 @@ struct Inner {
     flush_interval: time::Duration,
     min_idle_timeout: Duration,
     stats: Counters,
+    retention: Retention,
+    sink: Option<Arc<dyn AuditSink>>,
+    use_audit: UseAudit,
+    use_counter: AtomicU64,
+    denials: DenialCoalescer,
+    strict_validation_audit: bool,
 }
 
 #[derive(Default)]
 struct Counters {
     rejected_before_store: AtomicU64,
     denied_events_dropped: AtomicU64,
+    denied_events_coalesced: AtomicU64,
     usage_flush_failures: AtomicU64,
 }
 
@@ -85,8 +94,11 @@ struct Counters {
 pub struct ManagerStats {
     /// Validations rejected by format or checksum without touching the store.
     pub rejected_before_store: u64,
-    /// Best-effort `Denied`/`PolicyViolation` events the store could not take.
+    /// Best-effort `Denied`/`Used`/`PolicyViolation` events the store could not take.
     pub denied_events_dropped: u64,
+    /// `Denied` events not written because a denial for the same token (or fingerprint) was
+    /// already written in the current coalescing window.
+    pub denied_events_coalesced: u64,
     /// Usage flushes that failed (the batch is kept and retried).
     pub usage_flush_failures: u64,
 }
@@ -125,6 +137,11 @@ pub struct ManagerBuilder {
     policy: Policy,
     clock: Arc<dyn Clock>,
     flush_interval: Duration,
+    retention: Retention,
+    sink: Option<Arc<dyn AuditSink>>,
+    use_audit: UseAudit,
+    denial_interval: Duration,
+    strict_validation_audit: bool,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -163,6 +180,39 @@ impl ManagerBuilder {
         self
     }
 
+    /// Retention used by [`TokenManager::sweep`] (default [`Retention::default`]).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Also hands every written audit event to `sink` (e.g. to forward to `tracing`).
+    pub fn audit_sink(mut self, sink: impl AuditSink) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Whether successful validations write `Used` events (default [`UseAudit::Off`]).
+    pub fn audit_uses(mut self, mode: UseAudit) -> Self {
+        self.use_audit = mode;
+        self
+    }
+
+    /// Window for coalescing `Denied` events per token or fingerprint (default 60 s;
+    /// `Duration::ZERO` writes every denial).
+    pub fn denied_event_interval(mut self, interval: Duration) -> Self {
+        self.denial_interval = interval;
+        self
+    }
+
+    /// Refuses a validation whose `Used` event cannot be written (fails with a store error).
+    /// By default validation-time events are best effort, so an unavailable audit log does not
+    /// become an outage.
+    pub fn strict_validation_audit(mut self) -> Self {
+        self.strict_validation_audit = true;
+        self
+    }
+
     /// Validates the configuration and builds the manager.
     pub fn build(self) -> Result<TokenManager, ConfigError> {
         if self.flush_interval.is_zero() {
@@ -193,6 +243,12 @@ impl ManagerBuilder {
                     .unwrap_or(time::Duration::MAX),
                 min_idle_timeout,
                 stats: Counters::default(),
+                retention: self.retention,
+                sink: self.sink,
+                use_audit: self.use_audit,
+                use_counter: AtomicU64::new(0),
+                denials: DenialCoalescer::new(self.denial_interval),
+                strict_validation_audit: self.strict_validation_audit,
             }),
         })
     }
@@ -298,6 +354,23 @@ impl TokenManager {
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             flush_interval: DEFAULT_USAGE_FLUSH_INTERVAL,
+            retention: Retention::default(),
+            sink: None,
+            use_audit: UseAudit::Off,
+            denial_interval: Duration::from_secs(60),
+            strict_validation_audit: false,
+        }
+    }
+
+    /// The retention policy used by [`sweep`](Self::sweep).
+    pub fn retention(&self) -> &Retention {
+        &self.inner.retention
+    }
+
+    /// Hands a written event to the configured sink.
+    pub(crate) fn to_sink(&self, event: &AuditEvent) {
+        if let Some(sink) = &self.inner.sink {
+            sink.record(event);
         }
     }
 
@@ -327,6 +400,7 @@ impl TokenManager {
         ManagerStats {
             rejected_before_store: c.rejected_before_store.load(Ordering::Relaxed),
             denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed),
+            denied_events_coalesced: c.denied_events_coalesced.load(Ordering::Relaxed),
             usage_flush_failures: c.usage_flush_failures.load(Ordering::Relaxed),
         }
     }
@@ -558,13 +632,23 @@ impl TokenManager {
                 c
             })
             .unwrap_or_default();
+        let sink_events = if self.inner.sink.is_some() {
+            events.clone()
+        } else {
+            Vec::new()
+        };
         let outcome = self
             .inner
             .store
             .insert(InsertToken::new(record.clone(), max_live, now, events))
             .await?;
         match outcome {
-            InsertOutcome::Inserted => Ok(IssuedToken { token, record }),
+            InsertOutcome::Inserted => {
+                for event in &sink_events {
+                    self.to_sink(event);
+                }
+                Ok(IssuedToken { token, record })
+            }
             InsertOutcome::SubjectLimitReached => {
                 let violation = PolicyViolation::TooManyLiveTokens {
                     subject: subject.clone(),
@@ -615,28 +699,27 @@ impl TokenManager {
         let Some(record) = self.inner.store.get(id).await? else {
             let now = self.now();
             let fingerprint = self.keyring().fingerprint(token.as_bytes());
-            self.append_best_effort(
-                AuditEvent::new(AuditKind::Denied, now)
-                    .with_fingerprint(fingerprint)
-                    .with_context(ctx)
-                    .with_reason(ValidationError::UnknownToken.reason_code()),
-            )
-            .await;
+            let event = AuditEvent::new(AuditKind::Denied, now)
+                .with_fingerprint(fingerprint.clone())
+                .with_context(ctx)
+                .with_reason(ValidationError::UnknownToken.reason_code());
+            self.deny(&fingerprint, event, now).await;
             return Err(ValidationError::UnknownToken);
         };
         let now = self.now();
         let result = self.check_record(&parsed, &record, required, now).await;
         match result {
-            Ok(()) => Ok(ValidatedToken { record }),
+            Ok(()) => {
+                self.note_use(&record, ctx, now).await?;
+                Ok(ValidatedToken { record })
+            }
             Err(error) => {
                 if !matches!(error, ValidationError::Store(_)) {
-                    self.append_best_effort(
-                        AuditEvent::new(AuditKind::Denied, now)
-                            .with_token(record.id, record.subject.clone())
-                            .with_context(ctx)
-                            .with_reason(error.reason_code()),
-                    )
-                    .await;
+                    let event = AuditEvent::new(AuditKind::Denied, now)
+                        .with_token(record.id, record.subject.clone())
+                        .with_context(ctx)
+                        .with_reason(error.reason_code());
+                    self.deny(&record.id.to_string(), event, now).await;
                 }
                 Err(error)
             }
@@ -818,12 +901,70 @@ impl TokenManager {
     /// Appends a validation-time or policy event. Best effort by design: an unavailable audit log
     /// must not turn validation into an outage. Failures are counted in
     /// [`ManagerStats::denied_events_dropped`].
-    async fn append_best_effort(&self, event: AuditEvent) {
+    async fn append_best_effort(&self, event: AuditEvent) -> bool {
+        let sink_copy = self.inner.sink.is_some().then(|| event.clone());
         if self.inner.store.append_audit(vec![event]).await.is_err() {
             self.inner
                 .stats
                 .denied_events_dropped
                 .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        if let Some(event) = sink_copy {
+            self.to_sink(&event);
+        }
+        true
+    }
+
+    /// Writes a `Denied` event unless one for the same key was written in this window.
+    async fn deny(&self, key: &str, event: AuditEvent, now: OffsetDateTime) {
+        match self.inner.denials.admit(key, now) {
+            Admission::Suppress => {
+                self.inner
+                    .stats
+                    .denied_events_coalesced
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Admission::Write { suppressed } => {
+                let event = if suppressed > 0 {
+                    event.with_detail(format!("coalesced={suppressed}"))
+                } else {
+                    event
+                };
+                self.append_best_effort(event).await;
+            }
+        }
+    }
+
+    /// Writes a `Used` event if configured; `Err` only in strict mode when it cannot be written.
+    async fn note_use(
+        &self,
+        record: &TokenRecord,
+        ctx: &Context,
+        now: OffsetDateTime,
+    ) -> Result<(), ValidationError> {
+        let due = match self.inner.use_audit {
+            UseAudit::Off => false,
+            UseAudit::Every => true,
+            UseAudit::OneIn(n) => {
+                let count = self.inner.use_counter.fetch_add(1, Ordering::Relaxed);
+                n <= 1 || count % u64::from(n) == 0
+            }
+        };
+        if !due {
+            return Ok(());
+        }
+        let event = AuditEvent::new(AuditKind::Used, now)
+            .with_token(record.id, record.subject.clone())
+            .with_context(ctx);
+        if self.inner.strict_validation_audit {
+            let copy = event.clone();
+            self.inner.store.append_audit(vec![event]).await?;
+            self.to_sink(&copy);
+            Ok(())
+        } else {
+            self.append_best_effort(event).await;
+            Ok(())
         }
     }
 
@@ -881,6 +1022,11 @@ impl TokenManager {
                 .with_context(ctx)
                 .with_detail(format!("rotated_from={id}")),
         ];
+        let sink_events = if self.inner.sink.is_some() {
+            events.clone()
+        } else {
+            Vec::new()
+        };
         let outcome = self
             .inner
             .store
@@ -893,10 +1039,15 @@ impl TokenManager {
             ))
             .await?;
         match outcome {
-            RotateOutcome::Rotated => Ok(IssuedToken {
-                token,
-                record: successor,
-            }),
+            RotateOutcome::Rotated => {
+                for event in &sink_events {
+                    self.to_sink(event);
+                }
+                Ok(IssuedToken {
+                    token,
+                    record: successor,
+                })
+            }
             RotateOutcome::NotFound => Err(Error::NotFound(id)),
             RotateOutcome::NotActive(state) => Err(Error::NotActive { id, state }),
             RotateOutcome::AlreadyRotated(successor) => {
@@ -926,7 +1077,17 @@ impl TokenManager {
         ctx: &Context,
     ) -> Result<Vec<TokenId>, Error> {
         let request = RevokeRequest::new(selector, self.now(), reason, ctx.clone());
-        Ok(self.inner.store.revoke(&request).await?)
+        let revoked = self.inner.store.revoke(&request).await?;
+        if self.inner.sink.is_some() {
+            for id in &revoked {
+                let mut event = AuditEvent::new(AuditKind::Revoked, request.at)
+                    .with_context(&request.context)
+                    .with_reason(request.reason.clone());
+                event.token_id = Some(*id);
+                self.to_sink(&event);
+            }
+        }
+        Ok(revoked)
     }
 
     // ----- read ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditKind, AuditRecord, Context};
+use crate::audit::{AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, Context};
 use crate::clock::{from_unix_micros, to_unix_micros};
 use crate::format::TokenId;
 use crate::keyring::KeyId;
@@ -198,6 +198,9 @@ pub enum RevokeSelector {
     },
     /// Every token created strictly before this instant (e.g. after a breach).
     IssuedBefore(OffsetDateTime),
+    /// Every live token (not revoked, not expired at the request time) not used since this instant
+    /// (`last_used_at`, or `created_at` if never used, strictly before it). Used by retention.
+    UnusedSince(OffsetDateTime),
 }
 
 /// A revocation as handed to the store.
@@ -212,6 +215,9 @@ pub struct RevokeRequest {
     pub reason: String,
     /// Who, and from where.
     pub context: Context,
+    /// Revoke at most this many matched tokens (plus their descendants); `None` for all.
+    /// Sweeps use it to bound a pass.
+    pub limit: Option<u32>,
 }
 
 impl RevokeRequest {
@@ -227,7 +233,14 @@ impl RevokeRequest {
             at,
             reason: reason.into(),
             context,
+            limit: None,
         }
+    }
+
+    /// Bounds how many matched tokens one call revokes.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     /// The revocation to store on each revoked record.
@@ -284,6 +297,9 @@ pub struct ListFilter {
     pub state: Option<TokenState>,
     /// Only members of this family.
     pub family: Option<TokenId>,
+    /// Only tokens not used since this instant (`last_used_at`, else `created_at`, strictly
+    /// before it): the stale-token report.
+    pub unused_since: Option<OffsetDateTime>,
 }
 
 impl ListFilter {
@@ -316,6 +332,12 @@ impl ListFilter {
         self
     }
 
+    /// Only tokens not used since `at`.
+    pub fn unused_since(mut self, at: OffsetDateTime) -> Self {
+        self.unused_since = Some(at);
+        self
+    }
+
     /// Whether `record` matches at `now` (the reference semantics SQL stores must reproduce).
     pub fn matches(&self, record: &TokenRecord, now: OffsetDateTime) -> bool {
         self.subject.as_ref().is_none_or(|s| *s == record.subject)
@@ -325,6 +347,9 @@ impl ListFilter {
                 .is_none_or(|(k, v)| record.labels.get(k) == Some(v))
             && self.state.is_none_or(|s| record.state_at(now) == s)
             && self.family.is_none_or(|f| record.family_id == f)
+            && self
+                .unused_since
+                .is_none_or(|t| record.last_used_at.unwrap_or(record.created_at) < t)
     }
 }
 
@@ -410,6 +435,46 @@ impl ListQuery {
     }
 }
 
+/// What [`TokenStore::purge`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PurgeRequest {
+    /// The sweep's time (for the `Purged` events).
+    pub now: OffsetDateTime,
+    /// Delete records revoked strictly before this instant.
+    pub revoked_before: OffsetDateTime,
+    /// Delete records (revoked or not) whose `expires_at` is strictly before this instant.
+    pub expired_before: OffsetDateTime,
+    /// Delete at most this many records.
+    pub limit: u32,
+}
+
+impl PurgeRequest {
+    /// Builds a purge request.
+    pub fn new(
+        now: OffsetDateTime,
+        revoked_before: OffsetDateTime,
+        expired_before: OffsetDateTime,
+        limit: u32,
+    ) -> Self {
+        Self {
+            now,
+            revoked_before,
+            expired_before,
+            limit,
+        }
+    }
+
+    /// Whether `record` is due (reference semantics for stores).
+    pub fn is_due(&self, record: &TokenRecord) -> bool {
+        record
+            .revocation
+            .as_ref()
+            .is_some_and(|r| r.at < self.revoked_before)
+            || record.expires_at.is_some_and(|e| e < self.expired_before)
+    }
+}
+
 /// What a revocation feed announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -469,6 +534,32 @@ pub trait TokenStore: Send + Sync + 'static {
     /// A token's audit events in sequence order.
     async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError>;
 
+    /// Audit events matching `query` ([`AuditQuery::matches`]), in sequence order, at most
+    /// `query.limit`.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The checkpoint left by the latest [`truncate_audit`](Self::truncate_audit), if any.
+    async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError>;
+
+    /// Deletes up to `limit` of the oldest events with `at < before`, in sequence order, and records
+    /// the last deleted event's sequence number and hash as the [`AuditCheckpoint`], in one
+    /// transaction. Returns how many were deleted.
+    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
+
+    /// Finds up to `limit` tokens that are expired at `now`, not revoked, and not yet recorded as
+    /// expired; records them as expired (a store-internal marker, so each is reported once) and
+    /// appends an `Expired` event per token ([`AuditEvent::by_sweeper`]) in one transaction.
+    /// Returns their ids. Cost grows with the tokens found, not the table (index on expiry).
+    async fn mark_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenId>, StoreError>;
+
+    /// Deletes up to `limit` records that [`PurgeRequest::is_due`], appending a `Purged` event per
+    /// record in the same transaction. Audit events of purged tokens are kept. Returns their ids.
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError>;
+
     /// Subscribes to committed revocations, so caches (in this process or others sharing the
     /// store) can drop entries. `Ok(None)` when the store has no feed (the default); callers must
     /// then bound cache age instead. Every revocation committed after this returns is announced,
@@ -522,6 +613,32 @@ macro_rules! forward_store {
             }
             async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
                 (**self).audit_for_token(id).await
+            }
+            async fn query_audit(
+                &self,
+                query: &AuditQuery,
+            ) -> Result<Vec<AuditRecord>, StoreError> {
+                (**self).query_audit(query).await
+            }
+            async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+                (**self).audit_checkpoint().await
+            }
+            async fn truncate_audit(
+                &self,
+                before: OffsetDateTime,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                (**self).truncate_audit(before, limit).await
+            }
+            async fn mark_expired(
+                &self,
+                now: OffsetDateTime,
+                limit: u32,
+            ) -> Result<Vec<TokenId>, StoreError> {
+                (**self).mark_expired(now, limit).await
+            }
+            async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+                (**self).purge(request).await
             }
             async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
                 (**self).subscribe_revocations().await

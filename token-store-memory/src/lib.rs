@@ -21,17 +21,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use futures_util::stream;
 use time::OffsetDateTime;
+use token_core::audit::chain_hash;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevocationNotice, RevocationStream, RevokeRequest,
-    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationNotice, RevocationStream,
+    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate,
+    UseOutcome,
 };
-use token_core::{AuditEvent, AuditRecord, Cursor, KeyId, TokenId, TokenRecord, TokenState};
+use token_core::{
+    AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Cursor, KeyId,
+    TokenId, TokenRecord, TokenState,
+};
 use tokio::sync::broadcast;
 
 /// The in-process store. Clones share the same data and the same revocation feed.
@@ -58,21 +63,77 @@ const FEED_CAPACITY: usize = 1024;
 struct State {
     records: HashMap<TokenId, Arc<TokenRecord>>,
     children: HashMap<TokenId, Vec<TokenId>>,
-    audit: Vec<AuditRecord>,
-    audit_by_token: HashMap<TokenId, Vec<usize>>,
+    audit: BTreeMap<u64, AuditRecord>,
+    audit_by_token: HashMap<TokenId, Vec<u64>>,
+    next_seq: u64,
+    head: Option<AuditHash>,
+    checkpoint: Option<AuditCheckpoint>,
+    /// Records with an expiry not yet recorded by `mark_expired` (and not revoked).
+    unmarked_expiry: BTreeSet<(OffsetDateTime, TokenId)>,
+    /// Every record with an expiry, for purging.
+    by_expiry: BTreeSet<(OffsetDateTime, TokenId)>,
+    /// Every revoked record, for purging.
+    by_revocation: BTreeSet<(OffsetDateTime, TokenId)>,
 }
 
 impl State {
+    /// Appends events to the hash chain (the write lock serializes appends).
     fn append(&mut self, events: Vec<AuditEvent>) {
         for event in events {
-            let index = self.audit.len();
+            self.next_seq += 1;
+            let seq = self.next_seq;
+            let prev = self
+                .head
+                .or(self.checkpoint.map(|c| c.hash))
+                .unwrap_or(AuditHash::GENESIS);
+            let hash = chain_hash(&prev, seq, &event);
+            self.head = Some(hash);
             if let Some(id) = event.token_id {
-                self.audit_by_token.entry(id).or_default().push(index);
+                self.audit_by_token.entry(id).or_default().push(seq);
             }
-            self.audit.push(AuditRecord {
-                seq: index as u64 + 1,
-                event,
-            });
+            self.audit.insert(seq, AuditRecord { seq, event, hash });
+        }
+    }
+
+    fn index_insert(&mut self, record: &TokenRecord) {
+        if let Some(expires_at) = record.expires_at {
+            self.by_expiry.insert((expires_at, record.id));
+            if record.revocation.is_none() {
+                self.unmarked_expiry.insert((expires_at, record.id));
+            }
+        }
+        if let Some(revocation) = &record.revocation {
+            self.by_revocation.insert((revocation.at, record.id));
+        }
+    }
+
+    fn index_remove(&mut self, record: &TokenRecord) {
+        if let Some(expires_at) = record.expires_at {
+            self.by_expiry.remove(&(expires_at, record.id));
+            self.unmarked_expiry.remove(&(expires_at, record.id));
+        }
+        if let Some(revocation) = &record.revocation {
+            self.by_revocation.remove(&(revocation.at, record.id));
+        }
+    }
+
+    /// Applies `change` to a record, keeping the indexes in step.
+    fn update_indexed(&mut self, id: TokenId, change: impl FnOnce(&mut TokenRecord)) {
+        let Some(current) = self.records.get(&id).cloned() else {
+            return;
+        };
+        let marked = current
+            .expires_at
+            .is_some_and(|e| !self.unmarked_expiry.contains(&(e, id)));
+        self.index_remove(&current);
+        self.update(id, change);
+        if let Some(updated) = self.records.get(&id).cloned() {
+            self.index_insert(&updated);
+            if marked || updated.revocation.is_some() {
+                if let Some(e) = updated.expires_at {
+                    self.unmarked_expiry.remove(&(e, id));
+                }
+            }
         }
     }
 
@@ -103,7 +164,7 @@ impl State {
         out
     }
 
-    fn select(&self, selector: &RevokeSelector) -> Vec<TokenId> {
+    fn select(&self, selector: &RevokeSelector, now: OffsetDateTime) -> Vec<TokenId> {
         let matching = |pred: &dyn Fn(&TokenRecord) -> bool| -> Vec<TokenId> {
             self.records
                 .values()
@@ -131,6 +192,9 @@ impl State {
                 matching(&|r| r.labels.get(key).is_some_and(|v| v == value))
             }
             RevokeSelector::IssuedBefore(at) => matching(&|r| r.created_at < *at),
+            RevokeSelector::UnusedSince(since) => {
+                matching(&|r| is_live(r, now) && r.last_used_at.unwrap_or(r.created_at) < *since)
+            }
             // Newer selectors this store does not know match nothing rather than everything.
             _ => Vec::new(),
         }
@@ -221,6 +285,7 @@ impl TokenStore for MemoryStore {
         if let Some(parent) = record.parent_id {
             state.children.entry(parent).or_default().push(record.id);
         }
+        state.index_insert(&record);
         state.records.insert(record.id, Arc::new(record));
         state.append(insert.events);
         Ok(InsertOutcome::Inserted)
@@ -247,13 +312,14 @@ impl TokenStore for MemoryStore {
             return Err(StoreError::AlreadyExists { id: successor.id });
         }
         let successor_id = successor.id;
-        state.update(rotation.predecessor, |old| {
+        state.update_indexed(rotation.predecessor, |old| {
             old.rotated_to = Some(successor_id);
             old.expires_at = Some(rotation.predecessor_expires_at);
         });
         if let Some(parent) = successor.parent_id {
             state.children.entry(parent).or_default().push(successor_id);
         }
+        state.index_insert(&successor);
         state.records.insert(successor_id, Arc::new(successor));
         state.append(rotation.events);
         Ok(RotateOutcome::Rotated)
@@ -261,7 +327,11 @@ impl TokenStore for MemoryStore {
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
         let mut state = self.write();
-        let matched = state.select(&request.selector);
+        let mut matched = state.select(&request.selector, request.at);
+        if let Some(limit) = request.limit {
+            matched.sort();
+            matched.truncate(limit as usize);
+        }
         let targets = state.with_descendants(matched);
         let mut revoked = Vec::new();
         let mut events = Vec::new();
@@ -274,7 +344,7 @@ impl TokenStore for MemoryStore {
             }
             events.push(request.event_for(record));
             let revocation = request.revocation();
-            state.update(id, |r| r.revocation = Some(revocation));
+            state.update_indexed(id, |r| r.revocation = Some(revocation));
             revoked.push(id);
         }
         state.append(events);
@@ -371,12 +441,127 @@ impl TokenStore for MemoryStore {
         Ok(state
             .audit_by_token
             .get(&id)
-            .map(|indexes| {
-                indexes
-                    .iter()
-                    .filter_map(|i| state.audit.get(*i).cloned())
+            .map(|seqs| {
+                seqs.iter()
+                    .filter_map(|seq| state.audit.get(seq).cloned())
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let state = self.read();
+        let start = query.after_seq.map_or(0, |s| s.saturating_add(1));
+        Ok(state
+            .audit
+            .range(start..)
+            .map(|(_, r)| r)
+            .filter(|r| query.matches(r))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Ok(self.read().checkpoint)
+    }
+
+    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        let mut state = self.write();
+        let mut removed = 0;
+        while removed < u64::from(limit) {
+            let Some(entry) = state.audit.first_entry() else {
+                break;
+            };
+            if entry.get().event.at >= before {
+                break;
+            }
+            let record = entry.remove();
+            if let Some(id) = record.event.token_id
+                && let Some(seqs) = state.audit_by_token.get_mut(&id)
+            {
+                seqs.retain(|s| *s != record.seq);
+                if seqs.is_empty() {
+                    state.audit_by_token.remove(&id);
+                }
+            }
+            state.checkpoint = Some(AuditCheckpoint {
+                seq: record.seq,
+                hash: record.hash,
+            });
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn mark_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenId>, StoreError> {
+        let mut state = self.write();
+        let due: Vec<(OffsetDateTime, TokenId)> = state
+            .unmarked_expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit as usize)
+            .copied()
+            .collect();
+        let mut marked = Vec::new();
+        let mut events = Vec::new();
+        for key in due {
+            state.unmarked_expiry.remove(&key);
+            if let Some(record) = state.records.get(&key.1)
+                && record.revocation.is_none()
+            {
+                events.push(AuditEvent::by_sweeper(AuditKind::Expired, record, now));
+                marked.push(key.1);
+            }
+        }
+        state.append(events);
+        Ok(marked)
+    }
+
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+        let mut state = self.write();
+        let limit = request.limit as usize;
+        let mut due: Vec<TokenId> = state
+            .by_revocation
+            .iter()
+            .take_while(|(at, _)| *at < request.revoked_before)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        due.extend(
+            state
+                .by_expiry
+                .iter()
+                .take_while(|(at, _)| *at < request.expired_before)
+                .take(limit)
+                .map(|(_, id)| *id),
+        );
+        due.sort();
+        due.dedup();
+        due.truncate(limit);
+        let mut events = Vec::new();
+        for id in &due {
+            let Some(record) = state.records.remove(id) else {
+                continue;
+            };
+            state.index_remove(&record);
+            state.children.remove(id);
+            if let Some(parent) = record.parent_id
+                && let Some(siblings) = state.children.get_mut(&parent)
+            {
+                siblings.retain(|c| c != id);
+            }
+            events.push(AuditEvent::by_sweeper(
+                AuditKind::Purged,
+                &record,
+                request.now,
+            ));
+        }
+        state.append(events);
+        Ok(due)
     }
 }

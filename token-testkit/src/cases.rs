@@ -1302,7 +1302,11 @@ pub async fn introspect_neither_uses_nor_audits(f: &dyn Fixture) {
         .into_iter()
         .map(|e| e.event.kind)
         .collect();
-    assert_eq!(kinds, vec![AuditKind::Issued], "introspection wrote audit events");
+    assert_eq!(
+        kinds,
+        vec![AuditKind::Issued],
+        "introspection wrote audit events"
+    );
 }
 
 pub async fn revoke_presented_requires_possession(f: &dyn Fixture) {
@@ -1338,4 +1342,557 @@ pub async fn revoke_presented_requires_possession(f: &dyn Fixture) {
         HashSet::from([issued.token.id(), child.token.id()])
     );
     assert_rejected(&env, issued.token.expose_secret(), "revoked").await;
+}
+
+// ----- audit trail and retention -------------------------------------------------------------
+
+async fn all_events(env: &TestEnv) -> Vec<token_core::AuditRecord> {
+    let mut out = Vec::new();
+    let mut query = token_core::AuditQuery::new().limit(1000);
+    loop {
+        let page = env
+            .manager
+            .query_audit(query.clone())
+            .await
+            .unwrap_or_else(|e| panic!("query_audit: {e}"));
+        out.extend(page.items);
+        match page.next_after {
+            Some(seq) => query = query.after(seq),
+            None => return out,
+        }
+    }
+}
+
+async fn busy_history(env: &TestEnv) {
+    let ctx = Context::new().actor("admin:1").client_ip("192.0.2.1");
+    let a = env
+        .issue_with(IssueRequest::new("alice", scopes_of("a b")).context(ctx.clone()))
+        .await;
+    let child = derive(&env, a.token.id(), "a").await;
+    env.advance(Duration::from_secs(60));
+    env.manager
+        .rotate_with(a.token.id(), HOUR, &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = env.issue("bob", "a").await;
+    let _ = env
+        .manager
+        .validate(b.token.expose_secret(), &req("zzz"))
+        .await;
+    env.advance(Duration::from_secs(60));
+    env.manager
+        .revoke_with(RevokeSelector::Token(child.token.id()), "done", &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+pub async fn audit_chain_links_every_event_and_verifies(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    busy_history(&env).await;
+    let events = all_events(&env).await;
+    assert!(
+        events.len() >= 6,
+        "expected a history, got {}",
+        events.len()
+    );
+    let mut prev = token_core::AuditHash::GENESIS;
+    for record in &events {
+        assert_eq!(
+            record.hash,
+            token_core::audit::chain_hash(&prev, record.seq, &record.event),
+            "event {} is not chained to its predecessor",
+            record.seq
+        );
+        prev = record.hash;
+    }
+    let report = env
+        .manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, events.len() as u64);
+    assert_eq!(
+        report.head,
+        events.last().map(|r| (r.seq, r.hash)),
+        "head is the last event"
+    );
+    // A range starting mid-chain verifies from its anchor.
+    let mid = events[events.len() / 2].seq;
+    let partial = env
+        .manager
+        .verify_audit_chain(Some(mid), Some(events[events.len() - 2].seq))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(partial.is_intact());
+    assert!(partial.checked >= 1 && partial.checked < events.len() as u64);
+}
+
+pub async fn audit_query_filters_and_paginates_by_sequence(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    busy_history(&env).await;
+    let events = all_events(&env).await;
+    let check = |query: token_core::AuditQuery| {
+        let expected: Vec<u64> = events
+            .iter()
+            .filter(|r| query.matches(r))
+            .map(|r| r.seq)
+            .collect();
+        let manager = env.manager.clone();
+        async move {
+            let mut got = Vec::new();
+            let mut q = query.clone().limit(2);
+            loop {
+                let page = manager
+                    .query_audit(q.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(page.items.len() <= 2);
+                got.extend(page.items.iter().map(|r| r.seq));
+                match page.next_after {
+                    Some(seq) => q = q.after(seq),
+                    None => break,
+                }
+            }
+            assert_eq!(got, expected, "query {query:?}");
+            got.len()
+        }
+    };
+    assert!(check(token_core::AuditQuery::new().subject("alice")).await >= 3);
+    assert!(check(token_core::AuditQuery::new().actor("admin:1")).await >= 3);
+    assert_eq!(
+        check(token_core::AuditQuery::new().kind(AuditKind::Derived)).await,
+        1
+    );
+    assert_eq!(
+        check(token_core::AuditQuery::new().kind(AuditKind::Denied)).await,
+        1
+    );
+    let first_token = events[0]
+        .event
+        .token_id
+        .unwrap_or_else(|| panic!("no token"));
+    assert!(check(token_core::AuditQuery::new().token(first_token)).await >= 2);
+    let later = START + time::Duration::seconds(60);
+    let window =
+        check(token_core::AuditQuery::new().between(later, later + time::Duration::seconds(60)))
+            .await;
+    assert!(window >= 2 && window < events.len());
+    assert!(
+        env.manager
+            .query_audit(token_core::AuditQuery::new().limit(0))
+            .await
+            .is_err()
+    );
+}
+
+pub async fn audit_export_is_json_lines_without_secrets(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env.issue("alice", "a").await;
+    busy_history(&env).await;
+    let mut out = Vec::new();
+    let written = env
+        .manager
+        .export_audit_jsonl(token_core::AuditQuery::new().limit(3), &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8(out).unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, written);
+    assert_eq!(written as usize, all_events(&env).await.len());
+    for line in &lines {
+        let record: token_core::AuditRecord =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+        for key in ["seq", "at", "kind", "token_id", "subject", "actor", "hash"] {
+            assert!(value.get(key).is_some(), "field {key} missing in {line}");
+        }
+        assert!(record.seq > 0);
+    }
+    let secret = &issued.token.expose_secret()[5 + 22..5 + 65];
+    assert!(!text.contains(secret));
+}
+
+pub async fn denied_events_are_coalesced_per_token(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env.issue("u", "a").await;
+    revoke(&env, RevokeSelector::Token(issued.token.id())).await;
+    for _ in 0..50 {
+        assert_rejected(&env, issued.token.expose_secret(), "revoked").await;
+    }
+    let unknown =
+        PlaintextToken::generate(&TokenPrefix::new("test").unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..10 {
+        assert_rejected(&env, unknown.expose_secret(), "unknown_token").await;
+    }
+    let denied = |events: &[token_core::AuditRecord]| -> Vec<token_core::AuditRecord> {
+        events
+            .iter()
+            .filter(|e| e.event.kind == AuditKind::Denied)
+            .cloned()
+            .collect()
+    };
+    let events = all_events(&env).await;
+    let first = denied(&events);
+    assert_eq!(
+        first.len(),
+        2,
+        "one per token/fingerprint per window: {first:?}"
+    );
+    assert_eq!(env.manager.stats().denied_events_coalesced, 49 + 9);
+    let fingerprint = first
+        .iter()
+        .find_map(|e| e.event.fingerprint.clone())
+        .unwrap_or_else(|| panic!("unknown token denial has no fingerprint"));
+    assert!(!fingerprint.is_empty() && !unknown.expose_secret().contains(&fingerprint));
+    env.advance(Duration::from_secs(61));
+    assert_rejected(&env, issued.token.expose_secret(), "revoked").await;
+    let later = denied(&all_events(&env).await);
+    assert_eq!(later.len(), 3);
+    assert_eq!(later[2].event.detail.as_deref(), Some("coalesced=49"));
+}
+
+pub async fn used_events_are_written_when_enabled(f: &dyn Fixture) {
+    let env = TestEnv::with_options(f, |b| b.audit_uses(token_core::UseAudit::OneIn(3))).await;
+    let issued = env.issue("u", "a").await;
+    for _ in 0..9 {
+        assert_valid(&env, issued.token.expose_secret()).await;
+    }
+    let used = all_events(&env)
+        .await
+        .into_iter()
+        .filter(|e| e.event.kind == AuditKind::Used)
+        .count();
+    assert_eq!(used, 3);
+    let off = TestEnv::new(f).await;
+    let issued = off.issue("u", "a").await;
+    assert_valid(&off, issued.token.expose_secret()).await;
+    assert!(
+        all_events(&off)
+            .await
+            .iter()
+            .all(|e| e.event.kind != AuditKind::Used),
+        "Used events are off by default"
+    );
+}
+
+#[derive(Default)]
+struct CollectingSink(std::sync::Mutex<Vec<AuditKind>>);
+
+impl token_core::AuditSink for CollectingSink {
+    fn record(&self, event: &AuditEvent) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event.kind);
+    }
+}
+
+pub async fn audit_sink_sees_written_events(f: &dyn Fixture) {
+    let sink = Arc::new(CollectingSink::default());
+    let env = TestEnv::with_options(f, |b| b.audit_sink(Arc::clone(&sink))).await;
+    busy_history(&env).await;
+    let seen = sink
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let stored: Vec<AuditKind> = all_events(&env)
+        .await
+        .iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(seen, stored);
+}
+
+fn retention(
+    configure: impl FnOnce(token_core::RetentionBuilder) -> token_core::RetentionBuilder,
+) -> token_core::Retention {
+    configure(token_core::Retention::builder())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn sweep_records_expiry_once(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let short = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
+        .await;
+    let long = env.issue("u", "a").await;
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_empty(), "{report:?}");
+    env.advance(2 * HOUR);
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.expired, 1);
+    let again = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        again.is_empty(),
+        "a second sweep changes nothing: {again:?}"
+    );
+    let kinds: Vec<AuditKind> = env
+        .manager
+        .audit(short.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(kinds, vec![AuditKind::Issued, AuditKind::Expired]);
+    let expired_event = env
+        .manager
+        .audit(short.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .pop()
+        .unwrap_or_else(|| panic!("no event"));
+    assert_eq!(expired_event.event.actor.as_deref(), Some("sweeper"));
+    assert_valid(&env, long.token.expose_secret()).await;
+}
+
+pub async fn sweep_revokes_unused_tokens(f: &dyn Fixture) {
+    let env = TestEnv::with_options(f, |b| {
+        b.policy(
+            Policy::builder()
+                .no_default_idle_timeout()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .retention(retention(|r| r.revoke_unused_after(10 * DAY)))
+    })
+    .await;
+    let used = env.issue("u", "a").await;
+    let unused = env.issue("u", "a").await;
+    let child = derive(&env, unused.token.id(), "a").await;
+    env.advance(9 * DAY);
+    assert_valid(&env, used.token.expose_secret()).await;
+    assert_valid(&env, child.token.expose_secret()).await;
+    env.advance(2 * DAY);
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    // The unused parent goes, and its (used) child with it: derived tokens never outlive it.
+    assert_eq!(report.unused_revoked, 2, "{report:?}");
+    assert_rejected(&env, unused.token.expose_secret(), "revoked").await;
+    assert_rejected(&env, child.token.expose_secret(), "revoked").await;
+    assert_valid(&env, used.token.expose_secret()).await;
+    let record = env
+        .manager
+        .inspect(unused.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    let revocation = record.revocation.unwrap_or_else(|| panic!("not revoked"));
+    assert_eq!(revocation.reason, "unused for 10d");
+    assert_eq!(revocation.actor.as_deref(), Some("sweeper"));
+}
+
+pub async fn sweep_purges_old_records_and_keeps_their_audit(f: &dyn Fixture) {
+    let env = TestEnv::with_options(f, |b| {
+        b.retention(retention(|r| {
+            r.purge_revoked_after(30 * DAY)
+                .purge_expired_after(7 * DAY)
+                .never_revoke_unused()
+        }))
+    })
+    .await;
+    let revoked = env.issue("u", "a").await;
+    let expiring = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
+        .await;
+    let kept = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).ttl(60 * DAY))
+        .await;
+    revoke(&env, RevokeSelector::Token(revoked.token.id())).await;
+    env.advance(8 * DAY);
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.purged, 1,
+        "only the expired record is due: {report:?}"
+    );
+    assert!(
+        env.manager
+            .inspect(expiring.token.id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    env.advance(23 * DAY);
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.purged, 1, "{report:?}");
+    assert!(
+        env.manager
+            .inspect(revoked.token.id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    assert!(
+        env.manager
+            .inspect(kept.token.id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    );
+    let kinds: Vec<AuditKind> = env
+        .manager
+        .audit(revoked.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![AuditKind::Issued, AuditKind::Revoked, AuditKind::Purged]
+    );
+    assert_rejected(&env, revoked.token.expose_secret(), "unknown_token").await;
+    let report = env
+        .manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_intact());
+}
+
+pub async fn sweep_truncates_audit_behind_a_checkpoint(f: &dyn Fixture) {
+    let env = TestEnv::with_options(f, |b| {
+        b.retention(retention(|r| {
+            r.audit_max_age(30 * DAY).never_revoke_unused()
+        }))
+    })
+    .await;
+    for _ in 0..5 {
+        env.issue("old", "a").await;
+    }
+    env.advance(20 * DAY);
+    for _ in 0..3 {
+        env.issue("new", "a").await;
+    }
+    env.advance(15 * DAY);
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.audit_truncated, 5, "{report:?}");
+    let remaining = all_events(&env).await;
+    // The old tokens' Issued events are gone (the sweep itself just wrote their Expired events).
+    assert!(remaining.iter().all(|e| {
+        e.event.subject.as_deref() != Some("old") || e.event.kind == AuditKind::Expired
+    }));
+    let checkpoint = env
+        .store
+        .audit_checkpoint()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no checkpoint after truncation"));
+    assert!(remaining.iter().all(|e| e.seq > checkpoint.seq));
+    let verified = env
+        .manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(verified.is_intact(), "{verified:?}");
+    assert_eq!(verified.checked, remaining.len() as u64);
+    // New events keep chaining after a truncation.
+    env.issue("later", "a").await;
+    let again = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.audit_truncated, 0);
+    assert!(
+        env.manager
+            .verify_audit_chain(None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_intact()
+    );
+}
+
+pub async fn sweep_is_bounded_by_batch_size(f: &dyn Fixture) {
+    let env = TestEnv::with_options(f, |b| {
+        b.retention(retention(|r| r.batch_size(10).never_revoke_unused()))
+    })
+    .await;
+    for _ in 0..25 {
+        env.issue_with(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
+            .await;
+    }
+    env.advance(2 * HOUR);
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        counts.push(
+            env.manager
+                .sweep()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .expired,
+        );
+    }
+    assert_eq!(counts, vec![10, 10, 5, 0]);
+}
+
+pub async fn concurrent_sweeps_record_each_expiry_once(f: &dyn Fixture) {
+    let env = TestEnv::with_options(f, |b| {
+        b.retention(retention(|r| r.batch_size(7).never_revoke_unused()))
+    })
+    .await;
+    for _ in 0..40 {
+        env.issue_with(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
+            .await;
+    }
+    env.advance(2 * HOUR);
+    let other = env.sibling(|b| b.retention(retention(|r| r.batch_size(7).never_revoke_unused())));
+    let mut tasks = Vec::new();
+    for manager in [
+        env.manager.clone(),
+        other.clone(),
+        env.manager.clone(),
+        other,
+    ] {
+        tasks.push(tokio::spawn(async move {
+            let mut total = 0;
+            loop {
+                match manager.sweep().await {
+                    Ok(report) if report.expired == 0 => return total,
+                    Ok(report) => total += report.expired,
+                    Err(Error::Store(token_core::StoreError::Conflict { .. })) => {}
+                    Err(e) => panic!("sweep failed: {e}"),
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(total, 40);
+    let expired_events = all_events(&env)
+        .await
+        .iter()
+        .filter(|e| e.event.kind == AuditKind::Expired)
+        .count();
+    assert_eq!(expired_events, 40);
+}
+
+pub async fn stale_token_report_lists_unused_tokens(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let never_used = env.issue("u", "a").await;
+    let used_long_ago = env.issue("u", "a").await;
+    let recently_used = env.issue("u", "a").await;
+    env.advance(DAY);
+    assert_valid(&env, used_long_ago.token.expose_secret()).await;
+    env.advance(10 * DAY);
+    assert_valid(&env, recently_used.token.expose_secret()).await;
+    env.advance(DAY);
+    env.manager
+        .flush_usage()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stale: HashSet<TokenId> = env
+        .manager
+        .stale_tokens(5 * DAY, Page::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        stale,
+        HashSet::from([never_used.token.id(), used_long_ago.token.id()])
+    );
 }

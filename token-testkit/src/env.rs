@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use time::macros::datetime;
 use token_core::{
-    HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManualClock, Policy, ScopeSet, TokenManager,
+    HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManagerBuilder, ManualClock, Policy,
+    ScopeSet, TokenManager,
 };
 
 use crate::{CountingStore, Fixture, RawDump};
@@ -39,15 +40,23 @@ impl TestEnv {
 
     /// A manager with `policy`.
     pub async fn with_policy(fixture: &dyn Fixture, policy: Policy) -> Self {
+        Self::with_options(fixture, |b| b.policy(policy)).await
+    }
+
+    /// A manager configured by `configure` (on top of the suite's prefix, clock and key).
+    pub async fn with_options(
+        fixture: &dyn Fixture,
+        configure: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
+    ) -> Self {
         let fresh = fixture.new_store().await;
         let store = CountingStore::new(fresh.store);
         let clock = ManualClock::new(START);
-        let manager = TokenManager::builder(store.clone(), Keyring::new(key(1)))
+        let builder = TokenManager::builder(store.clone(), Keyring::new(key(1)))
             .prefix("test")
             .unwrap_or_else(|e| panic!("prefix: {e}"))
-            .policy(policy)
             .clock(clock.clone())
-            .usage_flush_interval(Duration::from_secs(10))
+            .usage_flush_interval(Duration::from_secs(10));
+        let manager = configure(builder)
             .build()
             .unwrap_or_else(|e| panic!("manager: {e}"));
         Self {
@@ -56,6 +65,21 @@ impl TestEnv {
             store,
             raw: Arc::clone(&fresh.raw),
         }
+    }
+
+    /// A second manager over the same store and clock (another "instance").
+    pub fn sibling(
+        &self,
+        configure: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
+    ) -> TokenManager {
+        let builder = TokenManager::builder(self.store.clone(), Keyring::new(key(1)))
+            .prefix("test")
+            .unwrap_or_else(|e| panic!("prefix: {e}"))
+            .clock(self.clock.clone())
+            .usage_flush_interval(Duration::from_secs(10));
+        configure(builder)
+            .build()
+            .unwrap_or_else(|e| panic!("manager: {e}"))
     }
 
     /// Issues a token for `subject` with `scopes` (space-separated) and default settings.

@@ -29,7 +29,9 @@ use token_core::store::{
     InsertOutcome, InsertToken, ListQuery, RevocationStream, RevokeRequest, RotateOutcome,
     RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
 };
-use token_core::{AuditEvent, AuditRecord, KeyId, TokenId, TokenRecord};
+use token_core::{
+    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, KeyId, PurgeRequest, TokenId, TokenRecord,
+};
 
 pub mod cases;
 mod env;
@@ -119,6 +121,19 @@ macro_rules! conformance_tests {
             revocation_feed_announces_committed_revocations,
             introspect_neither_uses_nor_audits,
             revoke_presented_requires_possession,
+            audit_chain_links_every_event_and_verifies,
+            audit_query_filters_and_paginates_by_sequence,
+            audit_export_is_json_lines_without_secrets,
+            denied_events_are_coalesced_per_token,
+            used_events_are_written_when_enabled,
+            audit_sink_sees_written_events,
+            sweep_records_expiry_once,
+            sweep_revokes_unused_tokens,
+            sweep_purges_old_records_and_keeps_their_audit,
+            sweep_truncates_audit_behind_a_checkpoint,
+            sweep_is_bounded_by_batch_size,
+            concurrent_sweeps_record_each_expiry_once,
+            stale_token_report_lists_unused_tokens,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -215,6 +230,30 @@ impl TokenStore for CountingStore {
     async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
         self.tick();
         self.inner.audit_for_token(id).await
+    }
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.tick();
+        self.inner.query_audit(query).await
+    }
+    async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        self.tick();
+        self.inner.audit_checkpoint().await
+    }
+    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        self.tick();
+        self.inner.truncate_audit(before, limit).await
+    }
+    async fn mark_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenId>, StoreError> {
+        self.tick();
+        self.inner.mark_expired(now, limit).await
+    }
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+        self.tick();
+        self.inner.purge(request).await
     }
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
         self.tick();

@@ -1,0 +1,246 @@
+//! Retention: expired and revoked records are cleaned up on a schedule, unused tokens are
+//! revoked, and old audit events are truncated behind a checkpoint.
+//!
+//! | setting | default | effect |
+//! |---|---|---|
+//! | `purge_expired_after` | 7 days | records expired for longer are deleted |
+//! | `purge_revoked_after` | 30 days | records revoked for longer are deleted (kept a while for incident work) |
+//! | `revoke_unused_after` | 90 days | live tokens unused (or never used) for longer are revoked |
+//! | `audit_max_age` | 400 days | older audit events are deleted, oldest first, behind a checkpoint |
+//! | `batch_size` | 1000 | each step of one sweep touches at most this many records |
+//!
+//! Audit events outlive the tokens they describe: purging a token keeps its events (a `Purged`
+//! event is added), and audit retention is separate.
+//!
+//! ```
+//! use std::time::Duration;
+//! use token_core::Retention;
+//! let retention = Retention::builder()
+//!     .purge_revoked_after(Duration::from_secs(90 * 86_400))
+//!     .revoke_unused_after(Duration::from_secs(30 * 86_400))
+//!     .keep_audit_forever()
+//!     .build()?;
+//! assert_eq!(retention.batch_size(), 1000);
+//! # Ok::<(), token_core::PolicyError>(())
+//! ```
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditKind, Context, SWEEPER_ACTOR};
+use crate::error::Error;
+use crate::manager::{Page, TokenManager, TokenPage};
+use crate::policy::{HumanDuration, PolicyError};
+use crate::store::{ListFilter, PurgeRequest, RevokeRequest, RevokeSelector};
+
+const DAY: u64 = 86_400;
+
+/// How long records and events are kept. See the [module docs](self) for defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    purge_expired_after: Duration,
+    purge_revoked_after: Duration,
+    revoke_unused_after: Option<Duration>,
+    audit_max_age: Option<Duration>,
+    batch_size: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            purge_expired_after: Duration::from_secs(7 * DAY),
+            purge_revoked_after: Duration::from_secs(30 * DAY),
+            revoke_unused_after: Some(Duration::from_secs(90 * DAY)),
+            audit_max_age: Some(Duration::from_secs(400 * DAY)),
+            batch_size: 1000,
+        }
+    }
+}
+
+impl Retention {
+    /// A builder starting from the defaults.
+    pub fn builder() -> RetentionBuilder {
+        RetentionBuilder(Self::default())
+    }
+    /// Delete records this long after they expired.
+    pub fn purge_expired_after(&self) -> Duration {
+        self.purge_expired_after
+    }
+    /// Delete records this long after they were revoked.
+    pub fn purge_revoked_after(&self) -> Duration {
+        self.purge_revoked_after
+    }
+    /// Revoke live tokens unused for this long.
+    pub fn revoke_unused_after(&self) -> Option<Duration> {
+        self.revoke_unused_after
+    }
+    /// Delete audit events older than this.
+    pub fn audit_max_age(&self) -> Option<Duration> {
+        self.audit_max_age
+    }
+    /// Most records one step of a sweep touches.
+    pub fn batch_size(&self) -> u32 {
+        self.batch_size
+    }
+}
+
+/// Builds a [`Retention`].
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionBuilder(Retention);
+
+impl RetentionBuilder {
+    /// Delete records this long after they expired (default 7 days).
+    pub fn purge_expired_after(mut self, after: Duration) -> Self {
+        self.0.purge_expired_after = after;
+        self
+    }
+    /// Delete records this long after they were revoked (default 30 days).
+    pub fn purge_revoked_after(mut self, after: Duration) -> Self {
+        self.0.purge_revoked_after = after;
+        self
+    }
+    /// Revoke live tokens unused for this long (default 90 days).
+    pub fn revoke_unused_after(mut self, after: Duration) -> Self {
+        self.0.revoke_unused_after = Some(after);
+        self
+    }
+    /// Never revoke tokens for being unused.
+    pub fn never_revoke_unused(mut self) -> Self {
+        self.0.revoke_unused_after = None;
+        self
+    }
+    /// Delete audit events older than this (default 400 days).
+    pub fn audit_max_age(mut self, age: Duration) -> Self {
+        self.0.audit_max_age = Some(age);
+        self
+    }
+    /// Never delete audit events.
+    pub fn keep_audit_forever(mut self) -> Self {
+        self.0.audit_max_age = None;
+        self
+    }
+    /// Most records one step of a sweep touches (default 1000).
+    pub fn batch_size(mut self, size: u32) -> Self {
+        self.0.batch_size = size;
+        self
+    }
+    /// Validates and returns the retention.
+    pub fn build(self) -> Result<Retention, PolicyError> {
+        if self.0.batch_size == 0 {
+            return Err(PolicyError::ZeroDuration {
+                setting: "retention batch_size",
+            });
+        }
+        if self.0.revoke_unused_after.is_some_and(|d| d.is_zero()) {
+            return Err(PolicyError::ZeroDuration {
+                setting: "revoke_unused_after",
+            });
+        }
+        if self.0.audit_max_age.is_some_and(|d| d.is_zero()) {
+            return Err(PolicyError::ZeroDuration {
+                setting: "audit_max_age",
+            });
+        }
+        Ok(self.0)
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// Tokens newly recorded as expired (an `Expired` event each).
+    pub expired: usize,
+    /// Tokens revoked for being unused (plus derived descendants).
+    pub unused_revoked: usize,
+    /// Records deleted (a `Purged` event each).
+    pub purged: usize,
+    /// Audit events deleted behind the checkpoint.
+    pub audit_truncated: u64,
+}
+
+impl SweepReport {
+    /// Whether the sweep changed nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn before(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    now.saturating_sub(time::Duration::try_from(by).unwrap_or(time::Duration::MAX))
+}
+
+impl TokenManager {
+    /// Runs one bounded retention pass with the manager's [`Retention`]: flushes coalesced usage,
+    /// records newly expired tokens, revokes unused ones, purges old records and truncates old
+    /// audit events. Each step is its own transaction and touches at most `batch_size` records;
+    /// a sweep is idempotent and safe to run from several instances at once.
+    pub async fn sweep(&self) -> Result<SweepReport, Error> {
+        let retention = *self.retention();
+        let batch = retention.batch_size();
+        self.flush_usage().await?;
+        let now = self.clock().now();
+        let mut report = SweepReport::default();
+
+        let expired = self.store().mark_expired(now, batch).await?;
+        report.expired = expired.len();
+        self.emit_bulk(AuditKind::Expired, &expired, now, None);
+
+        if let Some(unused) = retention.revoke_unused_after() {
+            let reason = format!("unused for {}", HumanDuration(unused));
+            let request = RevokeRequest::new(
+                RevokeSelector::UnusedSince(before(now, unused)),
+                now,
+                reason.clone(),
+                Context::new().actor(SWEEPER_ACTOR),
+            )
+            .with_limit(batch);
+            let revoked = self.store().revoke(&request).await?;
+            report.unused_revoked = revoked.len();
+            self.emit_bulk(AuditKind::Revoked, &revoked, now, Some(&reason));
+        }
+
+        let purge = PurgeRequest::new(
+            now,
+            before(now, retention.purge_revoked_after()),
+            before(now, retention.purge_expired_after()),
+            batch,
+        );
+        let purged = self.store().purge(&purge).await?;
+        report.purged = purged.len();
+        self.emit_bulk(AuditKind::Purged, &purged, now, None);
+
+        if let Some(age) = retention.audit_max_age() {
+            report.audit_truncated = self.store().truncate_audit(before(now, age), batch).await?;
+        }
+        Ok(report)
+    }
+
+    fn emit_bulk(
+        &self,
+        kind: AuditKind,
+        ids: &[crate::format::TokenId],
+        at: OffsetDateTime,
+        reason: Option<&str>,
+    ) {
+        for id in ids {
+            let mut event =
+                AuditEvent::new(kind, at).with_context(&Context::new().actor(SWEEPER_ACTOR));
+            event.token_id = Some(*id);
+            if let Some(reason) = reason {
+                event = event.with_reason(reason);
+            }
+            self.to_sink(&event);
+        }
+    }
+
+    /// The stale-token report: records (in any state) not used for `unused_for` (never-used tokens
+    /// count from their issue time), oldest first. Combine with a state filter through
+    /// [`list`](Self::list) and [`ListFilter::unused_since`] for, e.g., only active ones.
+    pub async fn stale_tokens(&self, unused_for: Duration, page: Page) -> Result<TokenPage, Error> {
+        let cutoff = before(self.clock().now(), unused_for);
+        self.list(ListFilter::all().unused_since(cutoff), page)
+            .await
+    }
+}

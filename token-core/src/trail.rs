@@ -1,0 +1,326 @@
+//! The audit trail as the manager exposes it: queries, JSON Lines export, chain verification,
+//! denial coalescing, optional use events and the sink hook.
+//!
+//! **Tamper evidence.** Every stored event carries `hash = blake3(previous hash ‖ canonical
+//! bytes)` ([`chain_hash`]); stores compute it while appending, inside the transaction of the
+//! change and serialized per store, so concurrent writers cannot fork the chain.
+//! [`TokenManager::verify_audit_chain`] recomputes the links and reports the first broken one: an
+//! edited event, a deleted event (its successor no longer links) and reordered events are all
+//! detected. Removing events from the *end* leaves a shorter but valid chain; to detect that, keep
+//! the reported head (sequence number and hash) outside the database, e.g. in your log pipeline.
+//! Retention truncates the oldest events and keeps a checkpoint, so the remaining chain still
+//! verifies.
+//!
+//! **Denials.** `Denied` events are coalesced per token (or per fingerprint of an unknown string)
+//! per interval (default 60 s): the first denial in a window is written, later ones are counted and
+//! reported in the `detail` of the next written denial (`coalesced=N`), so an attacker cannot flood
+//! the log. At most 10,000 keys are tracked; beyond that new keys are counted, not written.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditHash, AuditQuery, AuditRecord, chain_hash};
+use crate::error::Error;
+use crate::manager::TokenManager;
+
+/// Receives every audit event the manager has written to the store (after the write succeeded),
+/// e.g. to forward to `tracing` or a SIEM. The store remains the record; a sink must not block.
+///
+/// ```
+/// use token_core::{AuditEvent, AuditSink};
+/// struct Stderr;
+/// impl AuditSink for Stderr {
+///     fn record(&self, event: &AuditEvent) {
+///         let _ = (event.kind, event.token_id); // forward somewhere
+///     }
+/// }
+/// ```
+pub trait AuditSink: Send + Sync + 'static {
+    /// Called once per written event. Events of bulk operations (revoke by selector, sweeps)
+    /// name the token id but not its subject.
+    fn record(&self, event: &AuditEvent);
+}
+
+impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
+    fn record(&self, event: &AuditEvent) {
+        (**self).record(event);
+    }
+}
+
+/// Whether successful validations write `Used` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UseAudit {
+    /// No `Used` events (the default; `last_used_at`/`use_count` still track usage).
+    #[default]
+    Off,
+    /// One `Used` event per successful validation.
+    Every,
+    /// One `Used` event per `n` successful validations (process-wide).
+    OneIn(u32),
+}
+
+/// One page of [`TokenManager::query_audit`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AuditPage {
+    /// The events, in sequence order.
+    pub items: Vec<AuditRecord>,
+    /// Pass to [`AuditQuery::after`] for the next page; `None` on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// A link of the chain that does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The first event whose stored hash does not match.
+    pub seq: u64,
+    /// The hash recomputed from the previous link and this event's content.
+    pub expected: AuditHash,
+    /// The hash stored with the event.
+    pub stored: AuditHash,
+}
+
+/// Result of [`TokenManager::verify_audit_chain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChainReport {
+    /// Events checked.
+    pub checked: u64,
+    /// The first broken link, if any.
+    pub first_broken: Option<BrokenLink>,
+    /// The last event checked: anchor it outside the database to detect tail deletion.
+    pub head: Option<(u64, AuditHash)>,
+}
+
+impl ChainReport {
+    /// Whether every checked link verified.
+    pub fn is_intact(&self) -> bool {
+        self.first_broken.is_none()
+    }
+}
+
+const MAX_DENIAL_KEYS: usize = 10_000;
+
+/// Per-key windows for `Denied` events.
+#[derive(Debug)]
+pub(crate) struct DenialCoalescer {
+    window: time::Duration,
+    keys: Mutex<HashMap<String, Window>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: OffsetDateTime,
+    suppressed: u64,
+}
+
+/// What to do with one denial.
+pub(crate) enum Admission {
+    /// Write an event, reporting this many suppressed denials of the previous window.
+    Write { suppressed: u64 },
+    /// Count it only.
+    Suppress,
+}
+
+impl DenialCoalescer {
+    pub(crate) fn new(window: std::time::Duration) -> Self {
+        Self {
+            window: time::Duration::try_from(window).unwrap_or(time::Duration::MAX),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn admit(&self, key: &str, now: OffsetDateTime) -> Admission {
+        if self.window.is_zero() {
+            return Admission::Write { suppressed: 0 };
+        }
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(window) = keys.get_mut(key) {
+            if now - window.start < self.window {
+                window.suppressed += 1;
+                return Admission::Suppress;
+            }
+            let suppressed = window.suppressed;
+            *window = Window {
+                start: now,
+                suppressed: 0,
+            };
+            return Admission::Write { suppressed };
+        }
+        if keys.len() >= MAX_DENIAL_KEYS {
+            let window = self.window;
+            keys.retain(|_, w| now - w.start < window);
+            if keys.len() >= MAX_DENIAL_KEYS {
+                return Admission::Suppress;
+            }
+        }
+        keys.insert(
+            key.to_owned(),
+            Window {
+                start: now,
+                suppressed: 0,
+            },
+        );
+        Admission::Write { suppressed: 0 }
+    }
+}
+
+impl TokenManager {
+    /// Audit events matching `query`, one page at a time (keyset pagination on the sequence
+    /// number).
+    pub async fn query_audit(&self, query: AuditQuery) -> Result<AuditPage, Error> {
+        if query.limit == 0 || query.limit > 1000 {
+            return Err(Error::InvalidRequest {
+                field: "query.limit",
+                problem: format!("is {}; allowed is 1 to 1000", query.limit),
+            });
+        }
+        let mut probe = query.clone();
+        probe.limit = query.limit + 1;
+        let mut items = self.store().query_audit(&probe).await?;
+        let next_after = if items.len() > query.limit as usize {
+            items.truncate(query.limit as usize);
+            items.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        Ok(AuditPage { items, next_after })
+    }
+
+    /// Streams every event matching `query` (its `after_seq` is the starting point; its `limit`
+    /// is the page size used while streaming) to `out` as JSON Lines, one [`AuditRecord`] per
+    /// line with the field names documented there. Returns the number of lines written.
+    pub async fn export_audit_jsonl(
+        &self,
+        mut query: AuditQuery,
+        out: &mut (dyn Write + Send),
+    ) -> Result<u64, Error> {
+        let mut written = 0;
+        loop {
+            let page = self.query_audit(query.clone()).await?;
+            for record in &page.items {
+                serde_json::to_writer(&mut *out, record).map_err(|e| Error::InvalidRequest {
+                    field: "export output",
+                    problem: e.to_string(),
+                })?;
+                out.write_all(b"\n").map_err(|e| Error::InvalidRequest {
+                    field: "export output",
+                    problem: e.to_string(),
+                })?;
+                written += 1;
+            }
+            match page.next_after {
+                Some(seq) => query.after_seq = Some(seq),
+                None => return Ok(written),
+            }
+        }
+    }
+
+    /// Recomputes the hash chain over events with sequence numbers in `from..=to` and reports the
+    /// first broken link.
+    ///
+    /// With `from = None`, verification starts at the beginning of the trail: from the retention
+    /// checkpoint if old events were truncated, else from [`AuditHash::GENESIS`], so the first
+    /// event is verified too. With `from = Some(seq)`, the first event at or after `seq` is
+    /// trusted as the anchor and every later link is verified.
+    pub async fn verify_audit_chain(
+        &self,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<ChainReport, Error> {
+        let mut prev: Option<AuditHash> = None;
+        let mut after = None;
+        match from {
+            None => {
+                let checkpoint = self.store().audit_checkpoint().await?;
+                prev = Some(checkpoint.map_or(AuditHash::GENESIS, |c| c.hash));
+                after = checkpoint.map(|c| c.seq);
+            }
+            Some(seq) => {
+                if seq > 0 {
+                    after = Some(seq - 1);
+                }
+            }
+        }
+        let mut report = ChainReport {
+            checked: 0,
+            first_broken: None,
+            head: None,
+        };
+        loop {
+            let mut query = AuditQuery::new().limit(1000);
+            query.after_seq = after;
+            let page = self.store().query_audit(&query).await?;
+            let Some(last) = page.last() else {
+                return Ok(report);
+            };
+            after = Some(last.seq);
+            for record in &page {
+                if to.is_some_and(|to| record.seq > to) {
+                    return Ok(report);
+                }
+                if let Some(p) = prev {
+                    let expected = chain_hash(&p, record.seq, &record.event);
+                    if expected != record.hash {
+                        report.first_broken = Some(BrokenLink {
+                            seq: record.seq,
+                            expected,
+                            stored: record.hash,
+                        });
+                        return Ok(report);
+                    }
+                }
+                prev = Some(record.hash);
+                report.checked += 1;
+                report.head = Some((record.seq, record.hash));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_are_coalesced_per_key_and_window() {
+        let c = DenialCoalescer::new(std::time::Duration::from_secs(60));
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        assert!(matches!(
+            c.admit("a", t0),
+            Admission::Write { suppressed: 0 }
+        ));
+        assert!(matches!(c.admit("a", t0), Admission::Suppress));
+        assert!(matches!(
+            c.admit("b", t0),
+            Admission::Write { suppressed: 0 }
+        ));
+        assert!(matches!(
+            c.admit("a", t0 + time::Duration::seconds(59)),
+            Admission::Suppress
+        ));
+        assert!(matches!(
+            c.admit("a", t0 + time::Duration::seconds(60)),
+            Admission::Write { suppressed: 2 }
+        ));
+    }
+
+    #[test]
+    fn key_table_is_bounded() {
+        let c = DenialCoalescer::new(std::time::Duration::from_secs(60));
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for i in 0..MAX_DENIAL_KEYS {
+            c.admit(&i.to_string(), t0);
+        }
+        assert!(matches!(c.admit("new", t0), Admission::Suppress));
+        // Once old windows expire, new keys are admitted again.
+        assert!(matches!(
+            c.admit("new", t0 + time::Duration::seconds(61)),
+            Admission::Write { .. }
+        ));
+    }
+}
