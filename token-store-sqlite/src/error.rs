@@ -1,0 +1,115 @@
+//! Mapping of driver errors onto [`StoreError`], and the store's own error details.
+
+use std::fmt;
+
+use token_core::StoreError;
+
+pub(crate) const STORE: &str = "sqlite";
+
+/// The database has not been migrated to the schema version this library needs. Reported as the
+/// source of [`StoreError::Backend`] (find it with `source.downcast_ref::<NotMigrated>()`); call
+/// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotMigrated {
+    /// The schema version found (`None`: no migrations table, a fresh or foreign database).
+    pub found: Option<i64>,
+    /// The version this library needs.
+    pub required: i64,
+}
+
+impl fmt::Display for NotMigrated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.found {
+            Some(found) => write!(
+                f,
+                "the database schema is at version {found}, this library needs version {}: call SqliteStore::migrate() first",
+                self.required
+            ),
+            None => write!(
+                f,
+                "the database has no token store schema (no {} table): call SqliteStore::migrate() first",
+                crate::MIGRATIONS_TABLE
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotMigrated {}
+
+/// A value the store was asked to write cannot be represented in its columns (for example a
+/// duration or counter beyond `i64`). Reported as the source of [`StoreError::Backend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnrepresentableValue {
+    /// What could not be stored.
+    pub message: String,
+}
+
+impl fmt::Display for UnrepresentableValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UnrepresentableValue {}
+
+pub(crate) fn unrepresentable(message: String) -> StoreError {
+    StoreError::Backend {
+        store: STORE,
+        source: Box::new(UnrepresentableValue { message }),
+    }
+}
+
+pub(crate) fn not_migrated(found: Option<i64>, required: i64) -> StoreError {
+    StoreError::Backend {
+        store: STORE,
+        source: Box::new(NotMigrated { found, required }),
+    }
+}
+
+pub(crate) fn corrupt(message: String) -> StoreError {
+    StoreError::Corrupt {
+        store: STORE,
+        message,
+    }
+}
+
+// SQLite primary result codes (the low byte of an extended code).
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_NOTADB: i64 = 26;
+
+/// Maps a driver error: busy/locked -> `Conflict` (retrying may succeed), a file that is not a
+/// database or is corrupt -> `Corrupt`, anything else -> `Backend`.
+pub(crate) fn backend(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        let primary = db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .map(|code| code & 0xff);
+        match primary {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => {
+                return StoreError::Conflict {
+                    message: format!("the SQLite database is locked by another writer: {db}"),
+                };
+            }
+            Some(SQLITE_NOTADB | SQLITE_CORRUPT) => {
+                return corrupt(format!(
+                    "the database file is not a valid SQLite database or is damaged: {db}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    StoreError::Backend {
+        store: STORE,
+        source: Box::new(error),
+    }
+}
+
+/// Whether `error` is a uniqueness (primary key) violation.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
