@@ -57,6 +57,19 @@ pub enum StoreError {
         /// What is invalid, naming the row and column.
         message: String,
     },
+    /// The database has not been migrated (or only partly): run the store's `migrate()`.
+    #[error(
+        "{store} store schema is at version {} but this library needs {required}; run migrate() first",
+        found.map_or_else(|| "none".to_owned(), |v| v.to_string())
+    )]
+    NotMigrated {
+        /// Store name.
+        store: &'static str,
+        /// Version found, if any.
+        found: Option<i64>,
+        /// Version required.
+        required: i64,
+    },
     /// The database schema is newer than this library understands.
     #[error(
         "{store} store schema version {found} is newer than this library supports ({supported}); upgrade the library"
@@ -254,8 +267,14 @@ impl RevokeRequest {
 
     /// The `Revoked` event to append for `record`, in the same transaction.
     pub fn event_for(&self, record: &TokenRecord) -> AuditEvent {
+        self.event_for_row(record.id, &record.subject)
+    }
+
+    /// The `Revoked` event for a row known only by id and subject (e.g. a row whose other columns
+    /// fail to decode: revocation must still succeed).
+    pub fn event_for_row(&self, id: TokenId, subject: &str) -> AuditEvent {
         AuditEvent::new(AuditKind::Revoked, self.at)
-            .with_token(record.id, record.subject.clone())
+            .with_token(id, subject)
             .with_context(&self.context)
             .with_reason(self.reason.clone())
     }
