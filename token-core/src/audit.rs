@@ -276,8 +276,14 @@ impl AuditEvent {
         record: &crate::record::TokenRecord,
         at: OffsetDateTime,
     ) -> Self {
+        Self::by_sweeper_row(kind, record.id, &record.subject, at)
+    }
+
+    /// [`by_sweeper`](Self::by_sweeper) for a row known only by id and subject (a row whose
+    /// other columns fail to decode is still expired or purged, with its event).
+    pub fn by_sweeper_row(kind: AuditKind, id: TokenId, subject: &str, at: OffsetDateTime) -> Self {
         AuditEvent::new(kind, at)
-            .with_token(record.id, record.subject.clone())
+            .with_token(id, subject)
             .with_context(&Context::new().actor(SWEEPER_ACTOR))
     }
 }

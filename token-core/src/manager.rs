@@ -948,7 +948,7 @@ impl TokenManager {
             UseAudit::Every => true,
             UseAudit::OneIn(n) => {
                 let count = self.inner.use_counter.fetch_add(1, Ordering::Relaxed);
-                n <= 1 || count % u64::from(n) == 0
+                n <= 1 || count.is_multiple_of(u64::from(n))
             }
         };
         if !due {

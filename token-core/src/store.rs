@@ -228,8 +228,10 @@ pub struct RevokeRequest {
     pub reason: String,
     /// Who, and from where.
     pub context: Context,
-    /// Revoke at most this many matched tokens (plus their descendants); `None` for all.
-    /// Sweeps use it to bound a pass.
+    /// Revoke at most this many matched, not-yet-revoked tokens (plus their descendants); `None`
+    /// for all. Already-revoked matches do not count, so a bounded call always makes progress.
+    /// With [`RevokeSelector::UnusedSince`] the longest-unused tokens go first. Sweeps use it to
+    /// bound a pass.
     pub limit: Option<u32>,
 }
 
@@ -560,7 +562,9 @@ pub trait TokenStore: Send + Sync + 'static {
     /// The checkpoint left by the latest [`truncate_audit`](Self::truncate_audit), if any.
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError>;
 
-    /// Deletes up to `limit` of the oldest events with `at < before`, in sequence order, and records
+    /// Deletes the longest prefix of the trail (in sequence order, at most `limit` events) whose
+    /// events all have `at < before` (it stops at the first newer event, so the remaining chain
+    /// is unbroken), and records
     /// the last deleted event's sequence number and hash as the [`AuditCheckpoint`], in one
     /// transaction. Returns how many were deleted.
     async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;

@@ -129,10 +129,10 @@ impl State {
         self.update(id, change);
         if let Some(updated) = self.records.get(&id).cloned() {
             self.index_insert(&updated);
-            if marked || updated.revocation.is_some() {
-                if let Some(e) = updated.expires_at {
-                    self.unmarked_expiry.remove(&(e, id));
-                }
+            if (marked || updated.revocation.is_some())
+                && let Some(e) = updated.expires_at
+            {
+                self.unmarked_expiry.remove(&(e, id));
             }
         }
     }
@@ -329,7 +329,19 @@ impl TokenStore for MemoryStore {
         let mut state = self.write();
         let mut matched = state.select(&request.selector, request.at);
         if let Some(limit) = request.limit {
-            matched.sort();
+            // Only unrevoked matches count; the longest-unused go first.
+            matched.retain(|id| {
+                state
+                    .records
+                    .get(id)
+                    .is_some_and(|r| r.revocation.is_none())
+            });
+            matched.sort_by_key(|id| {
+                state
+                    .records
+                    .get(id)
+                    .map(|r| (r.last_used_at.unwrap_or(r.created_at), *id))
+            });
             matched.truncate(limit as usize);
         }
         let targets = state.with_descendants(matched);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
+use token_core::audit::AuditHash;
 use token_core::clock::{from_unix_micros, to_unix_micros};
 use token_core::{
     AuditEvent, AuditKind, AuditRecord, KeyId, Labels, Revocation, ScopeSet, StoreError, TokenHash,
@@ -24,12 +25,36 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.id, t.hash, t.hash_key_id, t.prefix, t
     t.rotated_from, t.rotated_to, t.revoked_at, t.revoke_reason, t.revoked_by, \
     (SELECT json_group_object(l.key, l.value) FROM token_labels l WHERE l.token_id = t.id) AS labels";
 
-/// The columns [`audit_from_row`] reads.
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
+/// The columns [`event_from_row`] reads (every column of a version-1 event).
+pub(crate) const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
     client_ip, user_agent, request_id, reason, detail";
+
+/// The columns [`audit_from_row`] reads: [`EVENT_COLUMNS`] and the chain hash.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
+    client_ip, user_agent, request_id, reason, detail, hash";
 
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     to_unix_micros(t)
+}
+
+/// The smallest whole microsecond at or after `t`: for a stored (whole-microsecond) value `a`,
+/// `a < t` exactly when `a < micros_ceil(t)`, and `a >= t` exactly when `a >= micros_ceil(t)`.
+pub(crate) fn micros_ceil(t: OffsetDateTime) -> i64 {
+    let m = to_unix_micros(t);
+    match from_unix_micros(m) {
+        Some(back) if back < t => m.saturating_add(1),
+        _ => m,
+    }
+}
+
+/// A stored chain hash, checked.
+pub(crate) fn audit_hash(bytes: &[u8], table: &str, seq: i64) -> Result<AuditHash, StoreError> {
+    AuditHash::from_slice(bytes).ok_or_else(|| {
+        corrupt(format!(
+            "{table}.hash of seq {seq}: a chain hash must be 32 bytes, found {}",
+            bytes.len()
+        ))
+    })
 }
 
 pub(crate) fn id_bytes(id: TokenId) -> Vec<u8> {
@@ -213,6 +238,28 @@ pub(crate) fn record_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError
 
 /// Builds an [`AuditRecord`] from a row selected with [`AUDIT_COLUMNS`].
 pub(crate) fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    let (seq, event) = event_from_row(row)?;
+    let r = Reader {
+        row,
+        table: "audit_events",
+        name: format!("event seq {seq}"),
+    };
+    let bytes: Vec<u8> = r.get("hash")?;
+    let hash = AuditHash::from_slice(&bytes).ok_or_else(|| {
+        r.err(
+            "hash",
+            format!(
+                "a chain hash must be 32 bytes, found {} (truncated?)",
+                bytes.len()
+            ),
+        )
+    })?;
+    Ok(AuditRecord { seq, event, hash })
+}
+
+/// The sequence number and event of a row selected with [`EVENT_COLUMNS`] (or
+/// [`AUDIT_COLUMNS`]).
+pub(crate) fn event_from_row(row: &SqliteRow) -> Result<(u64, AuditEvent), StoreError> {
     let mut r = Reader {
         row,
         table: "audit_events",
@@ -233,5 +280,5 @@ pub(crate) fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError>
     event.request_id = r.get("request_id")?;
     event.reason = r.get("reason")?;
     event.detail = r.get("detail")?;
-    Ok(AuditRecord { seq, event })
+    Ok((seq, event))
 }

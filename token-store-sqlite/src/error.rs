@@ -6,37 +6,6 @@ use token_core::StoreError;
 
 pub(crate) const STORE: &str = "sqlite";
 
-/// The database has not been migrated to the schema version this library needs. Reported as the
-/// source of [`StoreError::Backend`] (find it with `source.downcast_ref::<NotMigrated>()`); call
-/// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NotMigrated {
-    /// The schema version found (`None`: no migrations table, a fresh or foreign database).
-    pub found: Option<i64>,
-    /// The version this library needs.
-    pub required: i64,
-}
-
-impl fmt::Display for NotMigrated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.found {
-            Some(found) => write!(
-                f,
-                "the database schema is at version {found}, this library needs version {}: call SqliteStore::migrate() first",
-                self.required
-            ),
-            None => write!(
-                f,
-                "the database has no token store schema (no {} table): call SqliteStore::migrate() first",
-                crate::MIGRATIONS_TABLE
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NotMigrated {}
-
 /// A value the store was asked to write cannot be represented in its columns (for example a
 /// duration or counter beyond `i64`). Reported as the source of [`StoreError::Backend`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +31,10 @@ pub(crate) fn unrepresentable(message: String) -> StoreError {
 }
 
 pub(crate) fn not_migrated(found: Option<i64>, required: i64) -> StoreError {
-    StoreError::Backend {
+    StoreError::NotMigrated {
         store: STORE,
-        source: Box::new(NotMigrated { found, required }),
+        found,
+        required,
     }
 }
 

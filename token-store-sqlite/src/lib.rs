@@ -1,8 +1,8 @@
 //! # token-store-sqlite
 //!
 //! The embedded default [`TokenStore`]: one SQLite file (WAL mode) through sqlx, durable by
-//! default, indexed for every access path the manager uses, and passing the whole
-//! `token-testkit` conformance suite.
+//! default, indexed for every access path the manager uses, with a tamper-evident audit hash chain
+//! and retention sweeps, and passing the whole `token-testkit` conformance suite.
 //!
 //! ```
 //! use token_core::{HashKey, IssueRequest, KeyId, Keyring, Scope, ScopeSet, TokenManager};
@@ -56,17 +56,76 @@
 //! [`MIGRATIONS_TABLE`] (`token_store_migrations`); sqlx's `_sqlx_migrations` belongs to the host
 //! application and is never created or read. A database whose recorded version is newer than
 //! [`SCHEMA_VERSION`] is refused with [`StoreError::SchemaTooNew`], by `migrate` and by every
-//! operation. Operations on a database that was never migrated fail with
-//! [`StoreError::Backend`] whose source is [`NotMigrated`].
+//! operation. Operations on a database that was never migrated, or is at an older version, fail
+//! with [`StoreError::NotMigrated`] (naming the version found and the one required).
 //!
-//! Tables (schema version 1):
+//! | version | what it adds |
+//! |---|---|
+//! | 1 | `tokens`, `token_labels`, `audit_events` and their indexes |
+//! | 2 | the audit hash chain (`audit_events.hash`), `audit_checkpoint`, the expiry marker `tokens.expiry_recorded_at`, indexes for audit queries and retention |
+//!
+//! **Upgrading a version-1 database.** Migration 2 rebuilds `audit_events` with a `NOT NULL`
+//! `hash` column: in its single transaction it copies every existing event in `seq` order (seqs
+//! unchanged) and computes its chain hash in Rust with [`chain_hash`](token_core::audit::chain_hash),
+//! starting from [`AuditHash::GENESIS`](token_core::AuditHash::GENESIS), then swaps the tables and
+//! keeps the `AUTOINCREMENT` counter (so no seq is ever reused). The chain therefore vouches for
+//! the version-1 events only from the upgrade on: edits made before it are not detectable. A
+//! version-1 event that cannot be decoded (an unknown kind, a bad timestamp) fails the migration
+//! with [`StoreError::Corrupt`] naming its seq, and nothing is changed. The copy costs time
+//! proportional to the audit table and holds the write lock meanwhile: upgrade during a quiet
+//! period if the trail is large.
+//!
+//! Tables (schema version 2):
 //! - `tokens`: one row per token. Ids are the 16 raw id bytes (`BLOB`, whose byte order is
 //!   [`TokenId`]'s order), the keyed hash is 32 raw bytes, scopes are the space-separated scope
-//!   string, timestamps and durations are `INTEGER` unix microseconds.
-//! - `token_labels(token_id, key, value)`: labels, deleted with their token (`ON DELETE CASCADE`).
+//!   string, timestamps and durations are `INTEGER` unix microseconds. `expiry_recorded_at` is
+//!   store-internal (not part of [`TokenRecord`]): when [`TokenStore::mark_expired`] reported the
+//!   token's expiry, so each expiry is reported once.
+//! - `token_labels(token_id, key, value)`: labels, deleted with their token.
 //! - `audit_events(seq, at, kind, token_id, fingerprint, subject, actor, client_ip, user_agent,
-//!   request_id, reason, detail)`: the audit trail, `seq` strictly increasing
-//!   (`AUTOINCREMENT`, never reused).
+//!   request_id, reason, detail, hash)`: the audit trail, `seq` strictly increasing
+//!   (`AUTOINCREMENT`, never reused), `hash` the 32-byte chain hash. Events have no foreign key:
+//!   they outlive purged tokens.
+//! - `audit_checkpoint(id = 1, seq, hash)`: at most one row, the last event removed by
+//!   [`TokenStore::truncate_audit`]; the first remaining event chains from its hash.
+//!
+//! ## Audit hash chain
+//! Every event is stored with `hash = chain_hash(previous hash, seq, event)`
+//! (`blake3(previous hash ‖ canonical bytes)`, see [`token_core::audit`]); the first event chains
+//! from the checkpoint's hash, or from [`AuditHash::GENESIS`](token_core::AuditHash::GENESIS).
+//! Every append — insert, rotate, revoke, [`append_audit`](TokenStore::append_audit),
+//! [`mark_expired`](TokenStore::mark_expired), [`purge`](TokenStore::purge) — happens inside the
+//! change's `BEGIN IMMEDIATE` transaction: it reads the head (the last event's seq and hash, else
+//! the checkpoint's, else genesis; the next seq is also past SQLite's `AUTOINCREMENT` counter),
+//! then inserts each event with its seq and hash. `BEGIN IMMEDIATE` holds SQLite's write lock from
+//! the first statement, so all writers (in this process or any other sharing the file) are
+//! serialized: no two appends can read the same head, and the chain cannot fork. An event that
+//! cannot be written (I/O error, a full disk, a trigger refusing it) rolls back the whole change:
+//! a token is not issued, rotated, revoked, marked expired or purged without its event.
+//! [`TokenManager::verify_audit_chain`](token_core::TokenManager::verify_audit_chain) then
+//! detects edited, deleted and reordered events; a stored hash that is not 32 bytes is
+//! [`StoreError::Corrupt`]. Deleting the newest events is not detectable from the database
+//! alone: keep the reported head elsewhere.
+//!
+//! ## Retention
+//! - [`TokenStore::mark_expired`]: expired, unrevoked, unrecorded tokens in expiry order, at most
+//!   `limit`, from the partial index `tokens_expiry_unrecorded`; sets `expiry_recorded_at` and
+//!   appends an `Expired` event each, in one transaction (concurrent sweeps serialize on the write
+//!   lock, so each expiry is reported once).
+//! - [`RevokeSelector::UnusedSince`] (and [`RevokeRequest::limit`]): live tokens whose last use
+//!   (or creation) is older than the cutoff, the longest-unused first, from the partial index
+//!   `tokens_unused` on `coalesce(last_used_at, created_at)`; a limit bounds the matches, their
+//!   descendants are revoked with them. The index costs an index update per usage flush.
+//! - [`ListFilter::unused_since`](token_core::ListFilter::unused_since()) (the stale-token report)
+//!   spans every state, so it cannot use that partial index: it walks the listing order
+//!   (`tokens(created_at, id)`) and filters, stopping at the page size.
+//! - [`TokenStore::purge`]: up to `limit` records revoked before, and up to `limit` expiring
+//!   before, the request's cutoffs (ranges of `tokens(revoked_at)` and `tokens(expires_at)`), the
+//!   first `limit` of them by id; deletes them with their labels and appends a `Purged` event
+//!   each. Their audit events stay.
+//! - [`TokenStore::truncate_audit`]: walks the oldest events in seq order (at most `limit`), takes
+//!   the prefix with `at` before the cutoff, deletes it and upserts the checkpoint with the last
+//!   deleted seq and hash, in one transaction.
 //!
 //! ## Indexes
 //! Every access path is indexed, so a lookup, a bulk revocation or a sweep costs in proportion to
@@ -74,9 +133,13 @@
 //! consume a use), `tokens(subject)` (revoke/list by subject, live-token count),
 //! `tokens(family_id)` (family revocation), `tokens(parent_id)` (the descendant walk every
 //! revocation does), `tokens(created_at, id)` (listing order, keyset pagination, revoke issued
-//! before), `tokens(expires_at)` and `tokens(revoked_at)` (sweeps and purges),
-//! `tokens(hash_key_id)` (key retirement), `token_labels(key, value)` (by label) and
-//! `audit_events(token_id, seq)` (a token's trail).
+//! before), `tokens(expires_at)` and `tokens(revoked_at)` (purges), `tokens(expires_at)` for
+//! unrevoked, unrecorded rows (`mark_expired`), `tokens(coalesce(last_used_at, created_at))` for
+//! unrevoked rows (revoke unused), `tokens(hash_key_id)` (key retirement),
+//! `token_labels(key, value)` (by label), and on `audit_events`: `(token_id, seq)` (a token's
+//! trail), `(subject, seq)`, `(actor, seq)`, `(kind, seq)` and `(at, seq)` (audit queries: a
+//! filter plus `seq > after` in seq order is one index range, no sort) and the primary key
+//! (`seq`: export, verification, truncation). A unit test checks the `EXPLAIN QUERY PLAN` of each.
 //!
 //! ## Concurrency and atomicity
 //! Every state change is one transaction opened with `BEGIN IMMEDIATE`, which takes SQLite's
@@ -102,6 +165,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod chain;
 mod codec;
 mod error;
 mod migrate;
@@ -115,20 +179,25 @@ use futures_util::stream;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
+use token_core::audit::SWEEPER_ACTOR;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevocationNotice, RevocationStream, RevokeRequest,
-    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationNotice, RevocationStream,
+    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate,
+    UseOutcome,
 };
-use token_core::{AuditEvent, AuditKind, AuditRecord, KeyId, TokenId, TokenRecord, TokenState};
+use token_core::{
+    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, Context, KeyId, TokenId,
+    TokenRecord, TokenState,
+};
 use tokio::sync::broadcast;
 
 use crate::codec::{
-    AUDIT_COLUMNS, TOKEN_COLUMNS, audit_from_row, count_to_sql, duration_to_sql, id_bytes, micros,
-    record_from_row, row_id,
+    AUDIT_COLUMNS, TOKEN_COLUMNS, audit_from_row, audit_hash, count_to_sql, duration_to_sql,
+    id_bytes, micros, micros_ceil, record_from_row, row_id,
 };
 use crate::error::{backend, is_unique_violation};
 
-pub use crate::error::{NotMigrated, UnrepresentableValue};
+pub use crate::error::UnrepresentableValue;
 pub use crate::migrate::{MIGRATIONS_TABLE, SCHEMA_VERSION};
 pub use crate::options::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_CONNECTIONS, SqliteStoreOptions, Synchronous,
@@ -195,6 +264,13 @@ impl SqliteStore {
         migrate::run(&self.inner.pool).await?;
         self.inner.schema_ok.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Applies pending migrations up to and including schema `version` only (for upgrade tests
+    /// that need an older schema). Not part of the supported API: use [`migrate`](Self::migrate).
+    #[doc(hidden)]
+    pub async fn migrate_up_to(&self, version: i64) -> Result<(), StoreError> {
+        migrate::run_to(&self.inner.pool, version).await
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.
@@ -309,28 +385,9 @@ async fn insert_record(tx: &mut Tx, record: &TokenRecord) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Appends `events` to the hash chain inside the write transaction `tx` (see [`chain::append`]).
 async fn append_events(tx: &mut Tx, events: &[AuditEvent]) -> Result<(), StoreError> {
-    for event in events {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, token_id, fingerprint, subject, actor, client_ip, \
-             user_agent, request_id, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(micros(event.at))
-        .bind(event.kind.as_str())
-        .bind(event.token_id.map(id_bytes))
-        .bind(event.fingerprint.clone())
-        .bind(event.subject.clone())
-        .bind(event.actor.clone())
-        .bind(event.client_ip.clone())
-        .bind(event.user_agent.clone())
-        .bind(event.request_id.clone())
-        .bind(event.reason.clone())
-        .bind(event.detail.clone())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
+    chain::append(tx, events).await
 }
 
 /// A token is live (counts against limits and keys) when not revoked and not expired.
@@ -427,6 +484,10 @@ fn list_sql(query: &ListQuery) -> (String, Vec<Arg>) {
         conditions.push(condition);
         args.extend((0..binds).map(|_| Arg::Int(now)));
     }
+    if let Some(since) = filter.unused_since {
+        conditions.push("coalesce(t.last_used_at, t.created_at) < ?".to_owned());
+        args.push(Arg::Int(micros_ceil(since)));
+    }
     if let Some(cursor) = query.after {
         conditions.push("(t.created_at, t.id) > (?, ?)".to_owned());
         args.push(Arg::Int(micros(cursor.created_at)));
@@ -444,30 +505,47 @@ fn list_sql(query: &ListQuery) -> (String, Vec<Arg>) {
 
 /// The query selecting the not-yet-revoked tokens a revocation reaches (the selector's matches
 /// plus all their descendants), or `None` for a selector this store does not know.
-fn revoke_sql(selector: &RevokeSelector) -> Option<(String, Vec<Arg>)> {
-    let (matched, args) = match selector {
-        RevokeSelector::Token(id) => (
-            "SELECT id FROM tokens WHERE id = ?",
-            vec![Arg::Blob(id_bytes(*id))],
-        ),
-        RevokeSelector::Subject(subject) => (
-            "SELECT id FROM tokens WHERE subject = ?",
-            vec![Arg::Text(subject.clone())],
-        ),
+///
+/// With [`RevokeRequest::limit`], at most that many not-yet-revoked matches are taken (the
+/// descendant walk then adds their descendants); `UnusedSince` takes the longest-unused first, in
+/// the order of its index, so a bounded sweep reads only the rows it revokes.
+fn revoke_sql(request: &RevokeRequest) -> Option<(String, Vec<Arg>)> {
+    // A condition on `tokens`, its parameters, and the order a limited revocation takes matches in
+    // (`None`: whatever order the chosen index yields).
+    let (condition, mut args, order) = match &request.selector {
+        RevokeSelector::Token(id) => ("id = ?", vec![Arg::Blob(id_bytes(*id))], None),
+        RevokeSelector::Subject(subject) => ("subject = ?", vec![Arg::Text(subject.clone())], None),
         RevokeSelector::Family(id) => (
-            "SELECT id FROM tokens WHERE family_id = (SELECT family_id FROM tokens WHERE id = ?)",
+            "family_id = (SELECT family_id FROM tokens WHERE id = ?)",
             vec![Arg::Blob(id_bytes(*id))],
+            None,
         ),
         RevokeSelector::Label { key, value } => (
-            "SELECT token_id FROM token_labels WHERE key = ? AND value = ?",
+            "id IN (SELECT token_id FROM token_labels WHERE key = ? AND value = ?)",
             vec![Arg::Text(key.clone()), Arg::Text(value.clone())],
+            None,
         ),
-        RevokeSelector::IssuedBefore(at) => (
-            "SELECT id FROM tokens WHERE created_at < ?",
-            vec![Arg::Int(micros(*at))],
+        RevokeSelector::IssuedBefore(at) => {
+            ("created_at < ?", vec![Arg::Int(micros_ceil(*at))], None)
+        }
+        // Live at the request time and not used since `since`; the partial index `tokens_unused`
+        // holds exactly the unrevoked rows, keyed by this expression.
+        RevokeSelector::UnusedSince(since) => (
+            "revoked_at IS NULL AND coalesce(last_used_at, created_at) < ? \
+             AND (expires_at IS NULL OR expires_at > ?)",
+            vec![Arg::Int(micros_ceil(*since)), Arg::Int(micros(request.at))],
+            Some("coalesce(last_used_at, created_at)"),
         ),
         // Newer selectors this store does not know match nothing rather than everything.
         _ => return None,
+    };
+    let matched = match request.limit {
+        None => format!("SELECT id FROM tokens WHERE {condition}"),
+        Some(limit) => {
+            args.push(Arg::Int(i64::from(limit)));
+            let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
+            format!("SELECT id FROM tokens WHERE {condition} AND revoked_at IS NULL{order} LIMIT ?")
+        }
     };
     let sql = format!(
         "WITH RECURSIVE matched(id) AS ({matched}), \
@@ -478,16 +556,100 @@ fn revoke_sql(selector: &RevokeSelector) -> Option<(String, Vec<Arg>)> {
     Some((sql, args))
 }
 
-/// The `Revoked` event for a row that cannot be decoded: the revocation still happens (revocation
-/// must never be blocked by a damaged row), named by id and subject as
-/// [`RevokeRequest::event_for`] would.
-fn fallback_revoked_event(request: &RevokeRequest, id: TokenId, row: &SqliteRow) -> AuditEvent {
-    use sqlx::Row;
-    let subject: String = row.try_get("subject").unwrap_or_default();
-    AuditEvent::new(AuditKind::Revoked, request.at)
+/// The subject of a row that cannot be decoded (empty if even that is unreadable).
+fn row_subject(row: &SqliteRow) -> String {
+    sqlx::Row::try_get(row, "subject").unwrap_or_default()
+}
+
+/// The event [`AuditEvent::by_sweeper`] writes, for a row known only by id and subject (a row
+/// whose other columns fail to decode: a sweep must not stall on it).
+fn sweeper_event_for_row(
+    kind: AuditKind,
+    id: TokenId,
+    subject: String,
+    at: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent::new(kind, at)
         .with_token(id, subject)
-        .with_context(&request.context)
-        .with_reason(request.reason.clone())
+        .with_context(&Context::new().actor(SWEEPER_ACTOR))
+}
+
+/// The sweep event for `row`: [`AuditEvent::by_sweeper`] of the decoded record, else
+/// [`sweeper_event_for_row`]; `None` when the row's id is unreadable (it cannot be named).
+fn sweeper_event(kind: AuditKind, row: &SqliteRow, at: OffsetDateTime) -> Option<AuditEvent> {
+    match record_from_row(row) {
+        Ok(record) => Some(AuditEvent::by_sweeper(kind, &record, at)),
+        Err(_) => row_id(row).map(|id| sweeper_event_for_row(kind, id, row_subject(row), at)),
+    }
+}
+
+/// `mark_expired`: expired, unrevoked, unrecorded tokens, earliest expiry first (an index range
+/// of `tokens_expiry_unrecorded`).
+static MARK_EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.expires_at <= ? AND t.revoked_at IS NULL \
+         AND t.expiry_recorded_at IS NULL ORDER BY t.expires_at LIMIT ?"
+    )
+});
+
+/// `purge`: up to `limit` records revoked before a time (earliest first, `tokens_revoked`) and up
+/// to `limit` expiring before a time (`tokens_expires`), of which the first `limit` by id: the
+/// reference store's choice.
+static PURGE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id IN ( \
+         SELECT id FROM (SELECT id FROM tokens WHERE revoked_at < ? ORDER BY revoked_at LIMIT ?) \
+         UNION \
+         SELECT id FROM (SELECT id FROM tokens WHERE expires_at < ? ORDER BY expires_at LIMIT ?)) \
+         ORDER BY t.id LIMIT ?"
+    )
+});
+
+/// `truncate_audit`: the oldest events in seq order (a walk of the primary key that stops after
+/// `limit` rows).
+const TRUNCATE_SCAN_SQL: &str = "SELECT seq, at, hash FROM audit_events ORDER BY seq LIMIT ?";
+
+/// The audit query for `query` and its parameters ([`AuditQuery::matches`], in seq order).
+fn audit_query_sql(query: &AuditQuery) -> (String, Vec<Arg>) {
+    let mut conditions = Vec::new();
+    let mut args = Vec::new();
+    if let Some(id) = query.token_id {
+        conditions.push("token_id = ?");
+        args.push(Arg::Blob(id_bytes(id)));
+    }
+    if let Some(subject) = &query.subject {
+        conditions.push("subject = ?");
+        args.push(Arg::Text(subject.clone()));
+    }
+    if let Some(actor) = &query.actor {
+        conditions.push("actor = ?");
+        args.push(Arg::Text(actor.clone()));
+    }
+    if let Some(kind) = query.kind {
+        conditions.push("kind = ?");
+        args.push(Arg::Text(kind.as_str().to_owned()));
+    }
+    if let Some(from) = query.from {
+        conditions.push("at >= ?");
+        args.push(Arg::Int(micros_ceil(from)));
+    }
+    if let Some(until) = query.until {
+        conditions.push("at < ?");
+        args.push(Arg::Int(micros_ceil(until)));
+    }
+    if let Some(after) = query.after_seq {
+        conditions.push("seq > ?");
+        // Past i64::MAX nothing can follow.
+        args.push(Arg::Int(i64::try_from(after).unwrap_or(i64::MAX)));
+    }
+    let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_events");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    args.push(Arg::Int(i64::from(query.limit)));
+    (sql, args)
 }
 
 #[async_trait]
@@ -580,7 +742,10 @@ impl TokenStore for SqliteStore {
     }
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
-        let Some((sql, args)) = revoke_sql(&request.selector) else {
+        if request.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let Some((sql, args)) = revoke_sql(request) else {
             return Ok(Vec::new());
         };
         let mut tx = self.begin().await?;
@@ -599,7 +764,7 @@ impl TokenStore for SqliteStore {
                 Ok(record) => events.push(request.event_for(&record)),
                 Err(_) => {
                     if let Some(id) = row_id(row) {
-                        events.push(fallback_revoked_event(request, id, row));
+                        events.push(request.event_for_row(id, &row_subject(row)));
                     }
                 }
             }
@@ -735,6 +900,158 @@ impl TokenStore for SqliteStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let pool = self.ready().await?;
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (sql, args) = audit_query_sql(query);
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        let pool = self.ready().await?;
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_checkpoint WHERE id = 1")
+                .fetch_optional(pool)
+                .await
+                .map_err(backend)?;
+        row.map(|(seq, hash)| {
+            Ok(AuditCheckpoint {
+                seq: u64::try_from(seq).map_err(|_| {
+                    error::corrupt(format!("audit_checkpoint.seq {seq} is negative"))
+                })?,
+                hash: audit_hash(&hash, "audit_checkpoint", seq)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let before = micros_ceil(before);
+        let mut tx = self.begin().await?;
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(TRUNCATE_SCAN_SQL)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // The longest prefix of old events; it ends at the first event at or after `before`.
+        let prefix: Vec<&(i64, i64, Vec<u8>)> =
+            rows.iter().take_while(|(_, at, _)| *at < before).collect();
+        let Some((last_seq, _, last_hash)) = prefix.last() else {
+            rollback(tx).await?;
+            return Ok(0);
+        };
+        let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+        sqlx::query("DELETE FROM audit_events WHERE seq <= ?")
+            .bind(*last_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(*last_seq)
+        .bind(hash.as_bytes().to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(prefix.len() as u64)
+    }
+
+    async fn mark_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(MARK_EXPIRED_SQL.as_str())
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mut marked = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let raw_id: Vec<u8> = sqlx::Row::try_get(row, "id").map_err(backend)?;
+            // The marker is store-internal: a row that cannot even be named is marked too (so it
+            // does not occupy the front of every sweep), but not reported.
+            if let Some(event) = sweeper_event(AuditKind::Expired, row, now) {
+                if let Some(id) = event.token_id {
+                    marked.push(id);
+                }
+                events.push(event);
+            }
+            sqlx::query("UPDATE tokens SET expiry_recorded_at = ? WHERE id = ?")
+                .bind(micros(now))
+                .bind(raw_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(marked)
+    }
+
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::from(request.limit);
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(PURGE_SQL.as_str())
+            .bind(micros_ceil(request.revoked_before))
+            .bind(limit)
+            .bind(micros_ceil(request.expired_before))
+            .bind(limit)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mut purged = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // Deleting a record is a lifecycle change: one that cannot be named in its event stays.
+            let Some(event) = sweeper_event(AuditKind::Purged, row, request.now) else {
+                continue;
+            };
+            let Some(id) = event.token_id else {
+                continue;
+            };
+            let raw_id: Vec<u8> = sqlx::Row::try_get(row, "id").map_err(backend)?;
+            // Labels explicitly too: a host pool may run without `foreign_keys`.
+            for sql in [
+                "DELETE FROM token_labels WHERE token_id = ?",
+                "DELETE FROM tokens WHERE id = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(raw_id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            purged.push(id);
+            events.push(event);
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(purged)
+    }
+
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
         let receiver = self.inner.revocations.subscribe();
         let feed = stream::unfold(receiver, |mut receiver| async move {
@@ -806,6 +1123,178 @@ mod tests {
         Arg::Blob(vec![1; 16])
     }
 
+    fn revoke_request(selector: RevokeSelector) -> RevokeRequest {
+        RevokeRequest::new(selector, OffsetDateTime::UNIX_EPOCH, "test", Context::new())
+    }
+
+    /// Whether some line of `plan` searches with `index`.
+    fn uses(plan: &[String], index: &str) -> bool {
+        plan.iter()
+            .any(|l| l.starts_with("SEARCH") && l.contains(&format!("USING INDEX {index} ")))
+    }
+
+    /// Whether some line of `plan` uses `index` (searching or walking it).
+    fn uses_any(plan: &[String], index: &str) -> bool {
+        plan.iter().any(|l| l.contains(&format!("INDEX {index}")))
+    }
+
+    #[tokio::test]
+    async fn sweeps_and_audit_queries_use_indexes() {
+        let store = store().await;
+        let now = OffsetDateTime::UNIX_EPOCH;
+
+        // mark_expired: one range of the partial expiry index, already in expiry order.
+        let p = plan(
+            &store,
+            MARK_EXPIRED_SQL.as_str(),
+            vec![Arg::Int(0), Arg::Int(10)],
+        )
+        .await;
+        assert_indexed("mark_expired", &p);
+        assert!(uses(&p, "tokens_expiry_unrecorded"), "mark_expired: {p:#?}");
+        assert!(
+            !p.iter().any(|l| l.contains("TEMP B-TREE")),
+            "mark_expired sorts: {p:#?}"
+        );
+
+        // purge: the revoked and the expiry index, each a bounded range.
+        let p = plan(
+            &store,
+            PURGE_SQL.as_str(),
+            vec![
+                Arg::Int(0),
+                Arg::Int(10),
+                Arg::Int(0),
+                Arg::Int(10),
+                Arg::Int(10),
+            ],
+        )
+        .await;
+        assert!(uses(&p, "tokens_revoked"), "purge by revocation: {p:#?}");
+        assert!(uses(&p, "tokens_expires"), "purge by expiry: {p:#?}");
+        assert!(
+            !p.iter()
+                .any(|l| l.starts_with("SCAN tokens") || l == "SCAN t"),
+            "purge scans tokens: {p:#?}"
+        );
+
+        // Revoke unused (retention), bounded and unbounded.
+        for (name, request) in [
+            (
+                "revoke unused",
+                revoke_request(RevokeSelector::UnusedSince(now)),
+            ),
+            (
+                "revoke unused, bounded",
+                revoke_request(RevokeSelector::UnusedSince(now)).with_limit(10),
+            ),
+        ] {
+            let (sql, args) = revoke_sql(&request).unwrap_or_else(|| panic!("{name}"));
+            let p = plan(&store, &sql, args).await;
+            assert_indexed(name, &p);
+            assert!(uses(&p, "tokens_unused"), "{name}: {p:#?}");
+        }
+        // Bounded, the matches come in index order: no sort beyond the final result order that
+        // every revocation has.
+        let sorts = |p: &[String]| p.iter().filter(|l| l.contains("TEMP B-TREE")).count();
+        let (sql, args) = revoke_sql(&revoke_request(RevokeSelector::UnusedSince(now)))
+            .unwrap_or_else(|| panic!("unbounded"));
+        let unbounded = plan(&store, &sql, args).await;
+        let (sql, args) =
+            revoke_sql(&revoke_request(RevokeSelector::UnusedSince(now)).with_limit(10))
+                .unwrap_or_else(|| panic!("bounded"));
+        let bounded = plan(&store, &sql, args).await;
+        assert_eq!(
+            sorts(&bounded),
+            sorts(&unbounded),
+            "a bounded unused revocation sorts its matches: {bounded:#?}"
+        );
+
+        // truncate_audit: walks the primary key from the oldest event and stops after `limit`.
+        let p = plan(&store, TRUNCATE_SCAN_SQL, vec![Arg::Int(10)]).await;
+        assert_eq!(
+            p,
+            vec!["SCAN audit_events".to_owned()],
+            "truncate_audit: {p:#?}"
+        );
+        let p = plan(
+            &store,
+            "DELETE FROM audit_events WHERE seq <= ?",
+            vec![Arg::Int(10)],
+        )
+        .await;
+        assert!(
+            p.iter()
+                .any(|l| l.contains("INTEGER PRIMARY KEY (rowid<?)")),
+            "truncate delete: {p:#?}"
+        );
+
+        // Audit queries: each filter is an index range in seq order (no sort), also after a seq.
+        for (name, query, index) in [
+            (
+                "audit by subject",
+                AuditQuery::new().subject("alice"),
+                "audit_events_subject",
+            ),
+            (
+                "audit by subject, next page",
+                AuditQuery::new().subject("alice").after(42),
+                "audit_events_subject",
+            ),
+            (
+                "audit by actor",
+                AuditQuery::new().actor("admin:1").after(42),
+                "audit_events_actor",
+            ),
+            (
+                "audit by kind",
+                AuditQuery::new().kind(AuditKind::Revoked).after(42),
+                "audit_events_kind",
+            ),
+            (
+                "audit by token",
+                AuditQuery::new()
+                    .token(TokenId::from_bytes([1; 16]))
+                    .after(42),
+                "audit_events_token",
+            ),
+        ] {
+            let (sql, args) = audit_query_sql(&query);
+            let p = plan(&store, &sql, args).await;
+            assert_indexed(name, &p);
+            assert!(uses(&p, index), "{name}: {p:#?}");
+            assert!(
+                !p.iter().any(|l| l.contains("TEMP B-TREE")),
+                "{name} sorts: {p:#?}"
+            );
+        }
+        let (sql, args) = audit_query_sql(&AuditQuery::new().after(42));
+        let p = plan(&store, &sql, args).await;
+        assert_indexed("audit, next page", &p);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("INTEGER PRIMARY KEY (rowid>?)")),
+            "{p:#?}"
+        );
+        // The stale-token report spans every state: it walks the listing order and filters.
+        let (sql, args) = list_sql(&ListQuery::new(
+            ListFilter::all().unused_since(now),
+            now,
+            None,
+            10,
+        ));
+        let p = plan(&store, &sql, args).await;
+        assert!(uses_any(&p, "tokens_created"), "stale-token report: {p:#?}");
+        assert!(
+            !p.iter().any(|l| l.contains("TEMP B-TREE")),
+            "stale-token report sorts: {p:#?}"
+        );
+
+        let (sql, args) = audit_query_sql(&AuditQuery::new().between(now, now));
+        let p = plan(&store, &sql, args).await;
+        assert_indexed("audit by time", &p);
+    }
+
     #[tokio::test]
     async fn access_paths_use_indexes() {
         let store = store().await;
@@ -842,7 +1331,8 @@ mod tests {
             ),
             ("revoke issued before", RevokeSelector::IssuedBefore(now)),
         ] {
-            let (sql, args) = revoke_sql(&selector).unwrap_or_else(|| panic!("{name}"));
+            let (sql, args) =
+                revoke_sql(&revoke_request(selector)).unwrap_or_else(|| panic!("{name}"));
             let p = plan(&store, &sql, args).await;
             assert_indexed(name, &p);
             assert!(
@@ -850,7 +1340,7 @@ mod tests {
                 "{name}: the descendant walk must use the parent index: {p:#?}"
             );
         }
-        let (sql, args) = revoke_sql(&RevokeSelector::Subject("alice".into()))
+        let (sql, args) = revoke_sql(&revoke_request(RevokeSelector::Subject("alice".into())))
             .unwrap_or_else(|| panic!("subject"));
         let p = plan(&store, &sql, args).await;
         assert!(

@@ -3,6 +3,7 @@
 use sqlx::SqlitePool;
 use token_core::{StoreError, SystemClock};
 
+use crate::chain;
 use crate::codec::micros;
 use crate::error::{STORE, backend, not_migrated};
 
@@ -12,21 +13,42 @@ use crate::error::{STORE, backend, not_migrated};
 pub const MIGRATIONS_TABLE: &str = "token_store_migrations";
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 struct Migration {
     version: i64,
     description: &'static str,
-    sql: &'static str,
+    steps: &'static [Step],
+}
+
+/// One step of a migration; all steps of a migration share its transaction.
+enum Step {
+    /// A SQL script.
+    Sql(&'static str),
+    /// Copy version-1 audit events into `audit_events_v2` with their chain hashes, computed in
+    /// Rust ([`token_core::audit::chain_hash`]), and swap the tables.
+    ChainV1Events,
 }
 
 /// In version order; each applies in its own `BEGIN IMMEDIATE` transaction with its record in
 /// [`MIGRATIONS_TABLE`]. New versions are appended, never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "tokens, token_labels, audit_events and their indexes",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "tokens, token_labels, audit_events and their indexes",
+        steps: &[Step::Sql(include_str!("../migrations/0001_initial.sql"))],
+    },
+    Migration {
+        version: 2,
+        description: "audit hash chain (existing events chained), audit_checkpoint, \
+            tokens.expiry_recorded_at, audit query and retention indexes",
+        steps: &[
+            Step::Sql(include_str!("../migrations/0002_audit_chain_retention.sql")),
+            Step::ChainV1Events,
+            Step::Sql(include_str!("../migrations/0002_audit_indexes.sql")),
+        ],
+    },
+];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS token_store_migrations (\
     version INTEGER PRIMARY KEY, \
@@ -48,7 +70,14 @@ fn too_new(found: i64) -> StoreError {
 
 /// Applies every pending migration. Refuses a database whose schema is newer than this library.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
-    for migration in MIGRATIONS {
+    run_to(pool, SCHEMA_VERSION).await?;
+    // A database already past every known migration (or at a version this loop skipped).
+    check(pool).await
+}
+
+/// Applies pending migrations up to and including version `target`.
+pub(crate) async fn run_to(pool: &SqlitePool, target: i64) -> Result<(), StoreError> {
+    for migration in MIGRATIONS.iter().filter(|m| m.version <= target) {
         // One transaction per migration; the write lock serializes concurrent migrators, and the
         // version is re-read under it.
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
@@ -69,10 +98,17 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
             tx.rollback().await.map_err(backend)?;
             continue;
         }
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        for step in migration.steps {
+            match step {
+                Step::Sql(sql) => {
+                    sqlx::raw_sql(*sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                }
+                Step::ChainV1Events => chain::chain_v1_events(&mut tx).await?,
+            }
+        }
         sqlx::query(
             "INSERT INTO token_store_migrations (version, description, applied_at) VALUES (?, ?, ?)",
         )
@@ -84,8 +120,7 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
     }
-    // A database already past every known migration (or at a version this loop skipped).
-    check(pool).await
+    Ok(())
 }
 
 /// Checks that the schema is exactly the version this library needs.

@@ -8,7 +8,7 @@ use token_core::{
     HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManualClock, ScopeSet, StoreError,
     TokenManager, ValidationError,
 };
-use token_store_sqlite::{NotMigrated, SCHEMA_VERSION, SqliteStore};
+use token_store_sqlite::{SCHEMA_VERSION, SqliteStore};
 
 fn url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
@@ -293,15 +293,16 @@ async fn unmigrated_database_is_a_clear_error() {
         .err()
         .unwrap_or_else(|| panic!("an unmigrated database answered"));
     match &err {
-        StoreError::Backend { store, source } => {
+        StoreError::NotMigrated {
+            store,
+            found,
+            required,
+        } => {
             assert_eq!(*store, "sqlite");
-            let not_migrated = source
-                .downcast_ref::<NotMigrated>()
-                .unwrap_or_else(|| panic!("source is not NotMigrated: {source}"));
-            assert_eq!(not_migrated.found, None);
-            assert_eq!(not_migrated.required, SCHEMA_VERSION);
+            assert_eq!(*found, None);
+            assert_eq!(*required, SCHEMA_VERSION);
         }
-        other => panic!("expected Backend(NotMigrated), got {other:?}"),
+        other => panic!("expected NotMigrated, got {other:?}"),
     }
     assert!(err.to_string().contains("migrate()"), "{err}");
     // The manager surfaces it as a store error, not as an accepted or unknown token.

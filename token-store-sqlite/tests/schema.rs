@@ -166,3 +166,178 @@ async fn from_pool_adopts_a_host_pool() {
         .unwrap_or_else(|e| panic!("migrate: {e}"));
     assert!(table_exists(&store, "tokens").await);
 }
+
+#[tokio::test]
+async fn version_1_database_is_upgraded_and_its_events_chained() {
+    use token_core::store::TokenStore;
+    use token_core::{
+        AuditKind, AuditQuery, HashKey, IssueRequest, KeyId, Keyring, ScopeSet, StoreError,
+        TokenId, TokenManager,
+    };
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = SqliteStore::connect(&url(&dir.path().join("v1.db")))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    store
+        .migrate_up_to(1)
+        .await
+        .unwrap_or_else(|e| panic!("migrate to 1: {e}"));
+    assert!(!table_exists(&store, "audit_checkpoint").await);
+
+    // A version-1 database with a token and its events, written as version 1 wrote them (no hash
+    // column), the last event deleted so the AUTOINCREMENT counter is ahead of max(seq).
+    let id = TokenId::from_bytes([7; 16]);
+    sqlx::query(
+        "INSERT INTO tokens (id, hash, hash_key_id, prefix, subject, scopes, created_at, family_id) \
+         VALUES (?, ?, 1, 'acme', 'user:1', 'a b', 1000000, ?)",
+    )
+    .bind(id.as_bytes().to_vec())
+    .bind(vec![9u8; 32])
+    .bind(id.as_bytes().to_vec())
+    .execute(store.pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::raw_sql(
+        "INSERT INTO audit_events (at, kind, token_id, subject, actor, client_ip) \
+             VALUES (1000000, 'issued', x'07070707070707070707070707070707', 'user:1', 'admin:1', '192.0.2.1'); \
+         INSERT INTO audit_events (at, kind, fingerprint, reason, detail) \
+             VALUES (2000000, 'denied', 'fp', 'unknown_token', 'coalesced=3'); \
+         INSERT INTO audit_events (at, kind, token_id, subject, user_agent, request_id, reason) \
+             VALUES (3000000, 'revoked', x'07070707070707070707070707070707', 'user:1', 'curl', 'r-1', 'leaked'); \
+         INSERT INTO audit_events (at, kind) VALUES (4000000, 'policy_violation'); \
+         INSERT INTO audit_events (at, kind) VALUES (5000000, 'denied'); \
+         DELETE FROM audit_events WHERE seq = 5;",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The library needs version 2 now.
+    match store.get(id).await {
+        Err(StoreError::NotMigrated {
+            found: Some(1),
+            required: 2,
+            ..
+        }) => {}
+        other => panic!("expected NotMigrated at 1, got {other:?}"),
+    }
+
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrate to {SCHEMA_VERSION}: {e}"));
+    assert_eq!(SCHEMA_VERSION, 2);
+    assert!(table_exists(&store, "audit_checkpoint").await);
+    assert!(!table_exists(&store, "audit_events_v2").await);
+
+    let manager = TokenManager::builder(
+        store.clone(),
+        Keyring::new(HashKey::new(KeyId::new(1), [1; 32])),
+    )
+    .build()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let report = manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, 4);
+
+    // Every field survived the rebuild, seqs included.
+    let events = store
+        .query_audit(&AuditQuery::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(events[0].event.kind, AuditKind::Issued);
+    assert_eq!(events[0].event.token_id, Some(id));
+    assert_eq!(events[0].event.client_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(events[1].event.fingerprint.as_deref(), Some("fp"));
+    assert_eq!(events[1].event.detail.as_deref(), Some("coalesced=3"));
+    assert_eq!(events[2].event.request_id.as_deref(), Some("r-1"));
+    assert_eq!(events[2].event.reason.as_deref(), Some("leaked"));
+    let trail = store
+        .audit_for_token(id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(trail.len(), 2);
+
+    // The version-1 token is still there, and new events chain on, after the old counter (seq 5
+    // was used once, so it is never reused).
+    let record = store
+        .get(id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("v1 token lost"));
+    assert_eq!(record.subject, "user:1");
+    manager
+        .issue(IssueRequest::new(
+            "user:2",
+            ScopeSet::parse("a").unwrap_or_else(|e| panic!("{e}")),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("issue after upgrade: {e}"));
+    let events = store
+        .query_audit(&AuditQuery::new().after(4))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(events.first().map(|e| e.seq), Some(6));
+    let report = manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, 4 + events.len() as u64);
+
+    // Migrating again changes nothing.
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM token_store_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn undecodable_version_1_event_fails_the_upgrade_cleanly() {
+    use token_core::StoreError;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = SqliteStore::connect(&url(&dir.path().join("v1.db")))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    store
+        .migrate_up_to(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::raw_sql(
+        "INSERT INTO audit_events (at, kind) VALUES (1, 'issued'); \
+         INSERT INTO audit_events (at, kind) VALUES (2, 'no_such_kind');",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    match store.migrate().await {
+        Err(StoreError::Corrupt { message, .. }) => {
+            assert!(message.contains("seq 2"), "{message}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing changed: still version 1, the v1 table intact, no half-built table.
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM token_store_migrations")
+        .fetch_all(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(versions, vec![1]);
+    assert!(!table_exists(&store, "audit_events_v2").await);
+    assert!(!table_exists(&store, "audit_checkpoint").await);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 2);
+}

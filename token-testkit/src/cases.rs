@@ -1368,7 +1368,7 @@ async fn busy_history(env: &TestEnv) {
     let a = env
         .issue_with(IssueRequest::new("alice", scopes_of("a b")).context(ctx.clone()))
         .await;
-    let child = derive(&env, a.token.id(), "a").await;
+    let child = derive(env, a.token.id(), "a").await;
     env.advance(Duration::from_secs(60));
     env.manager
         .rotate_with(a.token.id(), HOUR, &ctx)

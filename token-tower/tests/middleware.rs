@@ -8,12 +8,12 @@ use http::header::{AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderName, Request, Response, StatusCode};
 use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevokeRequest, RotateOutcome, RotateToken, StoreError,
-    TokenStore, UsageUpdate, UseOutcome,
+    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevokeRequest, RotateOutcome, RotateToken,
+    StoreError, TokenStore, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditEvent, AuditKind, AuditRecord, HashKey, IssueRequest, KeyId, Keyring, ManualClock,
-    RevokeSelector, ScopeSet, TokenId, TokenManager, TokenRecord,
+    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, HashKey, IssueRequest, KeyId,
+    Keyring, ManualClock, RevokeSelector, ScopeSet, TokenId, TokenManager, TokenRecord,
 };
 use token_store_memory::MemoryStore;
 use token_tower::{Authenticated, BearerAuth, BearerAuthLayer, ClientAddr};
@@ -270,7 +270,16 @@ async fn wildcard_requirements_are_refused_at_configuration() {
 
 #[tokio::test]
 async fn context_flows_into_audit_events() {
-    let manager = manager();
+    // Every denial is written (no coalescing), so each request's context is visible.
+    let manager = TokenManager::builder(
+        MemoryStore::new(),
+        Keyring::new(HashKey::new(KeyId::new(1), [3; 32])),
+    )
+    .prefix("acme")
+    .unwrap()
+    .denied_event_interval(std::time::Duration::ZERO)
+    .build()
+    .unwrap();
     let (id, token) = issue(&manager, "a").await;
     manager
         .revoke(RevokeSelector::Token(id), "t")
@@ -359,6 +368,21 @@ impl TokenStore for DownStore {
         Err(down())
     }
     async fn audit_for_token(&self, _: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
+        Err(down())
+    }
+    async fn query_audit(&self, _: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        Err(down())
+    }
+    async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Err(down())
+    }
+    async fn truncate_audit(&self, _: OffsetDateTime, _: u32) -> Result<u64, StoreError> {
+        Err(down())
+    }
+    async fn mark_expired(&self, _: OffsetDateTime, _: u32) -> Result<Vec<TokenId>, StoreError> {
+        Err(down())
+    }
+    async fn purge(&self, _: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
         Err(down())
     }
 }
