@@ -30,6 +30,8 @@ mod request;
 pub mod retention;
 pub mod scope;
 pub mod store;
+#[cfg(feature = "sweeper")]
+pub mod sweeper;
 pub mod trail;
 mod usage;
 
