@@ -103,7 +103,7 @@ pub struct Context {
 /// audit trail.
 pub const CONTEXT_FIELD_MAX_BYTES: usize = 256;
 
-fn bounded(value: impl Into<String>) -> String {
+pub(crate) fn bounded(value: impl Into<String>) -> String {
     let mut value = value.into();
     if value.len() > CONTEXT_FIELD_MAX_BYTES {
         let mut end = CONTEXT_FIELD_MAX_BYTES;

@@ -175,6 +175,18 @@ pub enum Error {
         /// The requested scopes the parent does not cover.
         scopes: Vec<Scope>,
     },
+    /// A derived token asked for a looser use limit or idle timeout than its parent has.
+    #[error(
+        "derived token may only narrow its parent's {limit}: asked for {requested}, parent has {parent}"
+    )]
+    LimitWidening {
+        /// `max_uses` or `idle_timeout`.
+        limit: &'static str,
+        /// What was asked for.
+        requested: String,
+        /// What the parent has.
+        parent: String,
+    },
     /// A derived token asked to outlive its parent.
     #[error(
         "derived token would expire at {requested}, after its parent ({parent}); ask for a shorter ttl"

@@ -25,7 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::format::{RandomnessError, TokenId, fill_random};
 
@@ -94,13 +94,20 @@ impl HashKey {
             });
         }
         let mut key = Zeroizing::new([0u8; 32]);
+        fn nibble(c: u8) -> Result<u8, KeyringError> {
+            match c {
+                b'0'..=b'9' => Ok(c - b'0'),
+                b'a'..=b'f' => Ok(c - b'a' + 10),
+                b'A'..=b'F' => Ok(c - b'A' + 10),
+                _ => Err(KeyringError::InvalidKeyMaterial {
+                    problem: "character outside 0-9a-fA-F",
+                }),
+            }
+        }
         for (slot, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| KeyringError::InvalidKeyMaterial {
-                problem: "non-ASCII character",
-            })?;
-            *slot = u8::from_str_radix(text, 16).map_err(|_| KeyringError::InvalidKeyMaterial {
-                problem: "character outside 0-9a-fA-F",
-            })?;
+            if let [high, low] = pair {
+                *slot = (nibble(*high)? << 4) | nibble(*low)?;
+            }
         }
         Ok(Self {
             id,
@@ -127,14 +134,20 @@ impl HashKey {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
         hasher.update(id.as_bytes());
         hasher.update(secret);
-        TokenHash(hasher.finalize())
+        let hash = hasher.finalize();
+        // The hasher's state holds the key schedule and the secret block.
+        hasher.zeroize();
+        TokenHash(hash)
     }
 
     fn fingerprint(&self, input: &[u8]) -> blake3::Hash {
-        let mut hasher = blake3::Hasher::new_keyed(&self.key);
-        hasher.update(b"token-core/fingerprint/v1\0");
+        // A separate subkey, so fingerprints and token hashes never share a key.
+        let subkey = Zeroizing::new(blake3::derive_key("token-core fingerprint v1", &**self.key));
+        let mut hasher = blake3::Hasher::new_keyed(&subkey);
         hasher.update(input);
-        hasher.finalize()
+        let hash = hasher.finalize();
+        hasher.zeroize();
+        hash
     }
 }
 
@@ -196,6 +209,9 @@ pub enum KeyringError {
         /// How many live records still use it.
         records: u64,
     },
+    /// A key with this id is already in the keyring (with possibly different material).
+    #[error("{0} is already in the keyring; give a new key a new id")]
+    DuplicateKey(KeyId),
     /// Key material could not be parsed.
     #[error("invalid key material: {problem}")]
     InvalidKeyMaterial {

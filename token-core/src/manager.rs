@@ -11,7 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Error, ValidationError};
 use crate::format::{FormatError, ParsedToken, PlaintextToken, TokenId, TokenPrefix, parse_token};
 use crate::keyring::{HashKey, KeyId, Keyring, KeyringError};
-use crate::policy::{Policy, PolicyError, PolicyViolation};
+use crate::policy::{HumanDuration, Policy, PolicyError, PolicyViolation};
 use crate::record::{TokenRecord, TokenState};
 use crate::request::{DeriveRequest, Idle, IssueRequest, Lifetime, TokenSpec, check_subject};
 use crate::retention::Retention;
@@ -465,6 +465,8 @@ impl TokenManager {
         if !widening.is_empty() {
             return Err(Error::ScopeWidening { scopes: widening });
         }
+        let mut spec = spec;
+        self.narrow_limits(&parent_record, &mut spec)?;
         let subject = parent_record.subject.clone();
         let expires_at = match self
             .policy_checked(&subject, &spec, now, Some(&parent_record))
@@ -480,6 +482,49 @@ impl TokenManager {
             .with_context(&spec.context)
             .with_detail(format!("parent={parent}"));
         self.insert(token, record, vec![event], now).await
+    }
+
+    /// A derived token never has more uses left or a longer idle timeout than its parent: when the
+    /// request names none it inherits the parent's, and a wider one is refused.
+    fn narrow_limits(&self, parent: &TokenRecord, spec: &mut TokenSpec) -> Result<(), Error> {
+        if let Some(parent_max) = parent.max_uses {
+            let remaining = parent_max.saturating_sub(parent.use_count);
+            match spec.max_uses {
+                None => spec.max_uses = Some(remaining),
+                Some(requested) if requested > remaining => {
+                    return Err(Error::LimitWidening {
+                        limit: "max_uses",
+                        requested: requested.to_string(),
+                        parent: format!("{remaining} remaining"),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(parent_idle) = parent.idle_timeout {
+            match spec.idle {
+                Idle::PolicyDefault => {
+                    let default = self.inner.policy.default_idle_timeout();
+                    spec.idle = Idle::After(default.map_or(parent_idle, |d| d.min(parent_idle)));
+                }
+                Idle::After(requested) if requested > parent_idle => {
+                    return Err(Error::LimitWidening {
+                        limit: "idle_timeout",
+                        requested: HumanDuration(requested).to_string(),
+                        parent: HumanDuration(parent_idle).to_string(),
+                    });
+                }
+                Idle::Never => {
+                    return Err(Error::LimitWidening {
+                        limit: "idle_timeout",
+                        requested: "none".to_owned(),
+                        parent: HumanDuration(parent_idle).to_string(),
+                    });
+                }
+                Idle::After(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Applies the policy; returns the expiry. Derived tokens are capped by the parent's expiry.
@@ -823,6 +868,11 @@ impl TokenManager {
         now: OffsetDateTime,
     ) -> Result<(), ValidationError> {
         self.verify_secret(parsed, record)?;
+        // The prefix is not covered by the hash: without this check a token issued under one
+        // prefix (acme_test) would validate under another (acme_live) sharing store and key.
+        if record.prefix != parsed.prefix() {
+            return Err(ValidationError::ForeignPrefix);
+        }
         if let Some(error) = ValidationError::from_state(self.state_of(record, now)) {
             return Err(error);
         }
@@ -839,6 +889,12 @@ impl TokenManager {
                 UseOutcome::Counted(_) => Ok(()),
                 UseOutcome::LimitReached => Err(ValidationError::UseLimitReached),
                 UseOutcome::NotFound => Err(ValidationError::UnknownToken),
+                // Revoked or expired between the read and the atomic update.
+                _ => Err(match self.inner.store.get(record.id).await? {
+                    Some(fresh) => ValidationError::from_state(fresh.state_at(now))
+                        .unwrap_or(ValidationError::Revoked),
+                    None => ValidationError::UnknownToken,
+                }),
             };
         }
         if let Some(batch) = self
@@ -972,7 +1028,9 @@ impl TokenManager {
 
     /// Replaces `id` with a new token carrying the same subject, scopes, labels, name, idle
     /// timeout, remaining uses and expiry ceiling (rotation never extends lifetime). The old token
-    /// stays valid for `min(grace, its remaining lifetime)`; `Duration::ZERO` ends it now.
+    /// stays valid for `min(grace, its remaining lifetime)`; `Duration::ZERO` ends it now. A token
+    /// with `max_uses` always rotates with zero grace (two live copies would double its budget).
+    /// The rotation must pass the current policy's scope ceiling and expiry rules.
     pub async fn rotate(&self, id: TokenId, grace: Duration) -> Result<IssuedToken, Error> {
         self.rotate_with(id, grace, &Context::new()).await
     }
@@ -993,6 +1051,19 @@ impl TokenManager {
         if state != TokenState::Active {
             return Err(Error::NotActive { id, state });
         }
+        // The policy may have narrowed since the token was issued: a rotation re-issues, so it
+        // must pass today's ceiling and expiry rules.
+        self.inner.policy.check_ceiling(&old.subject, &old.scopes)?;
+        if old.expires_at.is_none() && !self.inner.policy.allows_non_expiring() {
+            return Err(PolicyViolation::ExpiryRequired.into());
+        }
+        // A use-limited token cannot have two live copies (that would double its budget): its
+        // predecessor ends at once, and the store hands the successor the uses left at commit.
+        let grace = if old.max_uses.is_some() {
+            Duration::ZERO
+        } else {
+            grace
+        };
         let token = PlaintextToken::generate(&self.inner.prefix)?;
         let (hash_key_id, hash) = self
             .keyring()
@@ -1140,6 +1211,10 @@ impl TokenManager {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let id = key.id();
+        if guard.contains(id) {
+            // Replacing key material under an id in use would silently invalidate its tokens.
+            return Err(KeyringError::DuplicateKey(id).into());
+        }
         let next = (**guard).clone().with_key(key).with_current(id)?;
         *guard = Arc::new(next);
         Ok(())

@@ -268,7 +268,7 @@ pub enum PolicyError {
     /// The idle timeout is too short for the usage flush interval.
     #[error(
         "idle timeout {} is shorter than 10 x the usage flush interval {}; raise it to at least {}",
-        HumanDuration(*.timeout), HumanDuration(*.flush_interval), HumanDuration(*.flush_interval * 10)
+        HumanDuration(*.timeout), HumanDuration(*.flush_interval), HumanDuration(.flush_interval.saturating_mul(10))
     )]
     IdleTimeoutTooShort {
         /// The idle timeout.

@@ -178,6 +178,9 @@ impl DeriveRequest {
 }
 
 const SUBJECT_MAX: usize = 256;
+/// Longest TTL accepted, whatever the policy: longer values would saturate the calendar and
+/// quietly mean "never expires".
+const TTL_MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
 const NAME_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 1024;
 const LABELS_MAX: usize = 32;
@@ -245,10 +248,16 @@ impl TokenSpec {
         if self.max_uses == Some(0) {
             return Err(invalid("max_uses", "is 0; it must be at least 1"));
         }
-        if let Lifetime::Ttl(ttl) = self.lifetime
-            && ttl.is_zero()
-        {
-            return Err(invalid("ttl", "is zero; it must be positive"));
+        if let Lifetime::Ttl(ttl) = self.lifetime {
+            if ttl.is_zero() {
+                return Err(invalid("ttl", "is zero; it must be positive"));
+            }
+            if ttl > TTL_MAX {
+                return Err(invalid(
+                    "ttl",
+                    "exceeds 100 years; ask for never_expires() if the policy allows it",
+                ));
+            }
         }
         if let Idle::After(idle) = self.idle
             && idle.is_zero()

@@ -149,7 +149,9 @@ pub struct RotateToken {
     pub predecessor: TokenId,
     /// The predecessor's new `expires_at` (end of its grace window).
     pub predecessor_expires_at: OffsetDateTime,
-    /// The successor record (its `rotated_from` names the predecessor).
+    /// The successor record (its `rotated_from` names the predecessor). If the predecessor has
+    /// `max_uses`, the store sets the successor's `max_uses` to the predecessor's uses left as
+    /// read inside the transaction (`max_uses - use_count`), so no use is granted twice.
     pub successor: TokenRecord,
     /// The manager's current time.
     pub now: OffsetDateTime,
@@ -246,7 +248,7 @@ impl RevokeRequest {
         Self {
             selector,
             at,
-            reason: reason.into(),
+            reason: crate::audit::bounded(reason.into()),
             context,
             limit: None,
         }
@@ -292,6 +294,8 @@ pub enum UseOutcome {
     LimitReached,
     /// No such token.
     NotFound,
+    /// The token is revoked or expired at `now`; nothing changed.
+    NotActive,
 }
 
 /// A coalesced usage update: the token was used `uses` times, last at `last_used_at`.
@@ -534,7 +538,10 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError>;
 
     /// Counts one use of a token with `max_uses`, atomically:
-    /// `use_count = use_count + 1 WHERE use_count < max_uses`, also setting `last_used_at`.
+    /// `use_count = use_count + 1 WHERE use_count < max_uses AND revoked_at IS NULL AND
+    /// (expires_at IS NULL OR expires_at > now)`, also setting `last_used_at`. A revoked or
+    /// expired token is [`UseOutcome::NotActive`], so no use is counted after a revocation
+    /// committed.
     async fn consume_use(&self, id: TokenId, now: OffsetDateTime)
     -> Result<UseOutcome, StoreError>;
 

@@ -307,7 +307,10 @@ impl TokenStore for MemoryStore {
         if old_state != TokenState::Active {
             return Ok(RotateOutcome::NotActive(old_state));
         }
-        let successor = rotation.successor;
+        let mut successor = rotation.successor;
+        if let Some(max) = old.max_uses {
+            successor.max_uses = Some(max.saturating_sub(old.use_count));
+        }
         if state.records.contains_key(&successor.id) {
             return Err(StoreError::AlreadyExists { id: successor.id });
         }
@@ -377,6 +380,9 @@ impl TokenStore for MemoryStore {
         let Some(record) = state.records.get(&id) else {
             return Ok(UseOutcome::NotFound);
         };
+        if record.revocation.is_some() || record.expires_at.is_some_and(|e| now >= e) {
+            return Ok(UseOutcome::NotActive);
+        }
         if record.max_uses.is_some_and(|max| record.use_count >= max) {
             return Ok(UseOutcome::LimitReached);
         }

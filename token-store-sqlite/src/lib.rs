@@ -723,7 +723,12 @@ impl TokenStore for SqliteStore {
             rollback(tx).await?;
             return Ok(RotateOutcome::NotActive(old_state));
         }
-        let successor = &rotation.successor;
+        let mut successor = rotation.successor;
+        if let Some(max) = old.max_uses {
+            // The uses left as of this transaction: none is granted twice.
+            successor.max_uses = Some(max.saturating_sub(old.use_count));
+        }
+        let successor = &successor;
         if exists(&mut tx, successor.id).await? {
             rollback(tx).await?;
             return Err(StoreError::AlreadyExists { id: successor.id });
@@ -804,11 +809,13 @@ impl TokenStore for SqliteStore {
             "UPDATE tokens SET use_count = use_count + 1, \
              last_used_at = max(coalesce(last_used_at, ?), ?) \
              WHERE id = ? AND (max_uses IS NULL OR use_count < max_uses) \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) \
              RETURNING use_count",
         )
         .bind(now)
         .bind(now)
         .bind(id_bytes(id))
+        .bind(now)
         .fetch_optional(pool)
         .await
         .map_err(backend)?;
@@ -819,15 +826,19 @@ impl TokenStore for SqliteStore {
                 ))
             });
         }
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tokens WHERE id = ?")
-            .bind(id_bytes(id))
-            .fetch_optional(pool)
-            .await
-            .map_err(backend)?;
-        Ok(if found.is_some() {
-            UseOutcome::LimitReached
-        } else {
-            UseOutcome::NotFound
+        let found: Option<(bool,)> = sqlx::query_as(
+            "SELECT revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) \
+             FROM tokens WHERE id = ?",
+        )
+        .bind(now)
+        .bind(id_bytes(id))
+        .fetch_optional(pool)
+        .await
+        .map_err(backend)?;
+        Ok(match found {
+            Some((true,)) => UseOutcome::LimitReached,
+            Some((false,)) => UseOutcome::NotActive,
+            None => UseOutcome::NotFound,
         })
     }
 
