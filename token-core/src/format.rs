@@ -491,7 +491,7 @@ fn digit_value(c: u8) -> Option<u8> {
 /// path.
 fn decode_base62(chars: &[u8], out: &mut [u8]) -> Option<()> {
     const DIGITS_PER_STEP: usize = 10;
-    if out.len() % 8 != 0 || out.len() > 32 {
+    if !out.len().is_multiple_of(8) || out.len() > 32 {
         return None;
     }
     let mut buffer = Zeroizing::new([0u64; 4]);
