@@ -1302,7 +1302,11 @@ pub async fn introspect_neither_uses_nor_audits(f: &dyn Fixture) {
         .into_iter()
         .map(|e| e.event.kind)
         .collect();
-    assert_eq!(kinds, vec![AuditKind::Issued], "introspection wrote audit events");
+    assert_eq!(
+        kinds,
+        vec![AuditKind::Issued],
+        "introspection wrote audit events"
+    );
 }
 
 pub async fn revoke_presented_requires_possession(f: &dyn Fixture) {
