@@ -1,8 +1,13 @@
-//! Quickstart: issue a scoped token, validate it, see a scope failure, revoke it, see it rejected.
+//! Quickstart: issue a scoped token, validate it, see a scope failure, revoke it, see it rejected,
+//! on the embedded default store (a SQLite file).
 //!
 //! ```text
 //! cargo run --example quickstart
+//! TOKEN_QUICKSTART_DB=/tmp/tokens.db cargo run --example quickstart   # another file
 //! ```
+//!
+//! The hashing key comes from `TOKEN_HASH_KEY` (64 hex characters); without it a fresh key is
+//! generated, so tokens from earlier runs no longer validate (which is what you want from a demo).
 
 use std::time::Duration;
 
@@ -10,16 +15,21 @@ use token_core::{
     Context, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, RevokeSelector, Scope, ScopeSet,
     TokenManager,
 };
-use token_store_memory::MemoryStore;
+use token_store_sqlite::SqliteStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let store = MemoryStore::new();
-    println!("1. store: in-process memory");
+    let path = std::env::var("TOKEN_QUICKSTART_DB").unwrap_or_else(|_| "quickstart.db".to_owned());
+    let store = SqliteStore::connect(&format!("sqlite://{path}")).await?;
+    store.migrate().await?;
+    println!("1. store: SQLite file {path} (migrated)");
 
-    // The hashing key must be stable across restarts (load it from your secret manager);
-    // the quickstart makes a fresh one.
-    let keyring = Keyring::new(HashKey::generate(KeyId::new(1))?);
+    // The hashing key must be stable across restarts: load it from your secret manager.
+    let key = match std::env::var("TOKEN_HASH_KEY") {
+        Ok(hex) => HashKey::from_hex(KeyId::new(1), &hex)?,
+        Err(_) => HashKey::generate(KeyId::new(1))?,
+    };
+    let keyring = Keyring::new(key);
     let manager = TokenManager::builder(store, keyring)
         .prefix("demo")?
         .build()?;

@@ -6,3 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod server;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -73,6 +73,29 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
     Ok(admin.merge(widgets).merge(oauth).with_state(state))
 }
 
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`), runs its migrations and builds
+/// a manager (prefix `example`) over it.
+pub async fn open_manager(
+    url: &str,
+    key: token_core::HashKey,
+) -> Result<TokenManager, Box<dyn std::error::Error + Send + Sync>> {
+    let keyring = token_core::Keyring::new(key);
+    let builder = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = token_store_postgres::PgStore::connect(url).await?;
+        store.migrate().await?;
+        TokenManager::builder(store, keyring)
+    } else if url.starts_with("sqlite:") {
+        let store = token_store_sqlite::SqliteStore::connect(url).await?;
+        store.migrate().await?;
+        TokenManager::builder(store, keyring)
+    } else {
+        return Err(
+            format!("unsupported database URL {url:?}; use sqlite://path or postgres://…").into(),
+        );
+    };
+    Ok(builder.prefix("example")?.build()?)
+}
+
 /// Issues the bootstrap admin token (`tokens:admin tokens:introspect`, one hour).
 pub async fn bootstrap_admin(manager: &TokenManager) -> Result<IssuedToken, Error> {
     manager

@@ -484,20 +484,38 @@ fn digit_value(c: u8) -> Option<u8> {
     }
 }
 
-/// Decodes base62 digits into a big-endian number of exactly `out.len()` bytes; `None` if a digit
-/// is invalid or the value does not fit.
+/// Decodes base62 digits into a big-endian number of exactly `out.len()` bytes (a multiple of 8,
+/// at most 32); `None` if a digit is invalid or the value does not fit.
+///
+/// Works on 64-bit limbs, ten digits at a time (62^10 < 2^64): parsing is on the validation hot
+/// path.
 fn decode_base62(chars: &[u8], out: &mut [u8]) -> Option<()> {
-    out.fill(0);
-    for &c in chars {
-        let mut carry = u32::from(digit_value(c)?);
-        for byte in out.iter_mut().rev() {
-            let acc = u32::from(*byte) * 62 + carry;
-            *byte = (acc & 0xff) as u8;
-            carry = acc >> 8;
+    const DIGITS_PER_STEP: usize = 10;
+    if !out.len().is_multiple_of(8) || out.len() > 32 {
+        return None;
+    }
+    let mut buffer = Zeroizing::new([0u64; 4]);
+    // Little-endian limbs.
+    let limbs = buffer.get_mut(..out.len() / 8)?;
+    for step in chars.chunks(DIGITS_PER_STEP) {
+        let mut value: u64 = 0;
+        let mut scale: u64 = 1;
+        for &c in step {
+            value = value * 62 + u64::from(digit_value(c)?);
+            scale *= 62;
+        }
+        let mut carry = u128::from(value);
+        for limb in limbs.iter_mut() {
+            let acc = u128::from(*limb) * u128::from(scale) + carry;
+            *limb = acc as u64;
+            carry = acc >> 64;
         }
         if carry != 0 {
             return None;
         }
+    }
+    for (limb, slot) in limbs.iter().zip(out.rchunks_exact_mut(8)) {
+        slot.copy_from_slice(&limb.to_be_bytes());
     }
     Some(())
 }

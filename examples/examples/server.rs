@@ -1,0 +1,66 @@
+//! The example server. See `examples/src/server.rs` for the routes.
+//!
+//! ```text
+//! cargo run --example server
+//! TOKEN_EXAMPLE_ADDR=127.0.0.1:8080 TOKEN_EXAMPLE_DATABASE_URL=postgres://postgres@127.0.0.1/test cargo run --example server
+//! ```
+//!
+//! | variable | default |
+//! |---|---|
+//! | `TOKEN_EXAMPLE_ADDR` | `127.0.0.1:3000` |
+//! | `TOKEN_EXAMPLE_DATABASE_URL` | `sqlite://token-example.db` (a `postgres://` URL works too) |
+//! | `TOKEN_HASH_KEY` | a fresh random key (64 hex characters to keep tokens valid across restarts) |
+
+use std::time::Duration;
+
+use examples::server::{bootstrap_admin, open_manager, serve};
+use token_core::{HashKey, KeyId};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let addr = std::env::var("TOKEN_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let url = std::env::var("TOKEN_EXAMPLE_DATABASE_URL")
+        .unwrap_or_else(|_| "sqlite://token-example.db".to_owned());
+    let key = match std::env::var("TOKEN_HASH_KEY") {
+        Ok(hex) => HashKey::from_hex(KeyId::new(1), &hex)?,
+        Err(_) => HashKey::generate(KeyId::new(1))?,
+    };
+    let manager = open_manager(&url, key).await?;
+    let admin = bootstrap_admin(&manager).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("storage: {url}");
+    println!("listening on http://{}", listener.local_addr()?);
+    println!("admin token: {}", admin.token.expose_secret());
+    drop(admin);
+    serve(
+        listener,
+        manager,
+        Duration::from_secs(10),
+        shutdown_signal(),
+    )
+    .await?;
+    println!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,384 @@
+//! Starts the example server on a random loopback port (SQLite file storage) and drives its
+//! contract over real HTTP.
+
+use std::time::Duration;
+
+use examples::server::{bootstrap_admin, open_manager, serve};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use token_core::{HashKey, KeyId};
+
+struct Running {
+    base: String,
+    admin: String,
+    client: Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("server.db").display());
+        let manager = open_manager(&url, HashKey::new(KeyId::new(1), [9; 32]))
+            .await
+            .unwrap();
+        let admin = bootstrap_admin(&manager).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(listener, manager, Duration::from_millis(50), async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+        });
+        Self {
+            base,
+            admin: admin.token.expose_secret().to_owned(),
+            client: Client::new(),
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn create(&self, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url("/tokens"))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn widgets(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/widgets"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn introspect(&self, token: &str) -> Value {
+        let response = self
+            .client
+            .post(self.url("/oauth/introspect"))
+            .bearer_auth(&self.admin)
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("server did not shut down")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+fn www_authenticate(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn issue_use_revoke_then_401() {
+    let server = Running::start().await;
+    let (status, issued) = server
+        .create(json!({"subject": "user:1", "scopes": ["widgets:read"], "ttl_seconds": 600, "name": "reader"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    assert!(issued["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    assert_eq!(server.widgets(&token).await.status(), StatusCode::OK);
+    let write = server
+        .client
+        .post(server.url("/widgets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(&write),
+        "Bearer realm=\"token-example\", error=\"insufficient_scope\", scope=\"widgets:write\""
+    );
+
+    let record: Value = server
+        .client
+        .get(server.url(&format!("/tokens/{id}")))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["subject"], "user:1");
+    assert_eq!(record["state"], "active");
+    assert!(record.get("hash").is_none());
+    assert!(!record.to_string().contains(&token[8 + 22..8 + 65]));
+
+    let deleted = server
+        .client
+        .delete(server.url(&format!("/tokens/{id}")))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let rejected = server.widgets(&token).await;
+    assert_eq!(rejected.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&rejected),
+        "Bearer realm=\"token-example\", error=\"invalid_token\""
+    );
+
+    let audit: Value = server
+        .client
+        .get(server.url(&format!("/tokens/{id}/audit")))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[..2], ["issued", "denied"]);
+    assert!(kinds.contains(&"revoked"));
+
+    // Without credentials, and with a non-admin token, the admin API refuses.
+    let anonymous = server
+        .client
+        .get(server.url(&format!("/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&anonymous),
+        "Bearer realm=\"token-example\""
+    );
+    let unknown = server
+        .client
+        .delete(server.url("/tokens/0000000000000000000000"))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let bad_request = server
+        .create(json!({"subject": "x", "scopes": ["Not A Scope"], "ttl_seconds": 60}))
+        .await;
+    assert_eq!(bad_request.0, StatusCode::BAD_REQUEST);
+    let too_long = server
+        .create(json!({"subject": "x", "scopes": ["a"], "ttl_seconds": 400 * 86_400}))
+        .await;
+    assert_eq!(too_long.0, StatusCode::BAD_REQUEST);
+    assert!(
+        too_long.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the policy maximum")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotate_with_grace_then_conflict() {
+    let server = Running::start().await;
+    let (_, issued) = server
+        .create(json!({"subject": "svc", "scopes": ["widgets:read", "widgets:write"], "ttl_seconds": 600}))
+        .await;
+    let old = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let rotate = |grace: u64| {
+        server
+            .client
+            .post(server.url(&format!("/tokens/{id}/rotate")))
+            .bearer_auth(&server.admin)
+            .json(&json!({"grace_seconds": grace}))
+            .send()
+    };
+    let response = rotate(60).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let rotated: Value = response.json().await.unwrap();
+    let new = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(
+        rotated["expires_at"], issued["expires_at"],
+        "rotation never extends lifetime"
+    );
+    assert_eq!(
+        server.widgets(&old).await.status(),
+        StatusCode::OK,
+        "old token in grace"
+    );
+    assert_eq!(server.widgets(&new).await.status(), StatusCode::OK);
+    assert_eq!(rotate(60).await.unwrap().status(), StatusCode::CONFLICT);
+
+    // Zero grace ends the old token at once.
+    let new_id = rotated["id"].as_str().unwrap().to_owned();
+    let response = server
+        .client
+        .post(server.url(&format!("/tokens/{new_id}/rotate")))
+        .bearer_auth(&server.admin)
+        .json(&json!({"grace_seconds": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        server.widgets(&new).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn introspection_active_and_inactive() {
+    let server = Running::start().await;
+    let (_, issued) = server
+        .create(json!({"subject": "user:9", "scopes": ["widgets:read"], "ttl_seconds": 600, "max_uses": 5}))
+        .await;
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let active = server.introspect(&token).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["sub"], "user:9");
+    assert_eq!(active["scope"], "widgets:read");
+    assert_eq!(active["jti"], issued["id"]);
+    assert_eq!(active["token_type"], "Bearer");
+    assert!(active["exp"].as_i64().unwrap() > active["iat"].as_i64().unwrap());
+    assert!(active.get("nbf").is_none());
+
+    for inactive in ["garbage", "", &token[..token.len() - 1]] {
+        assert_eq!(server.introspect(inactive).await, json!({"active": false}));
+    }
+    server
+        .client
+        .post(server.url("/oauth/revoke"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server.introspect(&token).await, json!({"active": false}));
+
+    // The caller needs tokens:introspect.
+    let (_, reader) = server
+        .create(json!({"subject": "r", "scopes": ["widgets:read"], "ttl_seconds": 60}))
+        .await;
+    let forbidden = server
+        .client
+        .post(server.url("/oauth/introspect"))
+        .bearer_auth(reader["token"].as_str().unwrap())
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let anonymous = server
+        .client
+        .post(server.url("/oauth/introspect"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rfc7009_revocation_by_possession() {
+    let server = Running::start().await;
+    let revoke = |form: Vec<(&'static str, String)>| {
+        server
+            .client
+            .post(server.url("/oauth/revoke"))
+            .form(&form)
+            .send()
+    };
+    let unknown = revoke(vec![
+        (
+            "token",
+            "example_0000000000000000000000000000000000000000000000000000000000000000000000".into(),
+        ),
+        ("token_type_hint", "refresh_token".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), StatusCode::OK);
+    assert_eq!(
+        revoke(vec![("token", "junk".into())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        revoke(vec![("nothing", "x".into())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let (_, issued) = server
+        .create(json!({"subject": "leaky", "scopes": ["widgets:read"], "ttl_seconds": 600}))
+        .await;
+    let token = issued["token"].as_str().unwrap().to_owned();
+    assert_eq!(server.widgets(&token).await.status(), StatusCode::OK);
+    let response = revoke(vec![
+        ("token", token.clone()),
+        ("token_type_hint", "access_token".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        server.widgets(&token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Tokens in the query string are refused.
+    let in_query = server
+        .client
+        .get(server.url(&format!("/widgets?access_token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), StatusCode::BAD_REQUEST);
+    server.stop().await;
+}

@@ -1,0 +1,125 @@
+//! Mapping of driver errors onto [`StoreError`], and the store's own error details.
+
+use std::fmt;
+
+use token_core::StoreError;
+
+pub(crate) const STORE: &str = "postgres";
+
+/// The schema has not been migrated to the version this library needs. Reported as the source of
+/// [`StoreError::Backend`] (find it with `source.downcast_ref::<NotMigrated>()`); call
+/// [`PgStore::migrate`](crate::PgStore::migrate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotMigrated {
+    /// The schema the store uses.
+    pub schema: String,
+    /// The version found (`None`: no migrations table in that schema).
+    pub found: Option<i64>,
+    /// The version this library needs.
+    pub required: i64,
+}
+
+impl fmt::Display for NotMigrated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.found {
+            Some(found) => write!(
+                f,
+                "schema \"{}\" is at token store version {found}, this library needs version {}: call PgStore::migrate() first",
+                self.schema, self.required
+            ),
+            None => write!(
+                f,
+                "schema \"{}\" holds no token store tables (no {} table): call PgStore::migrate() first",
+                self.schema,
+                crate::MIGRATIONS_TABLE
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotMigrated {}
+
+/// A value the store was asked to write cannot be represented in its columns (a duration or
+/// counter beyond `i64`). Reported as the source of [`StoreError::Backend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnrepresentableValue {
+    /// What could not be stored.
+    pub message: String,
+}
+
+impl fmt::Display for UnrepresentableValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UnrepresentableValue {}
+
+pub(crate) fn unrepresentable(message: String) -> StoreError {
+    StoreError::Backend {
+        store: STORE,
+        source: Box::new(UnrepresentableValue { message }),
+    }
+}
+
+pub(crate) fn not_migrated(schema: &str, found: Option<i64>) -> StoreError {
+    StoreError::Backend {
+        store: STORE,
+        source: Box::new(NotMigrated {
+            schema: schema.to_owned(),
+            found,
+            required: crate::SCHEMA_VERSION,
+        }),
+    }
+}
+
+pub(crate) fn corrupt(message: String) -> StoreError {
+    StoreError::Corrupt {
+        store: STORE,
+        message,
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("23505")
+}
+
+/// Maps a driver error: serialization failures and deadlocks are [`StoreError::Conflict`]
+/// (retrying may succeed); everything else is [`StoreError::Backend`].
+pub(crate) fn backend(error: sqlx::Error) -> StoreError {
+    match sqlstate(&error).as_deref() {
+        Some("40001") => StoreError::Conflict {
+            message: format!("serialization failure: {error}"),
+        },
+        Some("40P01") => StoreError::Conflict {
+            message: format!("deadlock detected: {error}"),
+        },
+        Some("55P03") => StoreError::Conflict {
+            message: format!("lock not available: {error}"),
+        },
+        _ => StoreError::Backend {
+            store: STORE,
+            source: Box::new(error),
+        },
+    }
+}
+
+/// Like [`backend`], but a missing table, schema or column (the schema was never migrated, or
+/// only partly) becomes [`NotMigrated`].
+pub(crate) fn backend_in(schema: &str, error: sqlx::Error) -> StoreError {
+    match sqlstate(&error).as_deref() {
+        // undefined_table, invalid_schema_name, undefined_column
+        Some("42P01" | "3F000" | "42703") => not_migrated(schema, None),
+        _ => backend(error),
+    }
+}

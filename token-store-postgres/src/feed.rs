@@ -1,0 +1,184 @@
+//! The revocation feed: `LISTEN` on the schema's channel, with reconnection and interruption
+//! notices.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::stream;
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use token_core::store::{RevocationNotice, RevocationStream};
+use token_core::{StoreError, TokenId};
+use tokio::sync::watch;
+
+use crate::error::backend;
+
+/// Most ids in one notification payload (PostgreSQL caps payloads below 8000 bytes; an id and
+/// its separator take 23).
+pub(crate) const IDS_PER_NOTIFICATION: usize = 300;
+
+/// First wait before re-opening a lost listener connection; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The payload announcing `ids`: base62 ids separated by single spaces.
+pub(crate) fn payloads(ids: &[TokenId]) -> Vec<String> {
+    ids.chunks(IDS_PER_NOTIFICATION)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Parses a payload; `None` when it is malformed (the feed then reports an interruption).
+pub(crate) fn parse_payload(payload: &str) -> Option<Vec<TokenId>> {
+    let ids: Vec<TokenId> = payload
+        .split(' ')
+        .map(|part| part.parse().ok())
+        .collect::<Option<_>>()?;
+    (!ids.is_empty()).then_some(ids)
+}
+
+struct Feed {
+    pool: PgPool,
+    channel: String,
+    listener: Option<PgListener>,
+    closed: watch::Receiver<()>,
+    pending: VecDeque<RevocationNotice>,
+    backoff: Duration,
+}
+
+async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.ignore_pool_close_event(true);
+    listener.eager_reconnect(true);
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Opens a dedicated connection (not one of the store's pool, so a subscription never takes a
+/// slot from queries) and starts listening before returning, so every revocation committed after
+/// this returns is delivered or followed by an interruption notice.
+pub(crate) async fn subscribe(
+    store_pool: &PgPool,
+    channel: String,
+    closed: watch::Receiver<()>,
+) -> Result<RevocationStream, StoreError> {
+    let connect = (*store_pool.connect_options()).clone();
+    let name = format!(
+        "{}/feed",
+        connect
+            .get_application_name()
+            .unwrap_or(crate::options::DEFAULT_APPLICATION_NAME)
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .test_before_acquire(false)
+        .acquire_timeout(store_pool.options().get_acquire_timeout())
+        .connect_lazy_with(connect.application_name(&name));
+    let listener = listen(&pool, &channel).await.map_err(backend)?;
+    let feed = Feed {
+        pool,
+        channel,
+        listener: Some(listener),
+        closed,
+        pending: VecDeque::new(),
+        backoff: FIRST_BACKOFF,
+    };
+    Ok(Box::pin(stream::unfold(feed, |mut feed| async move {
+        let notice = feed.next().await?;
+        Some((notice, feed))
+    })))
+}
+
+impl Feed {
+    /// The next notice; `None` once the store is dropped.
+    async fn next(&mut self) -> Option<RevocationNotice> {
+        loop {
+            if let Some(notice) = self.pending.pop_front() {
+                return Some(notice);
+            }
+            let Some(listener) = self.listener.as_mut() else {
+                // Reconnecting: wait, retry, and announce the interruption once listening again
+                // (revocations committed while nobody listened were missed).
+                tokio::select! {
+                    _ = self.closed.changed() => return None,
+                    () = tokio::time::sleep(self.backoff) => {}
+                }
+                let attempt = tokio::select! {
+                    _ = self.closed.changed() => return None,
+                    result = listen(&self.pool, &self.channel) => result,
+                };
+                match attempt {
+                    Ok(listener) => {
+                        self.listener = Some(listener);
+                        self.backoff = FIRST_BACKOFF;
+                        return Some(RevocationNotice::Interrupted);
+                    }
+                    Err(_) => {
+                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            };
+            let received = tokio::select! {
+                _ = self.closed.changed() => return None,
+                received = listener.try_recv() => received,
+            };
+            return Some(match received {
+                Ok(Some(notification)) => match parse_payload(notification.payload()) {
+                    Some(ids) => RevocationNotice::Revoked(ids),
+                    // Unreadable: a revocation may hide in it, so caches must flush.
+                    None => RevocationNotice::Interrupted,
+                },
+                // The connection was lost and sqlx re-established it (and re-ran LISTEN) before
+                // returning: anything sent in between was missed.
+                Ok(None) => RevocationNotice::Interrupted,
+                // The connection was lost and could not be re-established yet: report the loss
+                // now (caches flush while the database is unreachable) and again once listening.
+                Err(_) => {
+                    self.listener = None;
+                    RevocationNotice::Interrupted
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_fit() {
+        let ids: Vec<TokenId> = (0..=700u16)
+            .map(|i| {
+                let mut bytes = [0xffu8; 16];
+                bytes[..2].copy_from_slice(&i.to_be_bytes());
+                TokenId::from_bytes(bytes)
+            })
+            .collect();
+        let chunks = payloads(&ids);
+        assert_eq!(chunks.len(), 3);
+        let mut back = Vec::new();
+        for chunk in &chunks {
+            assert!(chunk.len() < 8000);
+            back.extend(parse_payload(chunk).unwrap_or_default());
+        }
+        assert_eq!(back, ids);
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused() {
+        for bad in ["", " ", "abc", "0000000000000000000000 x", "\u{0}"] {
+            assert_eq!(parse_payload(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Bad input against a real server (`TOKEN_TEST_POSTGRES_URL`): hostile schema names, newer and
+//! missing schemas, corrupt rows. Nothing panics and nothing corrupt ever validates.
+
+mod common;
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgPoolOptions;
+use token_core::{
+    AuditEvent, AuditKind, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, ListFilter, Page,
+    PlaintextToken, RevokeSelector, ScopeSet, StoreError, TokenId, TokenManager, TokenPrefix,
+    TokenStore,
+};
+use token_store_postgres::{InvalidSchemaName, NotMigrated, PgStore, PgStoreOptions};
+
+use common::{admin, drop_schema, fresh_schema, migrated_store, url_or_skip};
+
+fn manager(store: PgStore) -> TokenManager {
+    TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
+        .prefix("test")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn scopes(text: &str) -> ScopeSet {
+    ScopeSet::parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn exec(url: &str, sql: String) {
+    let mut conn = admin(url).await;
+    sqlx::query(AssertSqlSafe(sql.clone()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+const HOSTILE: &[&str] = &[
+    "",
+    "x\"; DROP SCHEMA public CASCADE; --",
+    "public\".tokens --",
+    "Token_Store",
+    "1st",
+    "a b",
+    "a-b",
+    "pg_catalog",
+    "tokens\u{0}",
+    "ünïcode",
+    "a_very_long_schema_name_that_goes_on_and_on_past_the_identifier_limit",
+];
+
+#[tokio::test]
+async fn hostile_schema_names_are_refused() {
+    let Some(url) = url_or_skip("hostile_schema_names_are_refused") else {
+        return;
+    };
+    let pool = PgPoolOptions::new().max_connections(1).connect_lazy(&url);
+    let pool = pool.unwrap_or_else(|e| panic!("{e}"));
+    for name in HOSTILE {
+        let err = PgStore::connect_with(PgStoreOptions::new(&url).schema(*name))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("schema {name:?} accepted"));
+        let StoreError::Backend { source, .. } = &err else {
+            panic!("unexpected error for {name:?}: {err}");
+        };
+        assert!(
+            source.downcast_ref::<InvalidSchemaName>().is_some(),
+            "{err}"
+        );
+        assert!(
+            PgStore::from_pool(pool.clone(), name).is_err(),
+            "from_pool accepted {name:?}"
+        );
+    }
+    // `public` survived the attempts.
+    let mut conn = admin(&url).await;
+    let public: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'public'")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(public.as_deref(), Some("public"));
+}
+
+#[tokio::test]
+async fn newer_schema_version_is_refused() {
+    let Some(url) = url_or_skip("newer_schema_version_is_refused") else {
+        return;
+    };
+    let store = migrated_store(&url, 2).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    assert_eq!(
+        store
+            .schema_version()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(token_store_postgres::SCHEMA_VERSION)
+    );
+    exec(
+        &url,
+        format!(
+            "INSERT INTO \"{schema}\".token_store_migrations (version, description, applied_at) \
+             VALUES (999, 'from the future', 0)"
+        ),
+    )
+    .await;
+    let older_library = PgStore::connect_with(PgStoreOptions::new(&url).schema(&schema))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for err in [
+        older_library.migrate().await.err(),
+        older_library.get(TokenId::from_bytes([1; 16])).await.err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Some(StoreError::SchemaTooNew {
+                    store: "postgres",
+                    found: 999,
+                    supported: token_store_postgres::SCHEMA_VERSION
+                })
+            ),
+            "{err:?}"
+        );
+    }
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test]
+async fn unmigrated_schema_is_a_clear_typed_error() {
+    let Some(url) = url_or_skip("unmigrated_schema_is_a_clear_typed_error") else {
+        return;
+    };
+    let schema = fresh_schema();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let store = PgStore::connect_with(PgStoreOptions::new(&url).schema(&schema))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.schema_version().await.ok(), Some(None));
+    let err = store
+        .get(TokenId::from_bytes([1; 16]))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("unmigrated schema worked"));
+    let StoreError::Backend { source, .. } = &err else {
+        panic!("unexpected {err}");
+    };
+    let not_migrated = source
+        .downcast_ref::<NotMigrated>()
+        .unwrap_or_else(|| panic!("not a NotMigrated error: {err}"));
+    assert_eq!(not_migrated.found, None);
+    assert!(err.to_string().contains("migrate"), "{err}");
+    let prefix = TokenPrefix::new("test").unwrap_or_else(|e| panic!("{e}"));
+    let token = PlaintextToken::generate(&prefix).unwrap_or_else(|e| panic!("{e}"));
+    let err = manager(store.clone())
+        .validate(token.expose_secret(), &[])
+        .await
+        .err()
+        .map(|e| e.class());
+    assert_eq!(err, Some(ErrorClass::ServerError), "fails closed");
+    // Migrating fixes it; migrating again is a no-op.
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.get(TokenId::from_bytes([1; 16])).await.ok(),
+        Some(None)
+    );
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_serialize() {
+    let Some(url) = url_or_skip("concurrent_migrations_serialize") else {
+        return;
+    };
+    let schema = fresh_schema();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, schema) = (url.clone(), schema.clone());
+            tokio::spawn(async move {
+                let store = PgStore::connect_with(
+                    PgStoreOptions::new(&url).schema(&schema).max_connections(1),
+                )
+                .await?;
+                store.migrate().await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("concurrent migrate: {e}"));
+    }
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_and_never_validate() {
+    let Some(url) = url_or_skip("corrupt_rows_are_reported_and_never_validate") else {
+        return;
+    };
+    let store = migrated_store(&url, 2).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store.clone());
+    let corruptions: &[(&str, &str)] = &[
+        ("scopes", "scopes = 'NOT A SCOPE!'"),
+        ("hash", "hash = substring(hash from 1 for 31)"),
+        ("use_count", "use_count = -1"),
+        ("expires_at", "expires_at = 9223372036854775807"),
+        ("created_at", "created_at = -9223372036854775808"),
+        ("hash_key_id", "hash_key_id = -5"),
+        ("family_id", "family_id = '\\x00'::bytea"),
+        ("idle_timeout_us", "idle_timeout_us = -1"),
+    ];
+    for (column, assignment) in corruptions {
+        let issued = manager
+            .issue(IssueRequest::new("u", scopes("a")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = issued.token.id();
+        let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        exec(
+            &url,
+            format!("UPDATE \"{schema}\".tokens SET {assignment} WHERE id = '\\x{hex}'::bytea"),
+        )
+        .await;
+        let err = store
+            .get(id)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("corrupt {column} read back"));
+        let StoreError::Corrupt {
+            store: name,
+            message,
+        } = &err
+        else {
+            panic!("expected Corrupt for {column}, got {err}");
+        };
+        assert_eq!(*name, "postgres");
+        assert!(message.contains("tokens"), "{message}");
+        assert!(message.contains(column), "{message}");
+        assert!(message.contains(&id.to_string()), "{message}");
+        let err = manager
+            .validate(issued.token.expose_secret(), &[])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a corrupt record ({column}) validated"));
+        assert_eq!(err.class(), ErrorClass::ServerError, "{err}");
+        // Listing refuses too, rather than returning a half-read record.
+        assert!(
+            manager
+                .list(ListFilter::all(), Page::default())
+                .await
+                .is_err()
+        );
+        // Revocation still reaches the corrupt row.
+        let revoked = manager
+            .revoke(RevokeSelector::Token(id), "corrupt")
+            .await
+            .unwrap_or_else(|e| panic!("revoking a corrupt row: {e}"));
+        assert_eq!(revoked, vec![id]);
+        exec(
+            &url,
+            format!("DELETE FROM \"{schema}\".tokens WHERE id = '\\x{hex}'::bytea"),
+        )
+        .await;
+    }
+
+    // Unknown audit kind and bad audit token id.
+    let id = TokenId::from_bytes([9; 16]);
+    store
+        .append_audit(vec![
+            AuditEvent::new(AuditKind::Denied, time::OffsetDateTime::UNIX_EPOCH)
+                .with_token(id, "s"),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    exec(
+        &url,
+        format!("UPDATE \"{schema}\".audit_events SET kind = 'exploded'"),
+    )
+    .await;
+    let err = store.audit_for_token(id).await.err();
+    assert!(
+        matches!(&err, Some(StoreError::Corrupt { message, .. }) if message.contains("audit_events") && message.contains("kind")),
+        "{err:?}"
+    );
+    drop(manager);
+    drop_schema(&url, &schema).await;
+}

@@ -1,0 +1,316 @@
+//! Concurrency against a real server (`TOKEN_TEST_POSTGRES_URL`): exact use limits, revoke vs.
+//! validate, family revoke vs. derive, and the revocation feed between two instances.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use token_core::{
+    DeriveRequest, Error, HashKey, IssueRequest, KeyId, Keyring, ListFilter, Page,
+    RevocationNotice, RevokeSelector, ScopeSet, TokenId, TokenManager, TokenStore, ValidationError,
+};
+use token_store_postgres::PgStore;
+
+use common::{drop_schema, migrated_store, second_instance, url_or_skip};
+
+fn manager(store: PgStore) -> TokenManager {
+    TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
+        .prefix("test")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn scopes(text: &str) -> ScopeSet {
+    ScopeSet::parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_uses_is_exact_with_64_tasks_over_8_connections() {
+    let Some(url) = url_or_skip("max_uses_is_exact_with_64_tasks_over_8_connections") else {
+        return;
+    };
+    let store = migrated_store(&url, 8).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store);
+    let issued = manager
+        .issue(IssueRequest::new("u", scopes("a")).max_uses(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token: Arc<str> = issued.token.expose_secret().into();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let manager = manager.clone();
+            let token = Arc::clone(&token);
+            tokio::spawn(async move { manager.validate(&token, &[]).await })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => ok += 1,
+            Err(ValidationError::UseLimitReached) => limited += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 54));
+    let stored = manager
+        .store()
+        .get(issued.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(stored.use_count, 10);
+    drop(manager);
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_validation_starting_after_revoke_returned_succeeds() {
+    let Some(url) = url_or_skip("no_validation_starting_after_revoke_returned_succeeds") else {
+        return;
+    };
+    let store = migrated_store(&url, 8).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store);
+    let issued = manager
+        .issue(IssueRequest::new("u", scopes("a")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token: Arc<str> = issued.token.expose_secret().into();
+    let revoked = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted_before = Arc::new(AtomicU64::new(0));
+    let checked_after = Arc::new(AtomicU64::new(0));
+    let violations = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (manager, token) = (manager.clone(), Arc::clone(&token));
+            let (revoked, stop) = (Arc::clone(&revoked), Arc::clone(&stop));
+            let (before, after, bad) = (
+                Arc::clone(&accepted_before),
+                Arc::clone(&checked_after),
+                Arc::clone(&violations),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let started_after_revoke = revoked.load(Ordering::SeqCst);
+                    let result = manager.validate(&token, &[]).await;
+                    if started_after_revoke {
+                        after.fetch_add(1, Ordering::Relaxed);
+                        if result.is_ok() {
+                            bad.fetch_add(1, Ordering::SeqCst);
+                        }
+                    } else if result.is_ok() {
+                        before.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    manager
+        .revoke(RevokeSelector::Token(issued.token.id()), "race")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    revoked.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    println!(
+        "validations accepted before revoke: {}, checked after revoke: {}",
+        accepted_before.load(Ordering::Relaxed),
+        checked_after.load(Ordering::Relaxed)
+    );
+    assert!(
+        accepted_before.load(Ordering::Relaxed) > 0,
+        "race never ran"
+    );
+    assert!(checked_after.load(Ordering::Relaxed) > 0, "race never ran");
+    assert_eq!(
+        violations.load(Ordering::SeqCst),
+        0,
+        "accepted after revoke"
+    );
+    drop(manager);
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn family_revoke_racing_derives_leaves_no_child_unrevoked() {
+    let Some(url) = url_or_skip("family_revoke_racing_derives_leaves_no_child_unrevoked") else {
+        return;
+    };
+    let store = migrated_store(&url, 8).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store);
+    for round in 0..5 {
+        let root = manager
+            .issue(IssueRequest::new(format!("u{round}"), scopes("a")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let root_id = root.token.id();
+        let revoked = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..6)
+            .map(|task| {
+                let manager = manager.clone();
+                let revoked = Arc::clone(&revoked);
+                tokio::spawn(async move {
+                    let mut members = vec![root_id];
+                    let mut late_successes = 0u32;
+                    let mut i: usize = task;
+                    loop {
+                        // Derive from a spread of members, so the tree grows in depth and width.
+                        i = i.wrapping_mul(31).wrapping_add(7);
+                        let parent = members[i % members.len()];
+                        let started_after = revoked.load(Ordering::SeqCst);
+                        match manager
+                            .derive(parent, DeriveRequest::new(scopes("a")))
+                            .await
+                        {
+                            Ok(child) => {
+                                if started_after {
+                                    late_successes += 1;
+                                }
+                                members.push(child.token.id());
+                            }
+                            Err(Error::NotActive { .. }) => {
+                                if started_after {
+                                    break;
+                                }
+                            }
+                            Err(e) => panic!("unexpected derive error: {e}"),
+                        }
+                    }
+                    (members, late_successes)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let revoked_ids: HashSet<TokenId> = manager
+            .revoke(RevokeSelector::Family(root_id), "family race")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .collect();
+        revoked.store(true, Ordering::SeqCst);
+        let mut derived = HashSet::new();
+        for task in tasks {
+            let (members, late) = task.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                late, 0,
+                "a derive that started after revoke returned succeeded"
+            );
+            derived.extend(members);
+        }
+        // Every token the derivers got is in the family and revoked by that one call.
+        let mut listed = Vec::new();
+        let mut page = Page::first(500);
+        loop {
+            let result = manager
+                .list(ListFilter::all().family(root_id), page)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            listed.extend(result.items);
+            match result.next {
+                Some(cursor) => page = Page::after(cursor, 500),
+                None => break,
+            }
+        }
+        let unrevoked: Vec<_> = listed.iter().filter(|r| r.revocation.is_none()).collect();
+        assert!(unrevoked.is_empty(), "children escaped: {unrevoked:?}");
+        let listed_ids: HashSet<TokenId> = listed.iter().map(|r| r.id).collect();
+        assert_eq!(
+            listed_ids, derived,
+            "family listing differs from what was derived"
+        );
+        assert_eq!(
+            revoked_ids, derived,
+            "revoke did not return the whole family"
+        );
+        println!("round {round}: family of {} revoked", derived.len());
+    }
+    drop(manager);
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocation_on_one_instance_reaches_the_other_instances_feed() {
+    let Some(url) = url_or_skip("revocation_on_one_instance_reaches_the_other_instances_feed")
+    else {
+        return;
+    };
+    let a = migrated_store(&url, 4).await;
+    let schema = a.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let b = second_instance(&url, &schema, "instance-b").await;
+    let mut feed = b
+        .subscribe_revocations()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no feed"));
+    // A store in another schema must not hear these revocations.
+    let stranger = migrated_store(&url, 2).await;
+    janitor.track(stranger.schema());
+    let mut stranger_feed = stranger
+        .subscribe_revocations()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no feed"));
+    let manager = manager(a);
+    let mut delays = Vec::new();
+    for _ in 0..100 {
+        let issued = manager
+            .issue(IssueRequest::new("u", scopes("a")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        manager
+            .revoke(RevokeSelector::Token(issued.token.id()), "feed")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        loop {
+            let notice = tokio::time::timeout(Duration::from_secs(5), feed.next())
+                .await
+                .unwrap_or_else(|_| panic!("no notice within 5 s"));
+            match notice {
+                Some(RevocationNotice::Revoked(ids)) if ids.contains(&issued.token.id()) => break,
+                Some(RevocationNotice::Revoked(_)) => {}
+                other => panic!("unexpected notice {other:?}"),
+            }
+        }
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    let pct = |p: usize| delays[(delays.len() * p / 100).min(delays.len() - 1)];
+    println!(
+        "feed delay, revoke call on instance A -> notice on instance B ({} samples): p50 {:?}, p99 {:?}, max {:?}",
+        delays.len(),
+        pct(50),
+        pct(99),
+        delays[delays.len() - 1]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), stranger_feed.next())
+            .await
+            .is_err(),
+        "a store in another schema heard the revocations"
+    );
+    drop(manager);
+    drop(b);
+    drop_schema(&url, &schema).await;
+    drop_schema(&url, stranger.schema()).await;
+}
