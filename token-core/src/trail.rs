@@ -14,7 +14,9 @@
 //! **Denials.** `Denied` events are coalesced per token (or per fingerprint of an unknown string)
 //! per interval (default 60 s): the first denial in a window is written, later ones are counted and
 //! reported in the `detail` of the next written denial (`coalesced=N`), so an attacker cannot flood
-//! the log. At most 10,000 keys are tracked; beyond that new keys are counted, not written.
+//! the log. At most 10,000 keys are tracked and at most [`MAX_DENIED_EVENTS_PER_WINDOW`] denials
+//! are written per window across all keys (invented unknown ids would otherwise each cost a
+//! write); beyond that denials are counted in `stats().denied_events_coalesced`, not written.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -105,11 +107,17 @@ impl ChainReport {
 
 const MAX_DENIAL_KEYS: usize = 10_000;
 
+/// Most `Denied` events written per coalescing window across all keys. Unknown ids are free to
+/// invent (the checksum is public), so without a global cap each would cost a store write: a
+/// flood could hold the write lock that revocations need.
+pub const MAX_DENIED_EVENTS_PER_WINDOW: u64 = 600;
+
 /// Per-key windows for `Denied` events.
 #[derive(Debug)]
 pub(crate) struct DenialCoalescer {
     window: time::Duration,
     keys: Mutex<HashMap<String, Window>>,
+    budget: Mutex<Window>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,13 +139,42 @@ impl DenialCoalescer {
         Self {
             window: time::Duration::try_from(window).unwrap_or(time::Duration::MAX),
             keys: Mutex::new(HashMap::new()),
+            budget: Mutex::new(Window {
+                start: OffsetDateTime::UNIX_EPOCH,
+                suppressed: 0,
+            }),
         }
+    }
+
+    /// Takes one write from the global budget of the current window.
+    fn spend(&self, now: OffsetDateTime) -> bool {
+        let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        if now - budget.start >= self.window {
+            *budget = Window {
+                start: now,
+                suppressed: 0,
+            };
+        }
+        // `suppressed` counts writes spent here.
+        if budget.suppressed >= MAX_DENIED_EVENTS_PER_WINDOW {
+            return false;
+        }
+        budget.suppressed += 1;
+        true
     }
 
     pub(crate) fn admit(&self, key: &str, now: OffsetDateTime) -> Admission {
         if self.window.is_zero() {
             return Admission::Write { suppressed: 0 };
         }
+        let admission = self.admit_key(key, now);
+        match admission {
+            Admission::Write { .. } if !self.spend(now) => Admission::Suppress,
+            other => other,
+        }
+    }
+
+    fn admit_key(&self, key: &str, now: OffsetDateTime) -> Admission {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(window) = keys.get_mut(key) {
             if now - window.start < self.window {
@@ -307,6 +344,18 @@ mod tests {
             c.admit("a", t0 + time::Duration::seconds(60)),
             Admission::Write { suppressed: 2 }
         ));
+    }
+
+    #[test]
+    fn writes_per_window_are_capped_across_keys() {
+        let c = DenialCoalescer::new(std::time::Duration::from_secs(60));
+        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let written = (0..2000)
+            .filter(|i| matches!(c.admit(&format!("k{i}"), t0), Admission::Write { .. }))
+            .count();
+        assert_eq!(written as u64, MAX_DENIED_EVENTS_PER_WINDOW);
+        let later = t0 + time::Duration::seconds(60);
+        assert!(matches!(c.admit("fresh", later), Admission::Write { .. }));
     }
 
     #[test]

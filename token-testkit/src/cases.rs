@@ -1251,6 +1251,20 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
             .unwrap_or_else(|_| panic!("no notice within 5 s; got {announced:?}"));
         match notice {
             Some(token_core::RevocationNotice::Revoked(ids)) => announced.extend(ids),
+            // A real listener may lose its connection; then the contract is "flush", and
+            // the store itself must show the revocations.
+            Some(token_core::RevocationNotice::Interrupted) => {
+                for id in &revoked {
+                    let record = env
+                        .store
+                        .get(*id)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"))
+                        .unwrap_or_else(|| panic!("missing"));
+                    assert!(record.is_revoked());
+                }
+                return;
+            }
             Some(other) => panic!("unexpected notice {other:?}"),
             None => panic!("feed ended"),
         }
@@ -1894,5 +1908,209 @@ pub async fn stale_token_report_lists_unused_tokens(f: &dyn Fixture) {
     assert_eq!(
         stale,
         HashSet::from([never_used.token.id(), used_long_ago.token.id()])
+    );
+}
+
+// ----- hardening (security review) -------------------------------------------------------------
+
+pub async fn prefix_is_bound_to_the_record(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env.issue("u", "a").await;
+    // Another manager over the same store and key, with another prefix (a "live" deployment
+    // next to a "test" one). Rewriting the prefix keeps the checksum valid (it covers the body).
+    let live = env.sibling(|b| b.prefix("live").unwrap_or_else(|e| panic!("{e}")));
+    let rewritten = issued.token.expose_secret().replacen("test_", "live_", 1);
+    let err = live.validate(&rewritten, &[]).await.err();
+    assert!(
+        matches!(err, Some(ValidationError::ForeignPrefix)),
+        "{err:?}"
+    );
+    assert_valid(&env, issued.token.expose_secret()).await;
+}
+
+pub async fn derive_cannot_widen_use_limit_or_idle_timeout(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let parent = env
+        .issue_with(
+            IssueRequest::new("u", scopes_of("a"))
+                .max_uses(3)
+                .idle_timeout(HOUR),
+        )
+        .await;
+    assert_valid(&env, parent.token.expose_secret()).await;
+    let wider_uses = env
+        .manager
+        .derive(
+            parent.token.id(),
+            DeriveRequest::new(scopes_of("a")).max_uses(5),
+        )
+        .await
+        .err();
+    assert!(
+        matches!(
+            wider_uses,
+            Some(Error::LimitWidening {
+                limit: "max_uses",
+                ..
+            })
+        ),
+        "{wider_uses:?}"
+    );
+    let no_idle = env
+        .manager
+        .derive(
+            parent.token.id(),
+            DeriveRequest::new(scopes_of("a")).no_idle_timeout(),
+        )
+        .await
+        .err();
+    assert!(
+        matches!(
+            no_idle,
+            Some(Error::LimitWidening {
+                limit: "idle_timeout",
+                ..
+            })
+        ),
+        "{no_idle:?}"
+    );
+    let longer_idle = env
+        .manager
+        .derive(
+            parent.token.id(),
+            DeriveRequest::new(scopes_of("a")).idle_timeout(2 * HOUR),
+        )
+        .await
+        .err();
+    assert!(matches!(longer_idle, Some(Error::LimitWidening { .. })));
+    // Unspecified limits are inherited: the parent's remaining uses and its idle timeout.
+    let child = derive(&env, parent.token.id(), "a").await;
+    assert_eq!(child.record.max_uses, Some(2));
+    assert_eq!(child.record.idle_timeout, Some(HOUR));
+}
+
+pub async fn rotating_a_use_limited_token_never_grants_uses_twice(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let old = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(3))
+        .await;
+    assert_valid(&env, old.token.expose_secret()).await;
+    let new = env
+        .manager
+        .rotate(old.token.id(), HOUR)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // No grace for use-limited tokens: two live copies would double the budget.
+    assert_rejected(&env, old.token.expose_secret(), "expired").await;
+    let stored = env
+        .store
+        .get(new.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(stored.max_uses, Some(2));
+    let mut ok = 0;
+    for _ in 0..5 {
+        if env
+            .manager
+            .validate(new.token.expose_secret(), &[])
+            .await
+            .is_ok()
+        {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 2);
+}
+
+pub async fn no_use_is_counted_on_a_revoked_or_expired_token(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let revoked = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(5))
+        .await;
+    let expiring = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(5).ttl(HOUR))
+        .await;
+    revoke(&env, RevokeSelector::Token(revoked.token.id())).await;
+    let outcome = env
+        .store
+        .consume_use(revoked.token.id(), env.clock_now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, token_core::UseOutcome::NotActive);
+    env.advance(HOUR);
+    let outcome = env
+        .store
+        .consume_use(expiring.token.id(), env.clock_now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, token_core::UseOutcome::NotActive);
+    for id in [revoked.token.id(), expiring.token.id()] {
+        let record = env
+            .store
+            .get(id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("missing"));
+        assert_eq!(record.use_count, 0);
+    }
+}
+
+pub async fn rotation_rechecks_the_current_policy(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let wide = env.issue("svc:ci", "widgets:read widgets:write").await;
+    let narrowed = env.sibling(|b| {
+        b.policy(
+            Policy::builder()
+                .scope_ceiling(|s: &str| {
+                    s.starts_with("svc:")
+                        .then(|| token_core::ScopeSet::parse("widgets:read").unwrap_or_default())
+                })
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    });
+    let err = narrowed.rotate(wide.token.id(), HOUR).await.err();
+    assert!(
+        matches!(
+            err,
+            Some(Error::Policy(PolicyViolation::ScopeBeyondCeiling { .. }))
+        ),
+        "{err:?}"
+    );
+    assert_valid(&env, wide.token.expose_secret()).await;
+}
+
+pub async fn replacing_a_key_id_is_refused(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env.issue("u", "a").await;
+    let err = env
+        .manager
+        .rotate_hash_key(HashKey::new(KeyId::new(1), [0xee; 32]))
+        .err();
+    assert!(
+        matches!(err, Some(Error::Keyring(KeyringError::DuplicateKey(_)))),
+        "{err:?}"
+    );
+    assert_valid(&env, issued.token.expose_secret()).await;
+}
+
+pub async fn absurd_ttl_is_refused(f: &dyn Fixture) {
+    let env = TestEnv::with_policy(
+        f,
+        Policy::builder()
+            .no_max_ttl()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let err = env
+        .manager
+        .issue(IssueRequest::new("u", scopes_of("a")).ttl(Duration::MAX))
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(Error::InvalidRequest { field: "ttl", .. })),
+        "{err:?}"
     );
 }

@@ -134,6 +134,13 @@ macro_rules! conformance_tests {
             sweep_is_bounded_by_batch_size,
             concurrent_sweeps_record_each_expiry_once,
             stale_token_report_lists_unused_tokens,
+            prefix_is_bound_to_the_record,
+            derive_cannot_widen_use_limit_or_idle_timeout,
+            rotating_a_use_limited_token_never_grants_uses_twice,
+            no_use_is_counted_on_a_revoked_or_expired_token,
+            rotation_rechecks_the_current_policy,
+            replacing_a_key_id_is_refused,
+            absurd_ttl_is_refused,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
