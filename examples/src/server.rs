@@ -33,12 +33,17 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use token_core::{
-    Context, Error, IssueRequest, IssuedToken, ScopeSet, TokenId, TokenManager, TokenRecord,
+    Context, Error, IssueRequest, IssuedToken, Scope, ScopeSet, TokenId, TokenManager, TokenRecord,
 };
 use token_tower::{Authenticated, BearerAuth};
 
 /// Scopes of the bootstrap admin token.
 pub const ADMIN_SCOPES: &str = "tokens:admin tokens:introspect";
+
+static ADMIN_SCOPE: std::sync::LazyLock<Scope> =
+    std::sync::LazyLock::new(|| Scope::new("tokens:admin").unwrap_or_else(|_| unreachable!()));
+static INTROSPECT_SCOPE: std::sync::LazyLock<Scope> =
+    std::sync::LazyLock::new(|| Scope::new("tokens:introspect").unwrap_or_else(|_| unreachable!()));
 
 #[derive(Clone)]
 struct AppState {
@@ -189,6 +194,11 @@ impl From<Error> for ApiError {
             Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
+        if status.is_server_error() {
+            // Details (driver messages) stay in the server's log, not in responses.
+            eprintln!("request failed: {e}");
+            return Self::new(status, code, "the token service is unavailable; try again");
+        }
         Self::new(status, code, e.to_string())
     }
 }
@@ -243,6 +253,19 @@ async fn create_token(
     Json(body): Json<CreateToken>,
 ) -> Result<(StatusCode, Json<IssuedBody>), ApiError> {
     let scopes = ScopeSet::parse(&body.scopes.join(" ")).map_err(Error::from)?;
+    // The admin API mints resource tokens, never more admin power: otherwise the one-hour
+    // bootstrap token could mint a 90-day admin token, and so on forever.
+    let admin_scopes: [Scope; 2] = [ADMIN_SCOPE.clone(), INTROSPECT_SCOPE.clone()];
+    if let Some(scope) = scopes
+        .iter()
+        .find(|s| admin_scopes.iter().any(|admin| s.covers(admin)))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("scope {scope} would grant token administration; it cannot be minted here"),
+        ));
+    }
     if body.ttl_seconds == 0 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

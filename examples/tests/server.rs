@@ -204,6 +204,13 @@ async fn issue_use_revoke_then_401() {
         .create(json!({"subject": "x", "scopes": ["Not A Scope"], "ttl_seconds": 60}))
         .await;
     assert_eq!(bad_request.0, StatusCode::BAD_REQUEST);
+    for admin_scope in ["tokens:admin", "tokens", "*", "tokens:*"] {
+        let escalation = server
+            .create(json!({"subject": "x", "scopes": [admin_scope], "ttl_seconds": 60}))
+            .await;
+        assert_eq!(escalation.0, StatusCode::BAD_REQUEST, "{admin_scope}");
+        assert_eq!(escalation.1["error"], "invalid_scope");
+    }
     let too_long = server
         .create(json!({"subject": "x", "scopes": ["a"], "ttl_seconds": 400 * 86_400}))
         .await;

@@ -42,7 +42,9 @@
 //! comma-separated entry is used, the one your nearest proxy appended), else from a [`ClientAddr`]
 //! extension, else (with the `axum` feature) from `ConnectInfo<SocketAddr>`. The user agent and the
 //! request id (`x-request-id` by default) are copied too. The `Authorization` header is marked
-//! sensitive before the inner service sees it, so `tower-http`'s tracing never logs it.
+//! sensitive before the inner service sees it, so layers *inside* this one (e.g. `tower-http`'s
+//! `TraceLayer` applied per route) never log it. Layers outside it see the request first: put
+//! `tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer` outermost in your stack.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -56,7 +58,8 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use http::header::{
-    AUTHORIZATION, CACHE_CONTROL, HeaderName, HeaderValue, USER_AGENT, WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+    WWW_AUTHENTICATE,
 };
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
@@ -351,6 +354,9 @@ impl Rejection {
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
@@ -427,14 +433,21 @@ fn header_text(request: &Parts, name: &HeaderName) -> Option<String> {
 }
 
 fn client_ip(config: &Config, request: &Parts) -> Option<String> {
-    if let Some(header) = &config.client_ip_header
-        && let Some(value) = header_text(request, header)
-    {
-        return value
-            .rsplit(',')
-            .next()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+    if let Some(header) = &config.client_ip_header {
+        // The last entry of the last header line is the one the nearest (trusted) proxy
+        // appended; earlier entries and lines may come from the client. Only an IP address is
+        // accepted; anything else falls back to the connection address.
+        let nearest = request
+            .headers
+            .get_all(header)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = nearest {
+            return Some(ip.to_string());
+        }
     }
     if let Some(ClientAddr(addr)) = request.extensions.get::<ClientAddr>() {
         return Some(addr.ip().to_string());

@@ -323,6 +323,31 @@ async fn context_flows_into_audit_events() {
         events.last().unwrap().event.client_ip.as_deref(),
         Some("192.0.2.5")
     );
+
+    // A forged first header line is ignored: the last line is the proxy's. A value that is not
+    // an IP address falls back to the connection address.
+    let layer = BearerAuth::new(manager.clone())
+        .trust_client_ip_header(HeaderName::from_static("x-forwarded-for"))
+        .layer();
+    for (lines, expected) in [
+        (vec!["6.6.6.6", "198.51.100.1, 203.0.113.8"], "203.0.113.8"),
+        (vec!["not-an-ip"], "192.0.2.5"),
+    ] {
+        let mut builder = get("/").header(AUTHORIZATION, bearer(&token));
+        for line in lines {
+            builder = builder.header("x-forwarded-for", line);
+        }
+        let mut request = builder.body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ClientAddr(SocketAddr::from(([192, 0, 2, 5], 4000))));
+        send(&layer, request).await;
+        let events = manager.audit(id).await.unwrap();
+        assert_eq!(
+            events.last().unwrap().event.client_ip.as_deref(),
+            Some(expected)
+        );
+    }
 }
 
 /// A store whose every call fails, to show validation fails closed.
@@ -409,6 +434,7 @@ async fn store_failure_is_503_and_never_accepts() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
     assert!(response.body().is_empty(), "handler must not run");
 }
 
