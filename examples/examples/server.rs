@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     serve(
         listener,
         manager,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         shutdown_signal(),
     )
     .await?;

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use token_core::sweeper::Sweeper;
 use token_core::{
     Context, Error, IssueRequest, IssuedToken, Scope, ScopeSet, TokenId, TokenManager, TokenRecord,
 };
@@ -113,40 +114,24 @@ pub async fn bootstrap_admin(manager: &TokenManager) -> Result<IssuedToken, Erro
         .await
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, flushing coalesced usage every
-/// `flush_every` and once more on the way out.
+/// Serves `router` on `listener` until `shutdown` completes. A [`Sweeper`] runs retention (and
+/// flushes coalesced usage) every `sweep_every`; on shutdown it stops cleanly and usage is flushed
+/// once more.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     manager: TokenManager,
-    flush_every: Duration,
+    sweep_every: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let app = router(manager.clone())?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let flusher = {
-        let manager = manager.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(flush_every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = manager.flush_usage().await {
-                            eprintln!("usage flush failed (will retry): {e}");
-                        }
-                    }
-                    _ = stop_rx.changed() => break,
-                }
-            }
-        })
-    };
+    let sweeper = Sweeper::spawn(manager.clone(), sweep_every);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;
-    let _ = stop_tx.send(true);
-    flusher.await?;
+    sweeper.shutdown().await;
     manager.flush_usage().await?;
     Ok(())
 }

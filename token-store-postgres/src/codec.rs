@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
+use token_core::audit::AuditHash;
 use token_core::clock::{from_unix_micros, to_unix_micros};
 use token_core::{
     AuditEvent, AuditKind, AuditRecord, KeyId, Labels, Revocation, ScopeSet, StoreError, TokenHash,
@@ -26,9 +27,13 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.id, t.hash, t.hash_key_id, t.prefix, t
     ARRAY(SELECT l.value FROM {schema}.token_labels l WHERE l.token_id = t.id ORDER BY l.key) \
         AS label_values";
 
-/// The `audit_events` columns [`audit_from_row`] reads.
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
+/// The `audit_events` columns [`event_from_row`] reads (every column of a version-1 event).
+pub(crate) const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
     client_ip, user_agent, request_id, reason, detail";
+
+/// The `audit_events` columns [`audit_from_row`] reads: [`EVENT_COLUMNS`] and the chain hash.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
+    client_ip, user_agent, request_id, reason, detail, hash";
 
 /// The bytes stored for an id.
 pub(crate) fn id_bytes(id: TokenId) -> Vec<u8> {
@@ -37,6 +42,26 @@ pub(crate) fn id_bytes(id: TokenId) -> Vec<u8> {
 
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     to_unix_micros(t)
+}
+
+/// The smallest whole microsecond at or after `t`: for a stored (whole-microsecond) value `a`,
+/// `a < t` exactly when `a < micros_ceil(t)`, and `a >= t` exactly when `a >= micros_ceil(t)`.
+pub(crate) fn micros_ceil(t: OffsetDateTime) -> i64 {
+    let m = to_unix_micros(t);
+    match from_unix_micros(m) {
+        Some(back) if back < t => m.saturating_add(1),
+        _ => m,
+    }
+}
+
+/// A stored chain hash, checked: anything but 32 bytes is [`StoreError::Corrupt`].
+pub(crate) fn audit_hash(bytes: &[u8], table: &str, seq: i64) -> Result<AuditHash, StoreError> {
+    AuditHash::from_slice(bytes).ok_or_else(|| {
+        corrupt(format!(
+            "{table} row seq {seq}: column hash: a chain hash must be 32 bytes, found {}",
+            bytes.len()
+        ))
+    })
 }
 
 pub(crate) fn opt_micros(t: Option<OffsetDateTime>) -> Option<i64> {
@@ -216,6 +241,20 @@ pub(crate) fn record_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
 
 /// Decodes a row selected with [`AUDIT_COLUMNS`].
 pub(crate) fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
+    let (seq, event) = event_from_row(row)?;
+    let bytes: Vec<u8> = row.try_get("hash").map_err(|e| {
+        corrupt(format!(
+            "audit_events row seq {seq}: column hash: unreadable ({e})"
+        ))
+    })?;
+    let stored_seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let hash = audit_hash(&bytes, "audit_events", stored_seq)?;
+    Ok(AuditRecord { seq, event, hash })
+}
+
+/// The sequence number and event of a row selected with [`EVENT_COLUMNS`] (or
+/// [`AUDIT_COLUMNS`]).
+pub(crate) fn event_from_row(row: &PgRow) -> Result<(u64, AuditEvent), StoreError> {
     let seq: i64 = row
         .try_get("seq")
         .map_err(|e| corrupt(format!("audit_events row: column seq: unreadable ({e})")))?;
@@ -239,5 +278,5 @@ pub(crate) fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
     event.request_id = n.get(row, "request_id")?;
     event.reason = n.get(row, "reason")?;
     event.detail = n.get(row, "detail")?;
-    Ok(AuditRecord { seq, event })
+    Ok((seq, event))
 }

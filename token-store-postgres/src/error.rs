@@ -6,40 +6,6 @@ use token_core::StoreError;
 
 pub(crate) const STORE: &str = "postgres";
 
-/// The schema has not been migrated to the version this library needs. Reported as the source of
-/// [`StoreError::Backend`] (find it with `source.downcast_ref::<NotMigrated>()`); call
-/// [`PgStore::migrate`](crate::PgStore::migrate).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NotMigrated {
-    /// The schema the store uses.
-    pub schema: String,
-    /// The version found (`None`: no migrations table in that schema).
-    pub found: Option<i64>,
-    /// The version this library needs.
-    pub required: i64,
-}
-
-impl fmt::Display for NotMigrated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.found {
-            Some(found) => write!(
-                f,
-                "schema \"{}\" is at token store version {found}, this library needs version {}: call PgStore::migrate() first",
-                self.schema, self.required
-            ),
-            None => write!(
-                f,
-                "schema \"{}\" holds no token store tables (no {} table): call PgStore::migrate() first",
-                self.schema,
-                crate::MIGRATIONS_TABLE
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NotMigrated {}
-
 /// A value the store was asked to write cannot be represented in its columns (a duration or
 /// counter beyond `i64`). Reported as the source of [`StoreError::Backend`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,14 +30,13 @@ pub(crate) fn unrepresentable(message: String) -> StoreError {
     }
 }
 
-pub(crate) fn not_migrated(schema: &str, found: Option<i64>) -> StoreError {
-    StoreError::Backend {
+/// [`StoreError::NotMigrated`]: the schema is at `found` (`None`: no store tables in it), this
+/// library needs [`SCHEMA_VERSION`](crate::SCHEMA_VERSION).
+pub(crate) fn not_migrated(found: Option<i64>) -> StoreError {
+    StoreError::NotMigrated {
         store: STORE,
-        source: Box::new(NotMigrated {
-            schema: schema.to_owned(),
-            found,
-            required: crate::SCHEMA_VERSION,
-        }),
+        found,
+        required: crate::SCHEMA_VERSION,
     }
 }
 
@@ -115,11 +80,11 @@ pub(crate) fn backend(error: sqlx::Error) -> StoreError {
 }
 
 /// Like [`backend`], but a missing table, schema or column (the schema was never migrated, or
-/// only partly) becomes [`NotMigrated`].
-pub(crate) fn backend_in(schema: &str, error: sqlx::Error) -> StoreError {
+/// only partly) becomes [`StoreError::NotMigrated`].
+pub(crate) fn backend_in(error: sqlx::Error) -> StoreError {
     match sqlstate(&error).as_deref() {
         // undefined_table, invalid_schema_name, undefined_column
-        Some("42P01" | "3F000" | "42703") => not_migrated(schema, None),
+        Some("42P01" | "3F000" | "42703") => not_migrated(None),
         _ => backend(error),
     }
 }
