@@ -4,6 +4,8 @@
 //! database: every instance validates against the same records, state changes are single
 //! transactions with their audit events, and every committed revocation is pushed to all
 //! instances through `LISTEN`/`NOTIFY` so their caches drop the token within milliseconds.
+//! The audit trail is a tamper-evident hash chain, and retention sweeps (expiry records, unused
+//! revocation, purges, audit truncation) are bounded and safe to run from every instance at once.
 //! It passes the whole `token-testkit` conformance suite against a real server.
 //!
 //! ```no_run
@@ -59,17 +61,27 @@
 //! starting with `pg_`; anything else is refused with [`StoreError::Backend`] whose source is
 //! [`InvalidSchemaName`].
 //!
-//! Tables (schema version 1), timestamps and durations as `BIGINT` unix microseconds (sqlx's
+//! Tables (schema version 2), timestamps and durations as `BIGINT` unix microseconds (sqlx's
 //! `time` feature is not forced on you):
 //! - `tokens`: one row per token; `id`, `hash`, `parent_id`, `family_id`, `rotated_from`,
 //!   `rotated_to` are raw bytes (`BYTEA`: 16-byte ids, 32-byte keyed hash), scopes are the
-//!   space-separated scope string. Indexes: primary key `id`, `subject`, `family_id`,
-//!   `parent_id`, `expires_at`, `revoked_at`, `(created_at, id)` (listing order), `hash_key_id`.
+//!   space-separated scope string. `expiry_recorded_at` is store-internal (not part of
+//!   [`TokenRecord`]): when [`TokenStore::mark_expired`] reported the token's expiry, so each
+//!   expiry is reported once. Indexes: primary key `id`, `subject`, `family_id`, `parent_id`,
+//!   `expires_at`, `revoked_at`, `(created_at, id)` (listing order), `hash_key_id`, and (version
+//!   2) `tokens_expiry_unrecorded_idx` on `expires_at` `WHERE revoked_at IS NULL AND
+//!   expiry_recorded_at IS NULL` (`mark_expired`) and `tokens_unused_idx` on
+//!   `(coalesce(last_used_at, created_at), id)` `WHERE revoked_at IS NULL` (revoke unused).
 //! - `token_labels(token_id, key, value)`: primary key `(token_id, key)`, index `(key, value)`,
 //!   deleted with their token (`ON DELETE CASCADE`).
 //! - `audit_events(seq, at, kind, token_id, fingerprint, subject, actor, client_ip, user_agent,
-//!   request_id, reason, detail)`: `seq` is an identity column (strictly increasing); index
-//!   `(token_id, seq)`.
+//!   request_id, reason, detail, hash)`: `seq` is an identity column (strictly increasing, gaps
+//!   allowed), `hash` the 32-byte chain hash (`NOT NULL`, length checked). No foreign key: events
+//!   outlive purged tokens. Indexes: `(token_id, seq)`, and (version 2) `(subject, seq)`,
+//!   `(actor, seq)`, `(kind, seq)`, `(at, seq)`, so a filtered audit query after a given `seq`
+//!   is one index range in seq order.
+//! - `audit_checkpoint(id = 1, seq, hash)`: at most one row, the last event removed by
+//!   [`TokenStore::truncate_audit`]; the first remaining event chains from its hash.
 //!
 //! ## Migrations
 //! The schema is embedded and applied only by an explicit [`PgStore::migrate`] (at deploy or
@@ -79,14 +91,90 @@
 //! (`token_store_migrations`); sqlx's `_sqlx_migrations` belongs to the host and is never used.
 //! A schema whose recorded version is newer than [`SCHEMA_VERSION`] is refused with
 //! [`StoreError::SchemaTooNew`] by `migrate` and by every operation; operations on a schema that
-//! was never migrated fail with [`StoreError::Backend`] whose source is [`NotMigrated`].
+//! was never migrated, or is at an older version, fail with [`StoreError::NotMigrated`] (naming
+//! the version found and the one required).
+//!
+//! | version | what it adds |
+//! |---|---|
+//! | 1 | `tokens`, `token_labels`, `audit_events` and their indexes |
+//! | 2 | the audit hash chain (`audit_events.hash`), `audit_checkpoint`, the expiry marker `tokens.expiry_recorded_at`, indexes for audit queries and retention |
+//!
+//! **Upgrading a version-1 schema.** Migration 2 adds `audit_events.hash` (which takes the
+//! table's exclusive lock until the migration commits), computes the chain hash of every existing
+//! event in Rust with [`chain_hash`](token_core::audit::chain_hash), in `seq` order from
+//! [`AuditHash::GENESIS`](token_core::AuditHash::GENESIS) (1000 events per round trip), then
+//! makes the column `NOT NULL` with a 32-byte check and creates the new indexes, all in the one
+//! migration transaction. The chain vouches for version-1 events only from the upgrade on: edits
+//! made before it are not detectable. A version-1 event that cannot be decoded (an unknown kind,
+//! a bad timestamp) fails the migration with [`StoreError::Corrupt`] naming its seq, and nothing
+//! changes. Instances still running the version-1 library cannot append events once the upgrade
+//! committed (their inserts lack the hash and fail): upgrade all instances together. The
+//! upgrade's cost is proportional to the audit table; it blocks audit writes meanwhile.
+//!
+//! ## Audit hash chain
+//! Every event is stored with `hash = chain_hash(previous hash, seq, event)`
+//! (`blake3(previous hash ‖ canonical bytes)`, see [`token_core::audit`]); the first event chains
+//! from the checkpoint's hash, or from [`AuditHash::GENESIS`](token_core::AuditHash::GENESIS).
+//! Every append — insert, rotate, revoke, [`append_audit`](TokenStore::append_audit),
+//! [`mark_expired`](TokenStore::mark_expired), [`purge`](TokenStore::purge) — happens inside the
+//! change's transaction, as its last step:
+//! 1. `pg_advisory_xact_lock(hashtextextended('token_store_audit:' || <schema>, 0))`, the
+//!    **chain lock**, held until commit or rollback;
+//! 2. one statement (so with a snapshot taken after the lock) reads the head — the hash of the
+//!    event with the largest `seq`, else the checkpoint's, else genesis — and reserves one
+//!    `nextval` of the `seq` identity per event;
+//! 3. one `INSERT ... OVERRIDING SYSTEM VALUE` stores the events with those seqs and their hashes.
+//!
+//! Appenders from every instance sharing the schema serialize on the chain lock, and each reads
+//! the head its predecessor committed (a lock is released only after its transaction is
+//! visible), so the chain cannot fork; seqs are taken under the lock, so seq order is chain order.
+//! A transaction that rolls back leaves a gap in `seq`, which the chain allows.
+//! [`truncate_audit`](TokenStore::truncate_audit) takes the same lock.
+//!
+//! **Cost.** The chain lock makes every audited change in a schema take turns from its append to
+//! its commit (two statements plus the commit's WAL flush, typically well under a millisecond on
+//! a local server, a few milliseconds with synchronous replication): audited writes per schema
+//! are bounded by roughly one commit latency each. Reads, validations (unless `Used` events are
+//! enabled) and usage flushes do not take it. The lock is always the last one a transaction
+//! takes (after its row locks), so it cannot take part in a deadlock. Stores in different
+//! schemas have different locks.
+//!
+//! An event that cannot be written (a trigger refusing it, a full disk) rolls back the whole
+//! change: a token is not issued, rotated, revoked, marked expired or purged without its event.
+//! [`TokenManager::verify_audit_chain`](token_core::TokenManager::verify_audit_chain) detects
+//! edited, deleted and reordered events; a stored hash that is not 32 bytes is
+//! [`StoreError::Corrupt`]. Deleting the newest events is not detectable from the database
+//! alone: keep the reported head elsewhere.
+//!
+//! ## Retention
+//! - [`TokenStore::mark_expired`]: `SELECT ... WHERE expires_at <= now AND revoked_at IS NULL
+//!   AND expiry_recorded_at IS NULL ORDER BY expires_at LIMIT n FOR UPDATE SKIP LOCKED` (a range
+//!   of `tokens_expiry_unrecorded_idx`), sets `expiry_recorded_at` and appends an `Expired` event
+//!   each, in one transaction. Sweeps from several instances skip each other's locked rows, so
+//!   they split the work and each expiry is recorded exactly once.
+//! - [`RevokeSelector::UnusedSince`] (and [`RevokeRequest::limit`]): live tokens whose last use
+//!   (or creation) is older than the cutoff, from `tokens_unused_idx`. With a limit, at most that
+//!   many not-yet-revoked matches are taken, the longest-unused first
+//!   (`ORDER BY coalesce(last_used_at, created_at), id`, for every selector), once, in the first
+//!   round; their descendants are revoked with them.
+//! - [`ListFilter::unused_since`](token_core::ListFilter::unused_since()) (the stale-token
+//!   report) spans every state, so it walks the listing order and filters.
+//! - [`TokenStore::purge`]: up to `limit` records revoked before, and up to `limit` expiring
+//!   before, the cutoffs (ranges of the `revoked_at` and `expires_at` indexes), the first `limit`
+//!   of them by id, locked `FOR UPDATE SKIP LOCKED`; deletes them (labels cascade) and appends a
+//!   `Purged` event each. Their audit events stay.
+//! - [`TokenStore::truncate_audit`]: under the chain lock, reads the oldest `limit` events in seq
+//!   order, takes the prefix older than the cutoff, deletes it and upserts the checkpoint with
+//!   the last deleted seq and hash (never moving it backwards), in one transaction.
 //!
 //! ## Concurrency model
 //! Every state change is one `READ COMMITTED` transaction committing the change with its audit
 //! events:
 //! - **Use limits**: counting a use is one conditional
-//!   `UPDATE ... SET use_count = use_count + 1 WHERE id = $1 AND use_count < max_uses RETURNING`,
-//!   so 64 concurrent validations of a `max_uses = 10` token succeed exactly 10 times.
+//!   `UPDATE ... SET use_count = use_count + 1 WHERE id = $1 AND use_count < max_uses AND
+//!   revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $now) RETURNING`, so 64
+//!   concurrent validations of a `max_uses = 10` token succeed exactly 10 times, and no use is
+//!   counted once a revocation committed ([`UseOutcome::NotActive`]).
 //! - **Derive vs. revoke (no child escapes)**: inserting a child locks its parent row
 //!   `FOR SHARE` and checks, under that lock, that the parent is active. A revocation locks every
 //!   row it revokes `FOR UPDATE` (which conflicts with `FOR SHARE`), then looks for descendants
@@ -99,6 +187,9 @@
 //!   by `hashtextextended('token_store_subject:' || schema || ':' || subject, 0)` before counting
 //!   the subject's live tokens, so concurrent issues cannot exceed the limit.
 //! - **Rotate once**: the predecessor is locked `FOR UPDATE` and must be active with no successor.
+//!   If it has `max_uses`, the successor gets the uses left as read under that lock
+//!   (`max_uses - use_count`), so no use is granted twice.
+//! - **Audit chain**: see [Audit hash chain](#audit-hash-chain).
 //! - Serialization failures and deadlocks surface as [`StoreError::Conflict`] (retrying may
 //!   succeed); connection and server failures as [`StoreError::Backend`].
 //!
@@ -112,9 +203,9 @@
 //!
 //! [`TokenStore::subscribe_revocations`] opens a dedicated listening connection (not taken from
 //! the store's pool; `application_name` is the pool's followed by `/feed`) and starts `LISTEN`
-//! before returning. The stream yields [`RevocationNotice::Revoked`] per notification. Whenever
+//! before returning. The stream yields [`RevocationNotice::Revoked`](token_core::RevocationNotice::Revoked) per notification. Whenever
 //! the listening connection is lost, notifications sent meanwhile are lost too, so the stream
-//! yields [`RevocationNotice::Interrupted`]: consumers must then drop everything cached. The
+//! yields [`RevocationNotice::Interrupted`](token_core::RevocationNotice::Interrupted): consumers must then drop everything cached. The
 //! listener reconnects on its own (with backoff while the server is unreachable) and yields
 //! another `Interrupted` once it is listening again. A payload that cannot be read also yields
 //! `Interrupted`. The contract: every revocation committed after `subscribe_revocations` returns
@@ -130,6 +221,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod chain;
 mod codec;
 mod error;
 mod feed;
@@ -147,19 +239,23 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevocationStream, RevokeRequest, RevokeSelector,
-    RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationStream, RevokeRequest,
+    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
 };
-use token_core::{AuditEvent, AuditKind, AuditRecord, KeyId, TokenId, TokenRecord, TokenState};
+use token_core::{
+    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, KeyId, TokenId, TokenRecord,
+    TokenState,
+};
 use tokio::sync::watch;
 
+use crate::chain::Chain;
 use crate::codec::{
-    AUDIT_COLUMNS, TOKEN_COLUMNS, audit_from_row, count_to_sql, duration_to_sql, hex, id_bytes,
-    id_from_bytes, micros, opt_micros, record_from_row,
+    AUDIT_COLUMNS, TOKEN_COLUMNS, audit_from_row, audit_hash, count_to_sql, duration_to_sql, hex,
+    id_bytes, id_from_bytes, micros, micros_ceil, opt_micros, record_from_row,
 };
 use crate::error::{STORE, backend_in, is_unique_violation};
 
-pub use crate::error::{NotMigrated, UnrepresentableValue};
+pub use crate::error::UnrepresentableValue;
 pub use crate::migrate::{MIGRATIONS_TABLE, SCHEMA_VERSION};
 pub use crate::options::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_APPLICATION_NAME, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA,
@@ -204,11 +300,11 @@ struct Sql {
     get: Arc<str>,
     get_for_share: Arc<str>,
     get_for_update: Arc<str>,
-    exists: Arc<str>,
+    active: Arc<str>,
     count_live_subject: Arc<str>,
     insert_token: Arc<str>,
     insert_labels: Arc<str>,
-    insert_events: Arc<str>,
+    chain: Chain,
     rotate: Arc<str>,
     lock_for_revoke: Arc<str>,
     revoke: Arc<str>,
@@ -216,28 +312,25 @@ struct Sql {
     record_usage: Arc<str>,
     count_live_key: Arc<str>,
     audit_for_token: Arc<str>,
-    select_token: Arc<str>,
-    select_subject: Arc<str>,
-    select_family: Arc<str>,
-    select_label: Arc<str>,
-    select_issued_before: Arc<str>,
+    audit_base: String,
+    checkpoint: Arc<str>,
+    truncate_scan: Arc<str>,
+    truncate_delete: Arc<str>,
+    truncate_checkpoint: Arc<str>,
+    mark_expired: Arc<str>,
+    mark_expired_update: Arc<str>,
+    purge: Arc<str>,
+    purge_delete: Arc<str>,
     list_base: String,
+    /// `tokens` and `token_labels`, quoted, for the revocation's selector queries.
+    tokens: String,
+    labels: String,
 }
 
 impl Sql {
-    fn new(s: &str) -> Self {
+    fn new(schema: &str, s: &str) -> Self {
         let cols = TOKEN_COLUMNS.replace("{schema}", s);
         let arc = |text: String| -> Arc<str> { Arc::from(text) };
-        // Selector query (params $1.., then the ids known so far) plus all descendants.
-        let with_descendants = |matched: &str, known_param: u8| {
-            arc(format!(
-                "WITH RECURSIVE tree(id) AS ( \
-                    ({matched} UNION SELECT unnest(${known_param}::bytea[])) \
-                  UNION \
-                    SELECT c.id FROM {s}.tokens c JOIN tree ON c.parent_id = tree.id \
-                 ) SELECT id FROM tree"
-            ))
-        };
         Self {
             get: arc(format!("SELECT {cols} FROM {s}.tokens t WHERE t.id = $1")),
             get_for_share: arc(format!(
@@ -246,7 +339,10 @@ impl Sql {
             get_for_update: arc(format!(
                 "SELECT {cols} FROM {s}.tokens t WHERE t.id = $1 FOR UPDATE OF t"
             )),
-            exists: arc(format!("SELECT 1::int4 FROM {s}.tokens WHERE id = $1")),
+            active: arc(format!(
+                "SELECT revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                 FROM {s}.tokens WHERE id = $1"
+            )),
             count_live_subject: arc(format!(
                 "SELECT count(*) FROM {s}.tokens WHERE subject = $1 AND revoked_at IS NULL \
                  AND (expires_at IS NULL OR expires_at > $2)"
@@ -263,18 +359,7 @@ impl Sql {
                 "INSERT INTO {s}.token_labels (token_id, key, value) \
                  SELECT $1, k, v FROM UNNEST($2::text[], $3::text[]) AS u(k, v)"
             )),
-            insert_events: arc(format!(
-                "INSERT INTO {s}.audit_events (at, kind, token_id, fingerprint, subject, actor, \
-                 client_ip, user_agent, request_id, reason, detail) \
-                 SELECT at, kind, token_id, fingerprint, subject, actor, client_ip, user_agent, \
-                        request_id, reason, detail \
-                 FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[], \
-                             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                             $11::text[]) WITH ORDINALITY \
-                      AS u(at, kind, token_id, fingerprint, subject, actor, client_ip, \
-                           user_agent, request_id, reason, detail, ord) \
-                 ORDER BY ord"
-            )),
+            chain: Chain::new(schema, s),
             rotate: arc(format!(
                 "UPDATE {s}.tokens SET rotated_to = $2, expires_at = $3 WHERE id = $1"
             )),
@@ -290,6 +375,7 @@ impl Sql {
                 "UPDATE {s}.tokens SET use_count = use_count + 1, \
                  last_used_at = GREATEST(last_used_at, $2) \
                  WHERE id = $1 AND (max_uses IS NULL OR use_count < max_uses) \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
                  RETURNING use_count"
             )),
             record_usage: arc(format!(
@@ -306,26 +392,41 @@ impl Sql {
             audit_for_token: arc(format!(
                 "SELECT {AUDIT_COLUMNS} FROM {s}.audit_events WHERE token_id = $1 ORDER BY seq"
             )),
-            select_token: with_descendants(&format!("SELECT id FROM {s}.tokens WHERE id = $1"), 2),
-            select_subject: with_descendants(
-                &format!("SELECT id FROM {s}.tokens WHERE subject = $1"),
-                2,
-            ),
-            select_family: with_descendants(
-                &format!(
-                    "SELECT f.id FROM {s}.tokens f WHERE f.family_id = \
-                     (SELECT m.family_id FROM {s}.tokens m WHERE m.id = $1)"
-                ),
-                2,
-            ),
-            select_label: with_descendants(
-                &format!("SELECT token_id FROM {s}.token_labels WHERE key = $1 AND value = $2"),
-                3,
-            ),
-            select_issued_before: with_descendants(
-                &format!("SELECT id FROM {s}.tokens WHERE created_at < $1"),
-                2,
-            ),
+            audit_base: format!("SELECT {AUDIT_COLUMNS} FROM {s}.audit_events WHERE TRUE"),
+            checkpoint: arc(format!(
+                "SELECT seq, hash FROM {s}.audit_checkpoint WHERE id = 1"
+            )),
+            truncate_scan: arc(format!(
+                "SELECT seq, at, hash FROM {s}.audit_events ORDER BY seq LIMIT $1"
+            )),
+            truncate_delete: arc(format!("DELETE FROM {s}.audit_events WHERE seq <= $1")),
+            truncate_checkpoint: arc(format!(
+                "INSERT INTO {s}.audit_checkpoint AS c (id, seq, hash) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash \
+                 WHERE c.seq < excluded.seq"
+            )),
+            // Rows another sweep has locked are skipped: concurrent sweeps split the work and
+            // each expiry is recorded once.
+            mark_expired: arc(format!(
+                "SELECT {cols} FROM {s}.tokens t WHERE t.expires_at <= $1 \
+                 AND t.revoked_at IS NULL AND t.expiry_recorded_at IS NULL \
+                 ORDER BY t.expires_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED"
+            )),
+            mark_expired_update: arc(format!(
+                "UPDATE {s}.tokens SET expiry_recorded_at = $2 WHERE id = ANY($1::bytea[])"
+            )),
+            purge: arc(format!(
+                "SELECT {cols} FROM {s}.tokens t WHERE t.id IN ( \
+                   (SELECT id FROM {s}.tokens WHERE revoked_at < $1 ORDER BY revoked_at LIMIT $3) \
+                   UNION \
+                   (SELECT id FROM {s}.tokens WHERE expires_at < $2 ORDER BY expires_at LIMIT $3)) \
+                 ORDER BY t.id LIMIT $3 FOR UPDATE OF t SKIP LOCKED"
+            )),
+            purge_delete: arc(format!(
+                "DELETE FROM {s}.tokens WHERE id = ANY($1::bytea[])"
+            )),
+            tokens: format!("{s}.tokens"),
+            labels: format!("{s}.token_labels"),
             list_base: format!("SELECT {cols} FROM {s}.tokens t WHERE TRUE"),
         }
     }
@@ -374,7 +475,7 @@ impl PgStore {
                 pool,
                 schema: schema.to_owned(),
                 channel: schema::channel_for(schema),
-                sql: Sql::new(&quoted),
+                sql: Sql::new(schema, &quoted),
                 quoted,
                 schema_ok: AtomicBool::new(false),
                 closed,
@@ -391,9 +492,22 @@ impl PgStore {
         Ok(())
     }
 
+    /// Applies pending migrations up to and including schema `version` only (for upgrade tests
+    /// that need an older schema). Not part of the supported API: use [`migrate`](Self::migrate).
+    #[doc(hidden)]
+    pub async fn migrate_up_to(&self, version: i64) -> Result<(), StoreError> {
+        migrate::run_to(
+            &self.inner.pool,
+            &self.inner.schema,
+            &self.inner.quoted,
+            version,
+        )
+        .await
+    }
+
     /// The schema version recorded in the database (`None`: never migrated).
     pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
-        migrate::version(&self.inner.pool, &self.inner.schema, &self.inner.quoted).await
+        migrate::version(&self.inner.pool, &self.inner.quoted).await
     }
 
     /// The connection pool (for host queries and health checks).
@@ -420,14 +534,14 @@ impl PgStore {
 
     async fn ready(&self) -> Result<&PgPool, StoreError> {
         if !self.inner.schema_ok.load(Ordering::Acquire) {
-            migrate::check(&self.inner.pool, &self.inner.schema, &self.inner.quoted).await?;
+            migrate::check(&self.inner.pool, &self.inner.quoted).await?;
             self.inner.schema_ok.store(true, Ordering::Release);
         }
         Ok(&self.inner.pool)
     }
 
     fn err(&self, error: sqlx::Error) -> StoreError {
-        backend_in(&self.inner.schema, error)
+        backend_in(error)
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
@@ -525,72 +639,80 @@ impl PgStore {
         Ok(())
     }
 
+    /// Appends `events` to the audit chain inside the caller's transaction (see
+    /// [Audit hash chain](crate#audit-hash-chain)).
     async fn append_events(
         &self,
         conn: &mut PgConnection,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let text = |f: fn(&AuditEvent) -> &Option<String>| -> Vec<Option<&str>> {
-            events.iter().map(|e| f(e).as_deref()).collect()
-        };
-        sqlx::query(q(&self.inner.sql.insert_events))
-            .bind(events.iter().map(|e| micros(e.at)).collect::<Vec<i64>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.kind.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.token_id.map(id_bytes))
-                    .collect::<Vec<Option<Vec<u8>>>>(),
-            )
-            .bind(text(|e| &e.fingerprint))
-            .bind(text(|e| &e.subject))
-            .bind(text(|e| &e.actor))
-            .bind(text(|e| &e.client_ip))
-            .bind(text(|e| &e.user_agent))
-            .bind(text(|e| &e.request_id))
-            .bind(text(|e| &e.reason))
-            .bind(text(|e| &e.detail))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.inner.sql.chain.append(conn, events).await
     }
 
-    /// The ids the selector matches plus all descendants of them and of `known`, read with a
-    /// fresh snapshot.
+    /// The ids the selector matches (when `matches` is set) plus all descendants of them and of
+    /// `known`, read with a fresh snapshot. With [`RevokeRequest::limit`], at most that many
+    /// not-yet-revoked matches, the longest-unused first.
     async fn select_targets(
         &self,
         conn: &mut PgConnection,
-        selector: &RevokeSelector,
+        request: &RevokeRequest,
         known: &[Vec<u8>],
+        matches: bool,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let sql = &self.inner.sql;
-        let query = match selector {
-            RevokeSelector::Token(id) => sqlx::query(q(&sql.select_token)).bind(id_bytes(*id)),
+        let (tokens, labels) = (&sql.tokens, &sql.labels);
+        // A condition on `tokens` and its parameters ($1, $2, ...).
+        let (condition, mut args): (String, Vec<Arg>) = match &request.selector {
+            _ if !matches => ("FALSE".to_owned(), Vec::new()),
+            RevokeSelector::Token(id) => ("id = $1".to_owned(), vec![Arg::Bytes(id_bytes(*id))]),
             RevokeSelector::Subject(subject) => {
-                sqlx::query(q(&sql.select_subject)).bind(subject.clone())
+                ("subject = $1".to_owned(), vec![Arg::Text(subject.clone())])
             }
-            RevokeSelector::Family(id) => sqlx::query(q(&sql.select_family)).bind(id_bytes(*id)),
-            RevokeSelector::Label { key, value } => sqlx::query(q(&sql.select_label))
-                .bind(key.clone())
-                .bind(value.clone()),
-            RevokeSelector::IssuedBefore(at) => {
-                sqlx::query(q(&sql.select_issued_before)).bind(micros(*at))
-            }
+            RevokeSelector::Family(id) => (
+                format!("family_id = (SELECT m.family_id FROM {tokens} m WHERE m.id = $1)"),
+                vec![Arg::Bytes(id_bytes(*id))],
+            ),
+            RevokeSelector::Label { key, value } => (
+                format!("id IN (SELECT token_id FROM {labels} WHERE key = $1 AND value = $2)"),
+                vec![Arg::Text(key.clone()), Arg::Text(value.clone())],
+            ),
+            RevokeSelector::IssuedBefore(at) => (
+                "created_at < $1".to_owned(),
+                vec![Arg::Int(micros_ceil(*at))],
+            ),
+            // Live at the request time and not used since `since`: a range of the partial index
+            // `tokens_unused_idx`.
+            RevokeSelector::UnusedSince(since) => (
+                "revoked_at IS NULL AND coalesce(last_used_at, created_at) < $1 \
+                 AND (expires_at IS NULL OR expires_at > $2)"
+                    .to_owned(),
+                vec![Arg::Int(micros_ceil(*since)), Arg::Int(micros(request.at))],
+            ),
             // Newer selectors this store does not know match nothing rather than everything;
             // descendants of what is already known are still followed.
-            _ => sqlx::query(q(&sql.select_token)).bind(Vec::<u8>::new()),
+            _ => ("FALSE".to_owned(), Vec::new()),
         };
-        let rows = query
-            .bind(known.to_vec())
+        let matched = match request.limit {
+            Some(limit) if matches => {
+                args.push(Arg::Int(i64::from(limit)));
+                format!(
+                    "SELECT id FROM {tokens} WHERE {condition} AND revoked_at IS NULL \
+                     ORDER BY coalesce(last_used_at, created_at), id LIMIT ${}",
+                    args.len()
+                )
+            }
+            _ => format!("SELECT id FROM {tokens} WHERE {condition}"),
+        };
+        args.push(Arg::ByteArray(known.to_vec()));
+        let text = format!(
+            "WITH RECURSIVE tree(id) AS ( \
+                (({matched}) UNION SELECT unnest(${}::bytea[])) \
+              UNION \
+                SELECT c.id FROM {tokens} c JOIN tree ON c.parent_id = tree.id \
+             ) SELECT id FROM tree",
+            args.len()
+        );
+        let rows = bind_all(sqlx::query(AssertSqlSafe(text)), args)
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.err(e))?;
@@ -603,6 +725,29 @@ impl PgStore {
     }
 }
 
+/// A parameter of a query built at run time.
+enum Arg {
+    Bytes(Vec<u8>),
+    ByteArray(Vec<Vec<u8>>),
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all(
+    mut query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    for arg in args {
+        query = match arg {
+            Arg::Bytes(v) => query.bind(v),
+            Arg::ByteArray(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::Int(v) => query.bind(v),
+        };
+    }
+    query
+}
+
 fn invalid_schema(error: InvalidSchemaName) -> StoreError {
     StoreError::Backend {
         store: STORE,
@@ -611,25 +756,44 @@ fn invalid_schema(error: InvalidSchemaName) -> StoreError {
 }
 
 /// The `Revoked` event for a locked row: [`RevokeRequest::event_for`] of the decoded record, or,
-/// when the row is corrupt, the same fields read directly (revocation must reach corrupt rows).
+/// when the row is corrupt, [`RevokeRequest::event_for_row`] from its id and subject (revocation
+/// must reach corrupt rows). A row whose id is not 16 bytes is revoked too; its event names no
+/// token but carries the raw id bytes in `detail`.
 fn revoke_event(request: &RevokeRequest, row: &PgRow) -> (Option<TokenId>, AuditEvent) {
     if let Ok(record) = record_from_row(row) {
         return (Some(record.id), request.event_for(&record));
     }
-    let raw: Vec<u8> = row.try_get("id").unwrap_or_default();
-    let subject: Option<String> = row.try_get("subject").ok();
-    let mut event = AuditEvent::new(AuditKind::Revoked, request.at)
-        .with_context(&request.context)
-        .with_reason(request.reason.clone());
-    let id = id_from_bytes(&raw);
-    match id {
-        Some(id) => event = event.with_token(id, subject.unwrap_or_default()),
-        None => {
-            event.subject = subject;
-            event = event.with_detail(format!("corrupt token row, id bytes x'{}'", hex(&raw)));
-        }
+    let subject = row_subject(row);
+    if let Some(id) = row_id(row) {
+        return (Some(id), request.event_for_row(id, &subject));
     }
-    (id, event)
+    let raw: Vec<u8> = row.try_get("id").unwrap_or_default();
+    let mut event = request
+        .event_for_row(TokenId::from_bytes([0; 16]), &subject)
+        .with_detail(format!("corrupt token row, id bytes x'{}'", hex(&raw)));
+    event.token_id = None;
+    (None, event)
+}
+
+/// The id of a row, if its id column holds 16 bytes.
+fn row_id(row: &PgRow) -> Option<TokenId> {
+    row.try_get::<Vec<u8>, _>("id")
+        .ok()
+        .and_then(|raw| id_from_bytes(&raw))
+}
+
+/// The subject of a row that cannot be decoded (empty if even that is unreadable).
+fn row_subject(row: &PgRow) -> String {
+    row.try_get::<String, _>("subject").unwrap_or_default()
+}
+
+/// The sweep event for `row`: [`AuditEvent::by_sweeper`] of the decoded record, else
+/// [`AuditEvent::by_sweeper_row`] from its id and subject; `None` when the id is unreadable.
+fn sweeper_event(kind: AuditKind, row: &PgRow, at: OffsetDateTime) -> Option<AuditEvent> {
+    match record_from_row(row) {
+        Ok(record) => Some(AuditEvent::by_sweeper(kind, &record, at)),
+        Err(_) => row_id(row).map(|id| AuditEvent::by_sweeper_row(kind, id, &row_subject(row), at)),
+    }
 }
 
 #[async_trait]
@@ -713,10 +877,15 @@ impl TokenStore for PgStore {
             self.rollback(tx).await?;
             return Ok(RotateOutcome::NotActive(state));
         }
-        self.insert_record(&mut tx, &rotation.successor).await?;
+        let mut successor = rotation.successor;
+        if let Some(max) = old.max_uses {
+            // The uses left as read under the row lock: no use is granted twice.
+            successor.max_uses = Some(max.saturating_sub(old.use_count));
+        }
+        self.insert_record(&mut tx, &successor).await?;
         sqlx::query(q(&self.inner.sql.rotate))
             .bind(id_bytes(rotation.predecessor))
-            .bind(id_bytes(rotation.successor.id))
+            .bind(id_bytes(successor.id))
             .bind(micros(rotation.predecessor_expires_at))
             .execute(&mut *tx)
             .await
@@ -727,6 +896,9 @@ impl TokenStore for PgStore {
     }
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+        if request.limit == Some(0) {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin().await?;
         // Every id found so far (revoked or not), and the unrevoked rows we locked.
         let mut known: Vec<Vec<u8>> = Vec::new();
@@ -735,9 +907,12 @@ impl TokenStore for PgStore {
         let mut revoked = Vec::new();
         let mut events = Vec::new();
         let mut settled = false;
-        for _ in 0..MAX_REVOKE_ROUNDS {
+        for round in 0..MAX_REVOKE_ROUNDS {
+            // A bounded revocation takes its matches once (so it never exceeds its limit); later
+            // rounds follow descendants. An unbounded one re-reads the selector every round.
+            let matches = round == 0 || request.limit.is_none();
             let found = self
-                .select_targets(&mut tx, &request.selector, &known)
+                .select_targets(&mut tx, request, &known, matches)
                 .await?;
             let new: Vec<Vec<u8>> = found
                 .into_iter()
@@ -819,15 +994,16 @@ impl TokenStore for PgStore {
             })?;
             return Ok(UseOutcome::Counted(count));
         }
-        let exists: Option<i32> = sqlx::query_scalar(q(&self.inner.sql.exists))
+        let active: Option<bool> = sqlx::query_scalar(q(&self.inner.sql.active))
             .bind(id_bytes(id))
+            .bind(micros(now))
             .fetch_optional(pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(if exists.is_some() {
-            UseOutcome::LimitReached
-        } else {
-            UseOutcome::NotFound
+        Ok(match active {
+            Some(true) => UseOutcome::LimitReached,
+            Some(false) => UseOutcome::NotActive,
+            None => UseOutcome::NotFound,
         })
     }
 
@@ -896,6 +1072,12 @@ impl TokenStore for PgStore {
             let (now, state) = (next(), next());
             sql.push_str(&format!(" AND {} = ${state}", state_sql(now)));
         }
+        if filter.unused_since.is_some() {
+            sql.push_str(&format!(
+                " AND coalesce(t.last_used_at, t.created_at) < ${}",
+                next()
+            ));
+        }
         sql.push_str(&format!(" ORDER BY t.created_at, t.id LIMIT ${}", next()));
         let mut select = sqlx::query(AssertSqlSafe(sql));
         if let Some(subject) = &filter.subject {
@@ -914,6 +1096,9 @@ impl TokenStore for PgStore {
         }
         if let Some(state) = filter.state {
             select = select.bind(micros(query.now)).bind(state.as_str());
+        }
+        if let Some(since) = filter.unused_since {
+            select = select.bind(micros_ceil(since));
         }
         let rows = select
             .bind(i64::from(query.limit))
@@ -942,13 +1127,9 @@ impl TokenStore for PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut conn = self
-            .ready()
-            .await?
-            .acquire()
-            .await
-            .map_err(|e| self.err(e))?;
-        self.append_events(&mut conn, &events).await
+        let mut tx = self.begin().await?;
+        self.append_events(&mut tx, &events).await?;
+        self.commit(tx).await
     }
 
     async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
@@ -959,6 +1140,190 @@ impl TokenStore for PgStore {
             .await
             .map_err(|e| self.err(e))?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let pool = self.ready().await?;
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut sql = self.inner.sql.audit_base.clone();
+        let mut args = Vec::new();
+        let mut condition = |text: &str, arg: Arg| {
+            args.push(arg);
+            sql.push_str(&format!(" AND {text} ${}", args.len()));
+        };
+        if let Some(id) = query.token_id {
+            condition("token_id =", Arg::Bytes(id_bytes(id)));
+        }
+        if let Some(subject) = &query.subject {
+            condition("subject =", Arg::Text(subject.clone()));
+        }
+        if let Some(actor) = &query.actor {
+            condition("actor =", Arg::Text(actor.clone()));
+        }
+        if let Some(kind) = query.kind {
+            condition("kind =", Arg::Text(kind.as_str().to_owned()));
+        }
+        if let Some(from) = query.from {
+            condition("at >=", Arg::Int(micros_ceil(from)));
+        }
+        if let Some(until) = query.until {
+            condition("at <", Arg::Int(micros_ceil(until)));
+        }
+        if let Some(after) = query.after_seq {
+            // Past i64::MAX nothing can follow.
+            condition("seq >", Arg::Int(i64::try_from(after).unwrap_or(i64::MAX)));
+        }
+        args.push(Arg::Int(i64::from(query.limit)));
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", args.len()));
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), args)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        let pool = self.ready().await?;
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(q(&self.inner.sql.checkpoint))
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|(seq, hash)| {
+            Ok(AuditCheckpoint {
+                seq: u64::try_from(seq).map_err(|_| {
+                    error::corrupt(format!("audit_checkpoint: column seq: negative {seq}"))
+                })?,
+                hash: audit_hash(&hash, "audit_checkpoint", seq)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let before = micros_ceil(before);
+        let mut tx = self.begin().await?;
+        // The chain lock: no append (nor another truncation) runs meanwhile, so the prefix read
+        // below is the chain's real start and the checkpoint never moves backwards.
+        self.inner.sql.chain.lock(&mut tx).await?;
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(q(&self.inner.sql.truncate_scan))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        // The longest prefix of old events: it ends at the first event at or after `before`.
+        let prefix = rows.iter().take_while(|(_, at, _)| *at < before).count();
+        let Some((last_seq, _, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
+            self.rollback(tx).await?;
+            return Ok(0);
+        };
+        let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+        let deleted = sqlx::query(q(&self.inner.sql.truncate_delete))
+            .bind(*last_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected();
+        sqlx::query(q(&self.inner.sql.truncate_checkpoint))
+            .bind(*last_seq)
+            .bind(hash.as_bytes().to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.commit(tx).await?;
+        Ok(deleted)
+    }
+
+    async fn mark_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(q(&self.inner.sql.mark_expired))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if rows.is_empty() {
+            self.rollback(tx).await?;
+            return Ok(Vec::new());
+        }
+        let mut raw_ids = Vec::with_capacity(rows.len());
+        let mut marked = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let raw: Vec<u8> = row
+                .try_get("id")
+                .map_err(|e| error::corrupt(format!("tokens: column id: unreadable ({e})")))?;
+            // The marker is store-internal: a row that cannot even be named is marked too (so it
+            // does not hold the front of every sweep), but not reported.
+            if let Some(event) = sweeper_event(AuditKind::Expired, row, now) {
+                marked.extend(event.token_id);
+                events.push(event);
+            }
+            raw_ids.push(raw);
+        }
+        sqlx::query(q(&self.inner.sql.mark_expired_update))
+            .bind(raw_ids)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.append_events(&mut tx, &events).await?;
+        self.commit(tx).await?;
+        Ok(marked)
+    }
+
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(q(&self.inner.sql.purge))
+            .bind(micros_ceil(request.revoked_before))
+            .bind(micros_ceil(request.expired_before))
+            .bind(i64::from(request.limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut raw_ids = Vec::with_capacity(rows.len());
+        let mut purged = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // Deleting a record is a lifecycle change: a row that cannot be named in its event
+            // stays.
+            let Some(event) = sweeper_event(AuditKind::Purged, row, request.now) else {
+                continue;
+            };
+            let Some(id) = event.token_id else {
+                continue;
+            };
+            raw_ids.push(id_bytes(id));
+            purged.push(id);
+            events.push(event);
+        }
+        if purged.is_empty() {
+            self.rollback(tx).await?;
+            return Ok(Vec::new());
+        }
+        // Labels go with their rows (ON DELETE CASCADE); audit events have no foreign key.
+        sqlx::query(q(&self.inner.sql.purge_delete))
+            .bind(raw_ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.append_events(&mut tx, &events).await?;
+        self.commit(tx).await?;
+        Ok(purged)
     }
 
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {

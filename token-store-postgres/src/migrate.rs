@@ -5,6 +5,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 use token_core::clock::to_unix_micros;
 use token_core::{StoreError, SystemClock};
 
+use crate::chain;
 use crate::error::{STORE, backend, not_migrated};
 
 /// The table recording applied migrations, inside the store's schema:
@@ -14,21 +15,44 @@ use crate::error::{STORE, backend, not_migrated};
 pub const MIGRATIONS_TABLE: &str = "token_store_migrations";
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 struct Migration {
     version: i64,
     description: &'static str,
-    /// `{schema}` is replaced by the quoted schema name.
-    sql: &'static str,
+    steps: &'static [Step],
 }
 
-/// In version order. New versions are appended, never edited (a later version can, for example,
-/// add hash-chain columns to `audit_events`).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "tokens, token_labels, audit_events and their indexes",
-    sql: r#"
+/// One step of a migration; all steps share the migration transaction.
+enum Step {
+    /// A SQL script; `{schema}` is replaced by the quoted schema name.
+    Sql(&'static str),
+    /// Compute the chain hash of every version-1 audit event in Rust
+    /// ([`token_core::audit::chain_hash`]), in seq order.
+    ChainV1Events,
+}
+
+/// In version order. New versions are appended, never edited.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "tokens, token_labels, audit_events and their indexes",
+        steps: &[Step::Sql(V1)],
+    },
+    Migration {
+        version: 2,
+        description: "audit hash chain (existing events chained), audit_checkpoint, \
+            tokens.expiry_recorded_at, audit query and retention indexes",
+        steps: &[
+            Step::Sql(V2_BEFORE),
+            Step::ChainV1Events,
+            Step::Sql(V2_AFTER),
+        ],
+    },
+];
+
+/// Version 1: tokens, labels, the audit trail.
+const V1: &str = r#"
 CREATE TABLE {schema}.tokens (
     id              BYTEA PRIMARY KEY,
     hash            BYTEA NOT NULL,
@@ -86,8 +110,53 @@ CREATE TABLE {schema}.audit_events (
 );
 CREATE INDEX audit_events_token_idx ON {schema}.audit_events (token_id, seq)
     WHERE token_id IS NOT NULL;
-"#,
-}];
+"#;
+
+/// Version 2, before the v1 events are chained. `ADD COLUMN` takes `audit_events`' exclusive
+/// lock: no event is appended (by an instance still running version 1) until the migration
+/// commits, and such an append fails afterwards (no hash), so no unchained event appears.
+const V2_BEFORE: &str = r#"
+-- The chain hash: blake3(previous event's hash || canonical bytes of this event at this seq).
+ALTER TABLE {schema}.audit_events ADD COLUMN hash BYTEA;
+
+-- Where the chain resumes after truncate_audit removed its oldest events: the last removed
+-- event's seq and hash. At most one row.
+CREATE TABLE {schema}.audit_checkpoint (
+    id   SMALLINT PRIMARY KEY CHECK (id = 1),
+    seq  BIGINT NOT NULL CHECK (seq >= 0),
+    hash BYTEA NOT NULL CHECK (octet_length(hash) = 32)
+);
+
+-- Store-internal: when mark_expired reported this token's expiry (each expiry is reported once).
+ALTER TABLE {schema}.tokens ADD COLUMN expiry_recorded_at BIGINT;
+"#;
+
+/// Version 2, after the v1 events got their hashes: the hash becomes mandatory, and the
+/// retention and audit query indexes.
+const V2_AFTER: &str = r#"
+ALTER TABLE {schema}.audit_events
+    ALTER COLUMN hash SET NOT NULL,
+    ADD CONSTRAINT audit_events_hash_len CHECK (octet_length(hash) = 32);
+
+-- mark_expired: expired, unrevoked, unrecorded tokens in expiry order. Recorded and revoked
+-- tokens leave the index, so a sweep costs in proportion to what it finds.
+CREATE INDEX tokens_expiry_unrecorded_idx ON {schema}.tokens (expires_at)
+    WHERE revoked_at IS NULL AND expiry_recorded_at IS NULL;
+
+-- RevokeSelector::UnusedSince: unrevoked tokens by last use (or creation), longest unused
+-- first (id breaks ties, so a bounded pass reads its rows in index order, without a sort).
+-- Costs an index update per usage flush (record_usage / consume_use).
+CREATE INDEX tokens_unused_idx ON {schema}.tokens ((coalesce(last_used_at, created_at)), id)
+    WHERE revoked_at IS NULL;
+
+-- Audit queries: a filter plus seq > after, in seq order, is one index range.
+CREATE INDEX audit_events_subject_idx ON {schema}.audit_events (subject, seq)
+    WHERE subject IS NOT NULL;
+CREATE INDEX audit_events_actor_idx ON {schema}.audit_events (actor, seq)
+    WHERE actor IS NOT NULL;
+CREATE INDEX audit_events_kind_idx ON {schema}.audit_events (kind, seq);
+CREATE INDEX audit_events_at_idx ON {schema}.audit_events (at, seq);
+"#;
 
 fn too_new(found: i64) -> StoreError {
     StoreError::SchemaTooNew {
@@ -101,6 +170,16 @@ fn too_new(found: i64) -> StoreError {
 /// transaction-scoped advisory lock (so instances migrating at once serialize). Refuses a schema
 /// whose recorded version is newer than this library.
 pub(crate) async fn run(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreError> {
+    run_to(pool, schema, quoted, SCHEMA_VERSION).await
+}
+
+/// Like [`run`], applying pending migrations up to and including version `target` only.
+pub(crate) async fn run_to(
+    pool: &PgPool,
+    schema: &str,
+    quoted: &str,
+    target: i64,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('token_store_migrate:' || $1, 0))")
         .bind(schema)
@@ -133,11 +212,21 @@ pub(crate) async fn run(pool: &PgPool, schema: &str, quoted: &str) -> Result<(),
         tx.rollback().await.map_err(backend)?;
         return Err(too_new(current));
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-        sqlx::raw_sql(AssertSqlSafe(migration.sql.replace("{schema}", quoted)))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= target)
+    {
+        for step in migration.steps {
+            match step {
+                Step::Sql(sql) => {
+                    sqlx::raw_sql(AssertSqlSafe(sql.replace("{schema}", quoted)))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                }
+                Step::ChainV1Events => chain::chain_v1_events(&mut tx, quoted).await?,
+            }
+        }
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {quoted}.{MIGRATIONS_TABLE} (version, description, applied_at) \
              VALUES ($1, $2, $3)"
@@ -154,11 +243,7 @@ pub(crate) async fn run(pool: &PgPool, schema: &str, quoted: &str) -> Result<(),
 }
 
 /// The schema's recorded version (`None`: no migrations table).
-pub(crate) async fn version(
-    pool: &PgPool,
-    schema: &str,
-    quoted: &str,
-) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn version(pool: &PgPool, quoted: &str) -> Result<Option<i64>, StoreError> {
     let table: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
         .bind(format!("{quoted}.{MIGRATIONS_TABLE}"))
         .fetch_one(pool)
@@ -172,16 +257,16 @@ pub(crate) async fn version(
     )))
     .fetch_one(pool)
     .await
-    .map_err(|e| crate::error::backend_in(schema, e))?;
+    .map_err(crate::error::backend_in)?;
     Ok(Some(current.unwrap_or(0)))
 }
 
 /// Checks that the schema is exactly the version this library needs.
-pub(crate) async fn check(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreError> {
-    match version(pool, schema, quoted).await? {
+pub(crate) async fn check(pool: &PgPool, quoted: &str) -> Result<(), StoreError> {
+    match version(pool, quoted).await? {
         Some(v) if v == SCHEMA_VERSION => Ok(()),
         Some(v) if v > SCHEMA_VERSION => Err(too_new(v)),
-        Some(v) => Err(not_migrated(schema, Some(v))),
-        None => Err(not_migrated(schema, None)),
+        Some(v) => Err(not_migrated(Some(v))),
+        None => Err(not_migrated(None)),
     }
 }

@@ -10,7 +10,7 @@ use token_core::{
     PlaintextToken, RevokeSelector, ScopeSet, StoreError, TokenId, TokenManager, TokenPrefix,
     TokenStore,
 };
-use token_store_postgres::{InvalidSchemaName, NotMigrated, PgStore, PgStoreOptions};
+use token_store_postgres::{InvalidSchemaName, PgStore, PgStoreOptions, SCHEMA_VERSION};
 
 use common::{admin, drop_schema, fresh_schema, migrated_store, url_or_skip};
 
@@ -145,13 +145,14 @@ async fn unmigrated_schema_is_a_clear_typed_error() {
         .await
         .err()
         .unwrap_or_else(|| panic!("unmigrated schema worked"));
-    let StoreError::Backend { source, .. } = &err else {
-        panic!("unexpected {err}");
+    let StoreError::NotMigrated {
+        found, required, ..
+    } = &err
+    else {
+        panic!("not a NotMigrated error: {err}");
     };
-    let not_migrated = source
-        .downcast_ref::<NotMigrated>()
-        .unwrap_or_else(|| panic!("not a NotMigrated error: {err}"));
-    assert_eq!(not_migrated.found, None);
+    assert_eq!(*found, None);
+    assert_eq!(*required, SCHEMA_VERSION);
     assert!(err.to_string().contains("migrate"), "{err}");
     let prefix = TokenPrefix::new("test").unwrap_or_else(|e| panic!("{e}"));
     let token = PlaintextToken::generate(&prefix).unwrap_or_else(|e| panic!("{e}"));
