@@ -21,6 +21,8 @@ use token_core::{
 use token_store_postgres::{PgStore, PgStoreOptions};
 
 const SCHEMA: &str = "token_bench";
+const COUNT_SQL: &str = "SELECT count(*) FROM token_bench.tokens";
+const SELECT_SQL: &str = "SELECT * FROM token_bench.tokens WHERE id = $1";
 
 fn token_count() -> usize {
     std::env::var("TOKEN_BENCH_PG_TOKENS")
@@ -57,7 +59,7 @@ async fn store(url: &str) -> PgStore {
 /// secrets are not stored, so the run issues its own sample of 10,000 on top of the filler.
 async fn populated(url: &str, count: usize) -> Vec<String> {
     let store = store(url).await;
-    let existing: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {SCHEMA}.tokens"))
+    let existing: i64 = sqlx::query_scalar(COUNT_SQL)
         .fetch_one(store.pool())
         .await
         .expect("count");
@@ -130,15 +132,13 @@ fn bench_postgres(c: &mut Criterion) {
         })
     });
     let mut j = 0usize;
-    let select = format!("SELECT * FROM {SCHEMA}.tokens WHERE id = $1");
     group.bench_function("raw_sqlx_point_select", |b| {
         b.to_async(&runtime).iter(|| {
             j = (j + 7919) % ids.len();
             let id = ids[j];
             let pool = &pool;
-            let select = select.as_str();
             async move {
-                let row = sqlx::query(select)
+                let row = sqlx::query(SELECT_SQL)
                     .bind(id.as_bytes().as_slice())
                     .fetch_optional(pool)
                     .await
