@@ -85,6 +85,16 @@ pub fn to_unix_micros(t: OffsetDateTime) -> i64 {
     i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// The smallest whole microsecond at or after `t`. For a stored (whole-microsecond) value `a`,
+/// `a < t` exactly when `a < to_unix_micros_ceil(t)`: stores use it for strict time cutoffs.
+pub fn to_unix_micros_ceil(t: OffsetDateTime) -> i64 {
+    let m = to_unix_micros(t);
+    match from_unix_micros(m) {
+        Some(back) if back < t => m.saturating_add(1),
+        _ => m,
+    }
+}
+
 /// The inverse of [`to_unix_micros`]; `None` when out of the representable range (a corrupt row).
 pub fn from_unix_micros(micros: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()

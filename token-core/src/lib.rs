@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod columns;
 mod error;
 pub mod format;
 pub mod keyring;
