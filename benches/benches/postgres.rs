@@ -65,6 +65,7 @@ async fn populated(url: &str, count: usize) -> Vec<String> {
         .expect("count");
     let scopes =
         ScopeSet::parse("widgets:read widgets:write billing:invoices:read").expect("scopes");
+    let pool = store.pool().clone();
     let manager = manager(store);
     let missing = count.saturating_sub(existing as usize);
     let tasks: Vec<_> = (0..8)
@@ -84,6 +85,12 @@ async fn populated(url: &str, count: usize) -> Vec<String> {
     for task in tasks {
         task.await.expect("join");
     }
+    // Fresh planner statistics: right after a bulk load they are stale and the descendant walk of
+    // a revocation may be planned as a full scan (autovacuum fixes this in production).
+    sqlx::query("ANALYZE token_bench.tokens")
+        .execute(&pool)
+        .await
+        .expect("analyze");
     let mut sample = Vec::with_capacity(10_000);
     for i in 0..10_000 {
         sample.push(

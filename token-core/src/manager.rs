@@ -575,6 +575,9 @@ impl TokenManager {
                 problem: "is not before the token's expiry".into(),
             }));
         }
+        if spec.idle == Idle::Never && !policy.allows_no_idle_timeout() {
+            return Err(PolicyViolation::IdleTimeoutRequired.into());
+        }
         if let Some(idle) = self.idle_timeout(spec)
             && idle < self.inner.min_idle_timeout
         {

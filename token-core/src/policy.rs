@@ -8,6 +8,7 @@
 //! | `default_ttl`                 | 30 days  |
 //! | `max_ttl`                     | 90 days  |
 //! | non-expiring tokens           | refused  |
+//! | opting out of idle expiry     | refused (when a default idle timeout is set) |
 //! | `default_idle_timeout`        | 30 days  |
 //! | `max_live_tokens_per_subject` | none     |
 //! | scope ceiling                 | none (every subject may be granted any scope) |
@@ -61,6 +62,7 @@ pub struct Policy {
     default_ttl: Duration,
     max_ttl: Option<Duration>,
     allow_non_expiring: bool,
+    allow_no_idle_timeout: bool,
     default_idle_timeout: Option<Duration>,
     max_live_tokens_per_subject: Option<u32>,
     scope_ceiling: Option<Arc<dyn ScopeCeiling>>,
@@ -72,6 +74,7 @@ impl fmt::Debug for Policy {
             .field("default_ttl", &self.default_ttl)
             .field("max_ttl", &self.max_ttl)
             .field("allow_non_expiring", &self.allow_non_expiring)
+            .field("allow_no_idle_timeout", &self.allow_no_idle_timeout)
             .field("default_idle_timeout", &self.default_idle_timeout)
             .field(
                 "max_live_tokens_per_subject",
@@ -88,6 +91,7 @@ impl Default for Policy {
             default_ttl: Duration::from_secs(30 * DAY),
             max_ttl: Some(Duration::from_secs(90 * DAY)),
             allow_non_expiring: false,
+            allow_no_idle_timeout: false,
             default_idle_timeout: Some(Duration::from_secs(30 * DAY)),
             max_live_tokens_per_subject: None,
             scope_ceiling: None,
@@ -114,6 +118,11 @@ impl Policy {
     /// Whether tokens without expiry may be issued.
     pub fn allows_non_expiring(&self) -> bool {
         self.allow_non_expiring
+    }
+
+    /// Whether a request may opt out of the default idle timeout.
+    pub fn allows_no_idle_timeout(&self) -> bool {
+        self.allow_no_idle_timeout || self.default_idle_timeout.is_none()
     }
 
     /// Idle timeout used when a request names none.
@@ -192,6 +201,13 @@ impl PolicyBuilder {
     /// Idle timeout used when a request names none (default 30 days).
     pub fn default_idle_timeout(mut self, timeout: Duration) -> Self {
         self.0.default_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Lets a request opt out of the default idle timeout (`no_idle_timeout()`). Off by default:
+    /// idle tokens die.
+    pub fn allow_no_idle_timeout(mut self) -> Self {
+        self.0.allow_no_idle_timeout = true;
         self
     }
 
@@ -313,6 +329,11 @@ pub enum PolicyViolation {
         /// Policy maximum.
         max: u32,
     },
+    /// A request opted out of idle expiry and the policy does not allow it.
+    #[error(
+        "tokens without an idle timeout are not allowed by policy; omit no_idle_timeout() or ask for a longer idle_timeout"
+    )]
+    IdleTimeoutRequired,
     /// Idle timeout below the minimum the usage-tracking interval supports.
     #[error(
         "idle timeout {} is below the minimum {} (10 x the usage flush interval)",

@@ -2114,3 +2114,31 @@ pub async fn absurd_ttl_is_refused(f: &dyn Fixture) {
         "{err:?}"
     );
 }
+
+pub async fn opting_out_of_idle_expiry_needs_policy_consent(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let err = env
+        .manager
+        .issue(IssueRequest::new("u", scopes_of("a")).no_idle_timeout())
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(Error::Policy(PolicyViolation::IdleTimeoutRequired))
+        ),
+        "{err:?}"
+    );
+    let consenting = TestEnv::with_policy(
+        f,
+        Policy::builder()
+            .allow_no_idle_timeout()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let issued = consenting
+        .issue_with(IssueRequest::new("u", scopes_of("a")).no_idle_timeout())
+        .await;
+    assert_eq!(issued.record.idle_timeout, None);
+}

@@ -141,6 +141,7 @@ macro_rules! conformance_tests {
             rotation_rechecks_the_current_policy,
             replacing_a_key_id_is_refused,
             absurd_ttl_is_refused,
+            opting_out_of_idle_expiry_needs_policy_consent,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
