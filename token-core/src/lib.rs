@@ -9,7 +9,7 @@
 //! - **Revocation first**: one call revokes a token, a subject's tokens, a family, a label or
 //!   everything issued before an instant, and derived tokens go with their parent.
 //!
-//! Start with [`TokenManager`]. The token string format is specified in [`format`]; scopes in
+//! Start with [`TokenManager`]. The token string format is specified in [`format`](mod@format); scopes in
 //! [`scope`]; the storage contract in [`store`].
 //!
 //! Secrets never appear in `Debug`, `Display`, errors or audit events: stores hold a keyed BLAKE3

@@ -194,6 +194,14 @@ pub enum RotateOutcome {
 
 /// Which tokens a revocation targets. Every selector also revokes all tokens derived (directly or
 /// transitively) from a matched token: a derived token never outlives its parent's revocation.
+///
+/// ```
+/// use token_core::{RevokeSelector, TokenId};
+/// let one = RevokeSelector::Token(TokenId::from_bytes([1; 16]));
+/// let everyone_of = RevokeSelector::Subject("user:42".into());
+/// let breach = RevokeSelector::IssuedBefore(time::OffsetDateTime::now_utc());
+/// # let _ = (one, everyone_of, breach);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RevokeSelector {
@@ -309,7 +317,17 @@ pub struct UsageUpdate {
     pub uses: u64,
 }
 
-/// Filters for [`TokenStore::list`]. All set filters must match.
+/// Filters for [`TokenStore::list`] and [`TokenManager::list`](crate::TokenManager::list). All set
+/// filters must match.
+///
+/// ```
+/// use token_core::{ListFilter, TokenState};
+/// let filter = ListFilter::all()
+///     .subject("user:42")
+///     .label("team", "payments")
+///     .state(TokenState::Active);
+/// assert_eq!(filter.subject.as_deref(), Some("user:42"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListFilter {
