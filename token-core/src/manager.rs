@@ -706,6 +706,13 @@ impl TokenManager {
                     .note_violation(PolicyOrError::Policy(violation), &subject, &context, now)
                     .await)
             }
+            InsertOutcome::OutlivesParent { parent_expires_at } => Err(Error::OutlivesParent {
+                requested: record.expires_at.unwrap_or(OffsetDateTime::new_utc(
+                    time::Date::MAX,
+                    time::Time::MIDNIGHT,
+                )),
+                parent: parent_expires_at,
+            }),
             InsertOutcome::ParentNotActive { state } => {
                 let id = parent.unwrap_or(record.id);
                 Err(match state {

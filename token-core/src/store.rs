@@ -99,7 +99,9 @@ pub enum StoreError {
 pub struct InsertToken {
     /// The record to insert. If `record.parent_id` is set, the parent must be
     /// [`TokenState::Active`] at `now`, checked in the same transaction (under a lock that a
-    /// revocation of the parent also takes), so no child escapes a concurrent family revocation.
+    /// revocation of the parent also takes), so no child escapes a concurrent family revocation;
+    /// and the child must not outlive the parent as read there ([`InsertToken::child_outlives`]),
+    /// so a concurrent rotation that shortened the parent cannot be bypassed.
     pub record: TokenRecord,
     /// Maximum live tokens for `record.subject`, counted in the same transaction.
     pub max_live_for_subject: Option<u32>,
@@ -110,6 +112,15 @@ pub struct InsertToken {
 }
 
 impl InsertToken {
+    /// The parent's expiry if `child` would outlive `parent` (reference check for stores).
+    pub fn child_outlives(parent: &TokenRecord, child: &TokenRecord) -> Option<OffsetDateTime> {
+        let parent_end = parent.expires_at?;
+        match child.expires_at {
+            Some(end) if end <= parent_end => None,
+            _ => Some(parent_end),
+        }
+    }
+
     /// Builds an insert request.
     pub fn new(
         record: TokenRecord,
@@ -138,6 +149,12 @@ pub enum InsertOutcome {
     ParentNotActive {
         /// The parent's state, `None` if it does not exist.
         state: Option<TokenState>,
+    },
+    /// The child would expire after the parent (whose expiry may just have been shortened by a
+    /// rotation); nothing was written.
+    OutlivesParent {
+        /// The parent's expiry as read in the transaction.
+        parent_expires_at: OffsetDateTime,
     },
 }
 

@@ -270,11 +270,17 @@ impl TokenStore for MemoryStore {
             return Err(StoreError::AlreadyExists { id: record.id });
         }
         if let Some(parent) = record.parent_id {
-            let parent_state = state.records.get(&parent).map(|p| p.state_at(insert.now));
+            let parent_record = state.records.get(&parent);
+            let parent_state = parent_record.map(|p| p.state_at(insert.now));
             if parent_state != Some(TokenState::Active) {
                 return Ok(InsertOutcome::ParentNotActive {
                     state: parent_state,
                 });
+            }
+            if let Some(parent_expires_at) =
+                parent_record.and_then(|p| InsertToken::child_outlives(p, &record))
+            {
+                return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
         }
         if let Some(max) = insert.max_live_for_subject

@@ -812,10 +812,17 @@ impl TokenStore for PgStore {
             let found = self
                 .fetch_locked(&mut tx, &self.inner.sql.get_for_share, parent)
                 .await?;
-            let state = found.map(|p| p.state_at(insert.now));
+            let state = found.as_ref().map(|p| p.state_at(insert.now));
             if state != Some(TokenState::Active) {
                 self.rollback(tx).await?;
                 return Ok(InsertOutcome::ParentNotActive { state });
+            }
+            if let Some(parent_expires_at) = found
+                .as_ref()
+                .and_then(|p| InsertToken::child_outlives(p, record))
+            {
+                self.rollback(tx).await?;
+                return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
         }
         if let Some(max) = insert.max_live_for_subject {

@@ -668,12 +668,18 @@ impl TokenStore for SqliteStore {
         if let Some(parent) = record.parent_id {
             // Under the write lock: a concurrent family revocation either committed before (the
             // parent reads as revoked) or waits for this insert (and then revokes the child).
-            let state = fetch_record(&mut tx, parent)
-                .await?
-                .map(|p| p.state_at(insert.now));
+            let parent_record = fetch_record(&mut tx, parent).await?;
+            let state = parent_record.as_ref().map(|p| p.state_at(insert.now));
             if state != Some(TokenState::Active) {
                 rollback(tx).await?;
                 return Ok(InsertOutcome::ParentNotActive { state });
+            }
+            if let Some(parent_expires_at) = parent_record
+                .as_ref()
+                .and_then(|p| InsertToken::child_outlives(p, record))
+            {
+                rollback(tx).await?;
+                return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
         }
         if let Some(max) = insert.max_live_for_subject {

@@ -2142,3 +2142,41 @@ pub async fn opting_out_of_idle_expiry_needs_policy_consent(f: &dyn Fixture) {
         .await;
     assert_eq!(issued.record.idle_timeout, None);
 }
+
+pub async fn store_refuses_a_child_that_outlives_its_parent(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let parent = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
+        .await;
+    // As if the parent was shortened by a rotation after the manager computed the child.
+    let prefix = TokenPrefix::new("test").unwrap_or_else(|e| panic!("{e}"));
+    let token = PlaintextToken::generate(&prefix).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = parent.record.clone();
+    child.id = token.id();
+    child.parent_id = Some(parent.token.id());
+    child.expires_at = parent
+        .record
+        .expires_at
+        .map(|e| e + time::Duration::seconds(1));
+    let outcome = env
+        .store
+        .insert(InsertToken::new(
+            child.clone(),
+            None,
+            env.clock_now(),
+            Vec::new(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(outcome, InsertOutcome::OutlivesParent { .. }),
+        "{outcome:?}"
+    );
+    child.expires_at = parent.record.expires_at;
+    let outcome = env
+        .store
+        .insert(InsertToken::new(child, None, env.clock_now(), Vec::new()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, InsertOutcome::Inserted);
+}

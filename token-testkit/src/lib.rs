@@ -142,6 +142,7 @@ macro_rules! conformance_tests {
             replacing_a_key_id_is_refused,
             absurd_ttl_is_refused,
             opting_out_of_idle_expiry_needs_policy_consent,
+            store_refuses_a_child_that_outlives_its_parent,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
