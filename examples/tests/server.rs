@@ -211,6 +211,10 @@ async fn issue_use_revoke_then_401() {
         assert_eq!(escalation.0, StatusCode::BAD_REQUEST, "{admin_scope}");
         assert_eq!(escalation.1["error"], "invalid_scope");
     }
+    let introspector = server
+        .create(json!({"subject": "rs", "scopes": ["tokens:introspect"], "ttl_seconds": 60}))
+        .await;
+    assert_eq!(introspector.0, StatusCode::CREATED);
     let too_long = server
         .create(json!({"subject": "x", "scopes": ["a"], "ttl_seconds": 400 * 86_400}))
         .await;
