@@ -1061,6 +1061,14 @@ impl TokenManager {
         if state != TokenState::Active {
             return Err(Error::NotActive { id, state });
         }
+        let max_grace = self.inner.policy.max_rotation_grace();
+        if grace > max_grace {
+            return Err(PolicyViolation::GraceExceedsMax {
+                requested: grace,
+                max: max_grace,
+            }
+            .into());
+        }
         // The policy may have narrowed since the token was issued: a rotation re-issues, so it
         // must pass today's ceiling and expiry rules.
         self.inner.policy.check_ceiling(&old.subject, &old.scopes)?;

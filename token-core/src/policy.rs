@@ -11,6 +11,7 @@
 //! | opting out of idle expiry     | refused (when a default idle timeout is set) |
 //! | `default_idle_timeout`        | 30 days  |
 //! | `max_live_tokens_per_subject` | none     |
+//! | `max_rotation_grace`          | 1 day    |
 //! | scope ceiling                 | none (every subject may be granted any scope) |
 //!
 //! ```
@@ -65,6 +66,7 @@ pub struct Policy {
     allow_no_idle_timeout: bool,
     default_idle_timeout: Option<Duration>,
     max_live_tokens_per_subject: Option<u32>,
+    max_rotation_grace: Duration,
     scope_ceiling: Option<Arc<dyn ScopeCeiling>>,
 }
 
@@ -80,6 +82,7 @@ impl fmt::Debug for Policy {
                 "max_live_tokens_per_subject",
                 &self.max_live_tokens_per_subject,
             )
+            .field("max_rotation_grace", &self.max_rotation_grace)
             .field("scope_ceiling", &self.scope_ceiling.as_ref().map(|_| ".."))
             .finish()
     }
@@ -94,6 +97,7 @@ impl Default for Policy {
             allow_no_idle_timeout: false,
             default_idle_timeout: Some(Duration::from_secs(30 * DAY)),
             max_live_tokens_per_subject: None,
+            max_rotation_grace: Duration::from_secs(DAY),
             scope_ceiling: None,
         }
     }
@@ -133,6 +137,11 @@ impl Policy {
     /// Cap on live tokens per subject.
     pub fn max_live_tokens_per_subject(&self) -> Option<u32> {
         self.max_live_tokens_per_subject
+    }
+
+    /// Longest grace window a rotation may leave the old token.
+    pub fn max_rotation_grace(&self) -> Duration {
+        self.max_rotation_grace
     }
 
     /// The ceiling for `subject`, if any.
@@ -220,6 +229,13 @@ impl PolicyBuilder {
     /// Caps how many live (not revoked, not expired) tokens one subject may hold.
     pub fn max_live_tokens_per_subject(mut self, max: u32) -> Self {
         self.0.max_live_tokens_per_subject = Some(max);
+        self
+    }
+
+    /// Longest grace window a rotation may leave the old token (default 1 day). Bounds how many
+    /// live copies rotating again and again can create.
+    pub fn max_rotation_grace(mut self, grace: Duration) -> Self {
+        self.0.max_rotation_grace = grace;
         self
     }
 
@@ -334,6 +350,17 @@ pub enum PolicyViolation {
         "tokens without an idle timeout are not allowed by policy; omit no_idle_timeout() or ask for a longer idle_timeout"
     )]
     IdleTimeoutRequired,
+    /// A rotation asked for a longer grace window than the policy allows.
+    #[error(
+        "rotation grace {} exceeds the policy maximum {}",
+        HumanDuration(*.requested), HumanDuration(*.max)
+    )]
+    GraceExceedsMax {
+        /// Requested.
+        requested: Duration,
+        /// Allowed.
+        max: Duration,
+    },
     /// Idle timeout below the minimum the usage-tracking interval supports.
     #[error(
         "idle timeout {} is below the minimum {} (10 x the usage flush interval)",

@@ -2180,3 +2180,23 @@ pub async fn store_refuses_a_child_that_outlives_its_parent(f: &dyn Fixture) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, InsertOutcome::Inserted);
 }
+
+pub async fn rotation_grace_is_capped_by_policy(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let old = env.issue("u", "a").await;
+    let err = env.manager.rotate(old.token.id(), 2 * DAY).await.err();
+    match err {
+        Some(Error::Policy(violation @ PolicyViolation::GraceExceedsMax { .. })) => {
+            assert_eq!(
+                violation.to_string(),
+                "rotation grace 2d exceeds the policy maximum 1d"
+            );
+        }
+        other => panic!("expected GraceExceedsMax, got {other:?}"),
+    }
+    // Nothing changed: the token can still be rotated within the cap.
+    env.manager
+        .rotate(old.token.id(), DAY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -143,6 +143,7 @@ macro_rules! conformance_tests {
             absurd_ttl_is_refused,
             opting_out_of_idle_expiry_needs_policy_consent,
             store_refuses_a_child_that_outlives_its_parent,
+            rotation_grace_is_capped_by_policy,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
