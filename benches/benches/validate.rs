@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use token_core::{
@@ -98,6 +99,19 @@ fn bench_validate(c: &mut Criterion) {
             let manager = &manager;
             let required = &required;
             async move { manager.validate(token, required).await.expect("valid") }
+        })
+    });
+    // The memory store never suspends, so a caller can poll validation once, without a runtime:
+    // this arm measures validation itself, like the (synchronous) JWT arm below.
+    let mut walk = Walk(0x9E37_79B9_7F4A_7C15);
+    group.bench_function("memory_store_random_polled_once", |b| {
+        b.iter(|| {
+            let token = &tokens[walk.next_index(tokens.len())];
+            manager
+                .validate(token, &required)
+                .now_or_never()
+                .expect("the memory store never suspends")
+                .expect("valid")
         })
     });
 

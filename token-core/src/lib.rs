@@ -42,7 +42,8 @@ pub use audit::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};
 pub use format::{
-    FormatError, ParsedToken, PlaintextToken, RandomnessError, TokenId, TokenPrefix, parse_token,
+    FormatError, ParsedToken, PlaintextToken, RandomnessError, TokenId, TokenIdHasher,
+    TokenIdHasherBuilder, TokenPrefix, parse_token,
 };
 pub use keyring::{HashKey, KeyId, Keyring, KeyringError, TokenHash};
 pub use manager::{

@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::format::TokenId;
+use crate::format::{TokenId, TokenIdHasherBuilder};
 use crate::store::UsageUpdate;
 
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct UsageBuffer {
 
 #[derive(Debug)]
 struct Pending {
-    updates: HashMap<TokenId, UsageUpdate>,
+    updates: HashMap<TokenId, UsageUpdate, TokenIdHasherBuilder>,
     last_flush: OffsetDateTime,
 }
 
@@ -31,7 +31,7 @@ impl UsageBuffer {
     pub(crate) fn new(now: OffsetDateTime) -> Self {
         Self {
             inner: Mutex::new(Pending {
-                updates: HashMap::new(),
+                updates: HashMap::default(),
                 last_flush: now,
             }),
         }

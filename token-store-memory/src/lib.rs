@@ -35,7 +35,7 @@ use token_core::store::{
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Cursor, KeyId,
-    TokenId, TokenRecord, TokenState,
+    TokenId, TokenIdHasherBuilder, TokenRecord, TokenState,
 };
 use tokio::sync::broadcast;
 
@@ -61,8 +61,8 @@ const FEED_CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 struct State {
-    records: HashMap<TokenId, Arc<TokenRecord>>,
-    children: HashMap<TokenId, Vec<TokenId>>,
+    records: HashMap<TokenId, Arc<TokenRecord>, TokenIdHasherBuilder>,
+    children: HashMap<TokenId, Vec<TokenId>, TokenIdHasherBuilder>,
     audit: BTreeMap<u64, AuditRecord>,
     audit_by_token: HashMap<TokenId, Vec<u64>>,
     next_seq: u64,
