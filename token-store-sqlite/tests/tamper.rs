@@ -12,6 +12,7 @@ use token_core::{
     ManualClock, RevokeSelector, ScopeSet, TokenManager,
 };
 use token_store_sqlite::SqliteStore;
+use token_testkit::tamper::{EVENT_COLUMNS_BUT_SEQ, RawAudit, TamperEnv, TamperFixture};
 
 struct Env {
     _dir: TempDir,
@@ -112,114 +113,15 @@ impl Env {
 }
 
 #[tokio::test]
-async fn intact_database_verifies_every_event() {
+async fn the_chain_survives_reopening_the_file() {
     let env = new_env().await;
     let events = env.history().await;
-    let report = env
-        .manager
-        .verify_audit_chain(None, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.is_intact(), "{report:?}");
-    assert_eq!(report.checked, events.len() as u64);
-    assert_eq!(report.head, events.last().map(|e| (e.seq, e.hash)));
-    // The chain survives reopening the file.
     let reopened = open(&env._dir.path().join("tokens.db")).await;
     let again = reopened
         .query_audit(&AuditQuery::new().limit(1000))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again, events);
-}
-
-#[tokio::test]
-async fn edited_field_breaks_the_chain_at_that_event() {
-    let env = new_env().await;
-    env.history().await;
-    env.tamper("UPDATE audit_events SET reason = 'x' WHERE seq = 3")
-        .await;
-    assert_eq!(env.first_broken().await, Some(3));
-}
-
-#[tokio::test]
-async fn edited_time_or_actor_breaks_the_chain() {
-    for (sql, seq) in [
-        ("UPDATE audit_events SET at = at + 1 WHERE seq = 2", 2),
-        ("UPDATE audit_events SET actor = 'admin:0' WHERE seq = 4", 4),
-        ("UPDATE audit_events SET kind = 'denied' WHERE seq = 5", 5),
-        ("UPDATE audit_events SET token_id = NULL WHERE seq = 1", 1),
-    ] {
-        let env = new_env().await;
-        env.history().await;
-        env.tamper(sql).await;
-        assert_eq!(env.first_broken().await, Some(seq), "{sql}");
-    }
-}
-
-#[tokio::test]
-async fn deleted_middle_event_breaks_the_chain_at_the_next() {
-    let env = new_env().await;
-    env.history().await;
-    env.tamper("DELETE FROM audit_events WHERE seq = 3").await;
-    assert_eq!(env.first_broken().await, Some(4));
-}
-
-#[tokio::test]
-async fn reordered_events_break_the_chain_at_the_earlier() {
-    // Swapping the seq values of two events.
-    let env = new_env().await;
-    env.history().await;
-    env.tamper(
-        "UPDATE audit_events SET seq = -1 WHERE seq = 2; \
-         UPDATE audit_events SET seq = 2 WHERE seq = 4; \
-         UPDATE audit_events SET seq = 4 WHERE seq = -1;",
-    )
-    .await;
-    assert_eq!(env.first_broken().await, Some(2));
-
-    // Swapping the content (hash included) of two events, keeping their seqs.
-    let env = new_env().await;
-    env.history().await;
-    let columns = [
-        "at",
-        "kind",
-        "token_id",
-        "fingerprint",
-        "subject",
-        "actor",
-        "client_ip",
-        "user_agent",
-        "request_id",
-        "reason",
-        "detail",
-        "hash",
-    ];
-    let set = columns
-        .iter()
-        .map(|c| {
-            format!("{c} = (SELECT {c} FROM audit_events o WHERE o.seq = 5 - audit_events.seq)")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    env.tamper(&format!(
-        "CREATE TEMP TABLE snapshot AS SELECT * FROM audit_events; \
-         UPDATE audit_events SET {} WHERE seq IN (2, 3);",
-        set.replace("FROM audit_events o", "FROM snapshot o")
-    ))
-    .await;
-    let events = env.events().await;
-    assert_ne!(events[1].event, events[2].event, "the two events differ");
-    assert_eq!(env.first_broken().await, Some(2));
-}
-
-#[tokio::test]
-async fn forged_hash_is_detected_by_the_next_link() {
-    // Re-hashing an edited event with a made-up hash still breaks the link at that event.
-    let env = new_env().await;
-    env.history().await;
-    env.tamper("UPDATE audit_events SET hash = zeroblob(32) WHERE seq = 3")
-        .await;
-    assert_eq!(env.first_broken().await, Some(3));
 }
 
 #[tokio::test]
@@ -367,3 +269,78 @@ async fn sweep_without_its_audit_events_changes_nothing() {
     assert_eq!(report.expired, 1);
     assert_eq!(env.first_broken().await, None);
 }
+
+// ----- the shared tamper cases (token-testkit) ----------------------------------------------
+
+/// Raw access to the SQLite file's audit table.
+struct SqliteRaw {
+    _dir: TempDir,
+    store: SqliteStore,
+}
+
+impl SqliteRaw {
+    async fn run(&self, sql: String) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.replace("{events}", "audit_events")))
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[async_trait::async_trait]
+impl RawAudit for SqliteRaw {
+    async fn exec(&self, sql: &str) {
+        self.run(sql.to_owned()).await;
+    }
+    async fn swap_seq(&self, a: u64, b: u64) {
+        self.run(format!(
+            "UPDATE {{events}} SET seq = -1 WHERE seq = {a}; \
+             UPDATE {{events}} SET seq = {a} WHERE seq = {b}; \
+             UPDATE {{events}} SET seq = {b} WHERE seq = -1;"
+        ))
+        .await;
+    }
+    async fn swap_content(&self, a: u64, b: u64) {
+        let set = EVENT_COLUMNS_BUT_SEQ
+            .iter()
+            .map(|c| {
+                format!(
+                    "{c} = (SELECT {c} FROM snapshot o WHERE o.seq = {} - {{events}}.seq)",
+                    a + b
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.run(format!(
+            "DROP TABLE IF EXISTS temp.snapshot; \
+             CREATE TEMP TABLE snapshot AS SELECT * FROM {{events}}; \
+             UPDATE {{events}} SET {set} WHERE seq IN ({a}, {b});"
+        ))
+        .await;
+    }
+    async fn zero_hash(&self, seq: u64) {
+        self.run(format!(
+            "UPDATE {{events}} SET hash = zeroblob(32) WHERE seq = {seq}"
+        ))
+        .await;
+    }
+}
+
+struct SqliteTamper;
+
+#[async_trait::async_trait]
+impl TamperFixture for SqliteTamper {
+    async fn fresh(&self) -> TamperEnv {
+        let env = new_env().await;
+        TamperEnv {
+            manager: env.manager,
+            clock: env.clock,
+            raw: Box::new(SqliteRaw {
+                _dir: env._dir,
+                store: env.store,
+            }),
+        }
+    }
+}
+
+token_testkit::tamper_tests!(SqliteTamper);

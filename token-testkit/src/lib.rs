@@ -35,6 +35,7 @@ use token_core::{
 
 pub mod cases;
 mod env;
+pub mod tamper;
 
 pub use env::TestEnv;
 
