@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditHash, AuditKind, AuditRecord};
+use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditRecord};
 use crate::clock::from_unix_micros;
 use crate::format::TokenId;
 use crate::keyring::{KeyId, TokenHash};
@@ -306,6 +306,37 @@ pub fn decode_audit_record<C: Columns + ?Sized>(
         )
     })?;
     Ok(AuditRecord { seq, event, hash })
+}
+
+/// A stored chain hash of event `seq` in `table`; anything but 32 bytes is corrupt.
+pub fn decode_audit_hash(
+    store: &'static str,
+    table: &str,
+    seq: i64,
+    bytes: &[u8],
+) -> Result<AuditHash, StoreError> {
+    AuditHash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt {
+        store,
+        message: format!(
+            "{table}.hash of seq {seq}: a chain hash must be 32 bytes, found {} (truncated?)",
+            bytes.len()
+        ),
+    })
+}
+
+/// The retention checkpoint row (`seq`, `hash`).
+pub fn decode_checkpoint(
+    store: &'static str,
+    seq: i64,
+    hash: &[u8],
+) -> Result<AuditCheckpoint, StoreError> {
+    Ok(AuditCheckpoint {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+            store,
+            message: format!("audit_checkpoint.seq {seq} is negative"),
+        })?,
+        hash: decode_audit_hash(store, "audit_checkpoint", seq, hash)?,
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use token_core::{AuditEvent, AuditRecord, Labels, StoreError, TokenId, TokenReco
 
 use token_core::columns::{Columns, decode_audit_record, decode_event, decode_token};
 
-use crate::error::{STORE, corrupt, unrepresentable};
+use crate::error::{STORE, unrepresentable};
 
 /// The `tokens` columns [`record_from_row`] reads, for a query over `tokens t`; `{schema}` is
 /// replaced by the quoted schema. Labels come as two arrays sorted by key.
@@ -47,12 +47,7 @@ pub(crate) use token_core::clock::to_unix_micros_ceil as micros_ceil;
 
 /// A stored chain hash, checked: anything but 32 bytes is [`StoreError::Corrupt`].
 pub(crate) fn audit_hash(bytes: &[u8], table: &str, seq: i64) -> Result<AuditHash, StoreError> {
-    AuditHash::from_slice(bytes).ok_or_else(|| {
-        corrupt(format!(
-            "{table} row seq {seq}: column hash: a chain hash must be 32 bytes, found {}",
-            bytes.len()
-        ))
-    })
+    token_core::columns::decode_audit_hash(STORE, table, seq, bytes)
 }
 
 pub(crate) fn opt_micros(t: Option<OffsetDateTime>) -> Option<i64> {

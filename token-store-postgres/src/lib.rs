@@ -1197,15 +1197,8 @@ impl TokenStore for PgStore {
             .fetch_optional(pool)
             .await
             .map_err(|e| self.err(e))?;
-        row.map(|(seq, hash)| {
-            Ok(AuditCheckpoint {
-                seq: u64::try_from(seq).map_err(|_| {
-                    error::corrupt(format!("audit_checkpoint: column seq: negative {seq}"))
-                })?,
-                hash: audit_hash(&hash, "audit_checkpoint", seq)?,
-            })
-        })
-        .transpose()
+        row.map(|(seq, hash)| token_core::columns::decode_checkpoint(STORE, seq, &hash))
+            .transpose()
     }
 
     async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {

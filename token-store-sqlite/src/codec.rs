@@ -14,7 +14,7 @@ use token_core::{AuditEvent, AuditRecord, Labels, StoreError, TokenId, TokenReco
 
 use token_core::columns::{Columns, decode_audit_record, decode_event, decode_token};
 
-use crate::error::{STORE, corrupt, unrepresentable};
+use crate::error::{STORE, unrepresentable};
 
 /// The columns [`record_from_row`] reads, for `SELECT {TOKEN_COLUMNS} FROM tokens t`. Labels come
 /// with the row as a JSON object, so a lookup is one query.
@@ -40,12 +40,7 @@ pub(crate) use token_core::clock::to_unix_micros_ceil as micros_ceil;
 
 /// A stored chain hash, checked.
 pub(crate) fn audit_hash(bytes: &[u8], table: &str, seq: i64) -> Result<AuditHash, StoreError> {
-    AuditHash::from_slice(bytes).ok_or_else(|| {
-        corrupt(format!(
-            "{table}.hash of seq {seq}: a chain hash must be 32 bytes, found {}",
-            bytes.len()
-        ))
-    })
+    token_core::columns::decode_audit_hash(STORE, table, seq, bytes)
 }
 
 pub(crate) fn id_bytes(id: TokenId) -> Vec<u8> {

@@ -937,15 +937,8 @@ impl TokenStore for SqliteStore {
                 .fetch_optional(pool)
                 .await
                 .map_err(backend)?;
-        row.map(|(seq, hash)| {
-            Ok(AuditCheckpoint {
-                seq: u64::try_from(seq).map_err(|_| {
-                    error::corrupt(format!("audit_checkpoint.seq {seq} is negative"))
-                })?,
-                hash: audit_hash(&hash, "audit_checkpoint", seq)?,
-            })
-        })
-        .transpose()
+        row.map(|(seq, hash)| token_core::columns::decode_checkpoint(error::STORE, seq, &hash))
+            .transpose()
     }
 
     async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {

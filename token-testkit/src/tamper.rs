@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use token_core::{
-    AuditQuery, AuditRecord, IssueRequest, ManualClock, RevokeSelector, ScopeSet, TokenManager,
+    AuditQuery, AuditRecord, Error, IssueRequest, ListFilter, ManualClock, Page, RevokeSelector,
+    ScopeSet, TokenManager,
 };
 
 /// Every column of an audit row but `seq`, as the SQL stores name them (for `swap_content`).
@@ -41,6 +42,10 @@ pub trait RawAudit: Send + Sync {
     async fn swap_content(&self, a: u64, b: u64);
     /// Overwrites the stored hash of event `seq` with 32 zero bytes.
     async fn zero_hash(&self, seq: u64);
+    /// Makes every insert into the audit table fail (e.g. a trigger raising "audit down").
+    async fn block_appends(&self);
+    /// Undoes [`block_appends`](Self::block_appends).
+    async fn unblock_appends(&self);
 }
 
 /// A fresh store for one case: the manager over it, its clock and raw access.
@@ -76,6 +81,8 @@ macro_rules! tamper_tests {
             swapped_sequence_numbers_break_the_chain_at_the_earlier,
             swapped_contents_break_the_chain_at_the_earlier,
             forged_hash_is_detected,
+            change_without_its_audit_event_does_not_happen,
+            sweep_without_its_audit_events_changes_nothing,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -215,4 +222,95 @@ pub async fn forged_hash_is_detected(f: &dyn TamperFixture) {
     history(&env).await;
     env.raw.zero_hash(3).await;
     assert_eq!(first_broken(&env).await, Some(3));
+}
+
+async fn tokens_of(env: &TamperEnv, subject: &str) -> usize {
+    env.manager
+        .list(ListFilter::all().subject(subject), Page::default())
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"))
+        .items
+        .len()
+}
+
+pub async fn change_without_its_audit_event_does_not_happen(f: &dyn TamperFixture) {
+    let env = f.fresh().await;
+    let scopes = ScopeSet::parse("a").unwrap_or_else(|e| panic!("{e}"));
+    let kept = env
+        .manager
+        .issue(IssueRequest::new("alice", scopes.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events_before = events(&env).await;
+    env.raw.block_appends().await;
+
+    // Issue fails with a store error and leaves no token.
+    match env.manager.issue(IssueRequest::new("bob", scopes)).await {
+        Err(Error::Store(e)) => assert!(e.to_string().contains("audit down"), "{e}"),
+        other => panic!("issue without its audit event: {other:?}"),
+    }
+    assert_eq!(tokens_of(&env, "bob").await, 0);
+
+    // Revoke and rotate fail and change nothing: the token stays valid and unrotated.
+    assert!(matches!(
+        env.manager
+            .revoke(RevokeSelector::Token(kept.token.id()), "try")
+            .await,
+        Err(Error::Store(_))
+    ));
+    assert!(matches!(
+        env.manager
+            .rotate(kept.token.id(), Duration::from_secs(60))
+            .await,
+        Err(Error::Store(_))
+    ));
+    env.manager
+        .validate(kept.token.expose_secret(), &[])
+        .await
+        .unwrap_or_else(|e| panic!("still valid: {e}"));
+    let record = env
+        .manager
+        .inspect(kept.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("kept token missing"));
+    assert!(record.revocation.is_none() && record.rotated_to.is_none());
+    assert_eq!(tokens_of(&env, "alice").await, 1);
+    assert_eq!(events(&env).await, events_before);
+
+    // Once the audit trail works again, so does revocation, and the chain is intact.
+    env.raw.unblock_appends().await;
+    env.manager
+        .revoke(RevokeSelector::Token(kept.token.id()), "now")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        env.manager
+            .validate(kept.token.expose_secret(), &[])
+            .await
+            .is_err()
+    );
+    assert_eq!(first_broken(&env).await, None);
+}
+
+pub async fn sweep_without_its_audit_events_changes_nothing(f: &dyn TamperFixture) {
+    let env = f.fresh().await;
+    env.manager
+        .issue(
+            IssueRequest::new(
+                "alice",
+                ScopeSet::parse("a").unwrap_or_else(|e| panic!("{e}")),
+            )
+            .ttl(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.clock.advance(Duration::from_secs(3600));
+    env.raw.block_appends().await;
+    assert!(matches!(env.manager.sweep().await, Err(Error::Store(_))));
+    env.raw.unblock_appends().await;
+    // Had the failed pass recorded the expiry without its event, this pass would find nothing.
+    let report = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.expired, 1);
+    assert_eq!(first_broken(&env).await, None);
 }
