@@ -706,6 +706,13 @@ impl TokenManager {
                     .note_violation(PolicyOrError::Policy(violation), &subject, &context, now)
                     .await)
             }
+            InsertOutcome::UsesExceedParent { remaining } => Err(Error::LimitWidening {
+                limit: "max_uses",
+                requested: record
+                    .max_uses
+                    .map_or_else(|| "no limit".to_owned(), |m| m.to_string()),
+                parent: format!("{remaining} remaining"),
+            }),
             InsertOutcome::OutlivesParent { parent_expires_at } => Err(Error::OutlivesParent {
                 requested: record.expires_at.unwrap_or(OffsetDateTime::new_utc(
                     time::Date::MAX,
@@ -899,10 +906,15 @@ impl TokenManager {
                 UseOutcome::Counted(_) => Ok(()),
                 UseOutcome::LimitReached => Err(ValidationError::UseLimitReached),
                 UseOutcome::NotFound => Err(ValidationError::UnknownToken),
-                // Revoked or expired between the read and the atomic update.
+                // Revoked, rotated or expired between the read and the atomic update.
                 _ => Err(match self.inner.store.get(record.id).await? {
-                    Some(fresh) => ValidationError::from_state(fresh.state_at(now))
-                        .unwrap_or(ValidationError::Revoked),
+                    Some(fresh) => ValidationError::from_state(fresh.state_at(now)).unwrap_or(
+                        if fresh.rotated_to.is_some() {
+                            ValidationError::Expired
+                        } else {
+                            ValidationError::Revoked
+                        },
+                    ),
                     None => ValidationError::UnknownToken,
                 }),
             };

@@ -100,8 +100,9 @@ pub struct InsertToken {
     /// The record to insert. If `record.parent_id` is set, the parent must be
     /// [`TokenState::Active`] at `now`, checked in the same transaction (under a lock that a
     /// revocation of the parent also takes), so no child escapes a concurrent family revocation;
-    /// and the child must not outlive the parent as read there ([`InsertToken::child_outlives`]),
-    /// so a concurrent rotation that shortened the parent cannot be bypassed.
+    /// and the child must not outlive the parent nor have more uses than the parent has left, as
+    /// read there ([`InsertToken::child_outlives`], [`InsertToken::child_exceeds_uses`]), so a
+    /// concurrent rotation or use of the parent cannot be bypassed.
     pub record: TokenRecord,
     /// Maximum live tokens for `record.subject`, counted in the same transaction.
     pub max_live_for_subject: Option<u32>,
@@ -112,6 +113,16 @@ pub struct InsertToken {
 }
 
 impl InsertToken {
+    /// The parent's uses left if `child` may be used more often than that (reference check for
+    /// stores): a use-limited parent only has use-limited children.
+    pub fn child_exceeds_uses(parent: &TokenRecord, child: &TokenRecord) -> Option<u64> {
+        let remaining = parent.max_uses?.saturating_sub(parent.use_count);
+        match child.max_uses {
+            Some(uses) if uses <= remaining => None,
+            _ => Some(remaining),
+        }
+    }
+
     /// The parent's expiry if `child` would outlive `parent` (reference check for stores).
     pub fn child_outlives(parent: &TokenRecord, child: &TokenRecord) -> Option<OffsetDateTime> {
         let parent_end = parent.expires_at?;
@@ -149,6 +160,11 @@ pub enum InsertOutcome {
     ParentNotActive {
         /// The parent's state, `None` if it does not exist.
         state: Option<TokenState>,
+    },
+    /// The child may be used more often than the parent has uses left; nothing was written.
+    UsesExceedParent {
+        /// The parent's uses left as read in the transaction.
+        remaining: u64,
     },
     /// The child would expire after the parent (whose expiry may just have been shortened by a
     /// rotation); nothing was written.
@@ -319,7 +335,7 @@ pub enum UseOutcome {
     LimitReached,
     /// No such token.
     NotFound,
-    /// The token is revoked or expired at `now`; nothing changed.
+    /// The token is revoked, rotated or expired at `now`; nothing changed.
     NotActive,
 }
 
@@ -574,9 +590,10 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Counts one use of a token with `max_uses`, atomically:
     /// `use_count = use_count + 1 WHERE use_count < max_uses AND revoked_at IS NULL AND
-    /// (expires_at IS NULL OR expires_at > now)`, also setting `last_used_at`. A revoked or
-    /// expired token is [`UseOutcome::NotActive`], so no use is counted after a revocation
-    /// committed.
+    /// rotated_to IS NULL AND (expires_at IS NULL OR expires_at > now)`, also setting
+    /// `last_used_at`. A revoked, rotated or expired token is [`UseOutcome::NotActive`], so no use
+    /// is counted after a revocation or a rotation committed (a use-limited token rotates without
+    /// grace, and its successor already holds the uses left; `now` may lag the rotation's time).
     async fn consume_use(&self, id: TokenId, now: OffsetDateTime)
     -> Result<UseOutcome, StoreError>;
 

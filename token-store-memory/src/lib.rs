@@ -282,6 +282,11 @@ impl TokenStore for MemoryStore {
             {
                 return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
+            if let Some(remaining) =
+                parent_record.and_then(|p| InsertToken::child_exceeds_uses(p, &record))
+            {
+                return Ok(InsertOutcome::UsesExceedParent { remaining });
+            }
         }
         if let Some(max) = insert.max_live_for_subject
             && state.live_for_subject(&record.subject, insert.now) >= max as usize
@@ -386,7 +391,10 @@ impl TokenStore for MemoryStore {
         let Some(record) = state.records.get(&id) else {
             return Ok(UseOutcome::NotFound);
         };
-        if record.revocation.is_some() || record.expires_at.is_some_and(|e| now >= e) {
+        if record.revocation.is_some()
+            || record.rotated_to.is_some()
+            || record.expires_at.is_some_and(|e| now >= e)
+        {
             return Ok(UseOutcome::NotActive);
         }
         if record.max_uses.is_some_and(|max| record.use_count >= max) {

@@ -340,7 +340,8 @@ impl Sql {
                 "SELECT {cols} FROM {s}.tokens t WHERE t.id = $1 FOR UPDATE OF t"
             )),
             active: arc(format!(
-                "SELECT revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                "SELECT revoked_at IS NULL AND rotated_to IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $2) \
                  FROM {s}.tokens WHERE id = $1"
             )),
             count_live_subject: arc(format!(
@@ -375,7 +376,8 @@ impl Sql {
                 "UPDATE {s}.tokens SET use_count = use_count + 1, \
                  last_used_at = GREATEST(last_used_at, $2) \
                  WHERE id = $1 AND (max_uses IS NULL OR use_count < max_uses) \
-                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                 AND revoked_at IS NULL AND rotated_to IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $2) \
                  RETURNING use_count"
             )),
             record_usage: arc(format!(
@@ -823,6 +825,13 @@ impl TokenStore for PgStore {
             {
                 self.rollback(tx).await?;
                 return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
+            }
+            if let Some(remaining) = found
+                .as_ref()
+                .and_then(|p| InsertToken::child_exceeds_uses(p, record))
+            {
+                self.rollback(tx).await?;
+                return Ok(InsertOutcome::UsesExceedParent { remaining });
             }
         }
         if let Some(max) = insert.max_live_for_subject {

@@ -681,6 +681,13 @@ impl TokenStore for SqliteStore {
                 rollback(tx).await?;
                 return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
+            if let Some(remaining) = parent_record
+                .as_ref()
+                .and_then(|p| InsertToken::child_exceeds_uses(p, record))
+            {
+                rollback(tx).await?;
+                return Ok(InsertOutcome::UsesExceedParent { remaining });
+            }
         }
         if let Some(max) = insert.max_live_for_subject {
             let sql = format!("SELECT count(*) FROM tokens WHERE subject = ? AND {LIVE}");
@@ -815,7 +822,8 @@ impl TokenStore for SqliteStore {
             "UPDATE tokens SET use_count = use_count + 1, \
              last_used_at = max(coalesce(last_used_at, ?), ?) \
              WHERE id = ? AND (max_uses IS NULL OR use_count < max_uses) \
-             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) \
+             AND revoked_at IS NULL AND rotated_to IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?) \
              RETURNING use_count",
         )
         .bind(now)
@@ -833,8 +841,8 @@ impl TokenStore for SqliteStore {
             });
         }
         let found: Option<(bool,)> = sqlx::query_as(
-            "SELECT revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) \
-             FROM tokens WHERE id = ?",
+            "SELECT revoked_at IS NULL AND rotated_to IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?) FROM tokens WHERE id = ?",
         )
         .bind(now)
         .bind(id_bytes(id))

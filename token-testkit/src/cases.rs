@@ -2200,3 +2200,57 @@ pub async fn rotation_grace_is_capped_by_policy(f: &dyn Fixture) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+pub async fn store_refuses_a_child_with_more_uses_than_its_parent_has_left(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let parent = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(3))
+        .await;
+    // As if the parent was used after the manager computed the child's limit.
+    assert_valid(&env, parent.token.expose_secret()).await;
+    let prefix = TokenPrefix::new("test").unwrap_or_else(|e| panic!("{e}"));
+    let mut child = parent.record.clone();
+    child.id = PlaintextToken::generate(&prefix)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id();
+    child.parent_id = Some(parent.token.id());
+    for (uses, expected) in [
+        (Some(3), InsertOutcome::UsesExceedParent { remaining: 2 }),
+        (None, InsertOutcome::UsesExceedParent { remaining: 2 }),
+        (Some(2), InsertOutcome::Inserted),
+    ] {
+        child.max_uses = uses;
+        let outcome = env
+            .store
+            .insert(InsertToken::new(
+                child.clone(),
+                None,
+                env.clock_now(),
+                Vec::new(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome, expected, "child max_uses {uses:?}");
+    }
+}
+
+pub async fn no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let old = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(3))
+        .await;
+    let before_rotation = env.clock_now();
+    env.advance(Duration::from_secs(5));
+    env.manager
+        .rotate(old.token.id(), Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A validation that read the record before the rotation reaches the store afterwards with
+    // its earlier `now`: the successor already holds every use left, so none may be counted.
+    let outcome = env
+        .store
+        .consume_use(old.token.id(), before_rotation)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, token_core::UseOutcome::NotActive);
+}

@@ -145,6 +145,8 @@ macro_rules! conformance_tests {
             opting_out_of_idle_expiry_needs_policy_consent,
             store_refuses_a_child_that_outlives_its_parent,
             rotation_grace_is_capped_by_policy,
+            store_refuses_a_child_with_more_uses_than_its_parent_has_left,
+            no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
