@@ -24,6 +24,11 @@ impl PgFixture {
 
 #[async_trait::async_trait]
 impl Fixture for PgFixture {
+    fn feed_may_interrupt(&self) -> bool {
+        // A LISTEN connection can be lost and re-established.
+        true
+    }
+
     fn available(&self) -> Result<(), String> {
         match url() {
             Some(_) => Ok(()),

@@ -2,6 +2,10 @@
 //! Reopening the file must show every operation the child reported as done (it reports only after
 //! the call returned `Ok`), with revoked tokens still revoked, and the file must pass
 //! `PRAGMA integrity_check`.
+//!
+//! A killed process leaves the OS page cache intact, so this proves "nothing acknowledged is lost
+//! when the process dies", not durability across power loss; that rests on `synchronous=FULL`,
+//! whose setting `tests/schema.rs` checks.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

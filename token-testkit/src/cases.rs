@@ -445,25 +445,52 @@ pub async fn revoked_token_is_rejected_once_revoke_returns(f: &dyn Fixture) {
     let env = TestEnv::new(f).await;
     let issued = env.issue("u", "a").await;
     let token: Arc<str> = issued.token.expose_secret().into();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let revoked = Arc::new(AtomicBool::new(false));
+    let accepted_before = Arc::new(AtomicU32::new(0));
+    // Validations run concurrently with the revocation; each notes whether it started after
+    // `revoke` returned, and every such one must be refused.
     let hammer = {
         let manager = env.manager.clone();
         let token = Arc::clone(&token);
-        let stop = Arc::clone(&stop);
+        let (stop, revoked) = (Arc::clone(&stop), Arc::clone(&revoked));
+        let accepted_before = Arc::clone(&accepted_before);
         tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let _ = manager.validate(&token, &[]).await;
+            let mut checked_after = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let started_after_revoke = revoked.load(Ordering::SeqCst);
+                let result = manager.validate(&token, &[]).await;
+                if started_after_revoke {
+                    assert!(result.is_err(), "accepted after revoke returned");
+                    checked_after += 1;
+                } else if result.is_ok() {
+                    accepted_before.fetch_add(1, Ordering::SeqCst);
+                }
                 tokio::task::yield_now().await;
             }
+            checked_after
         })
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The race is open once the concurrent validator has been accepted at least once.
+    while accepted_before.load(Ordering::SeqCst) == 0 && !hammer.is_finished() {
+        tokio::task::yield_now().await;
+    }
     revoke(&env, RevokeSelector::Token(issued.token.id())).await;
+    revoked.store(true, Ordering::SeqCst);
     for _ in 0..20 {
         assert_rejected(&env, &token, "revoked").await;
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    hammer.await.unwrap_or_else(|e| panic!("{e}"));
+    stop.store(true, Ordering::SeqCst);
+    let checked_after = hammer.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        accepted_before.load(Ordering::SeqCst) > 0,
+        "the race never opened"
+    );
+    assert!(
+        checked_after > 0,
+        "no concurrent validation started after the revoke"
+    );
 }
 
 pub async fn revoking_parent_revokes_grandchildren(f: &dyn Fixture) {
@@ -661,7 +688,10 @@ pub async fn rotating_twice_is_a_conflict(f: &dyn Fixture) {
     revoke(&env, RevokeSelector::Token(new.token.id())).await;
     env.advance(HOUR);
     assert_rejected(&env, old.token.expose_secret(), "expired").await;
-    assert!(env.manager.rotate(old.token.id(), HOUR).await.is_err());
+    assert!(matches!(
+        env.manager.rotate(old.token.id(), HOUR).await,
+        Err(Error::AlreadyRotated { .. } | Error::NotActive { .. })
+    ));
 }
 
 pub async fn rotate_with_zero_grace_ends_old_token_now(f: &dyn Fixture) {
@@ -726,12 +756,13 @@ pub async fn list_filters_by_subject_label_and_state(f: &dyn Fixture) {
         ids(list(ListFilter::all().subject("bob").label("team", "red")).await),
         vec![c.token.id()]
     );
-    assert!(
-        env.manager
-            .list(ListFilter::all(), Page::first(0))
-            .await
-            .is_err()
-    );
+    assert!(matches!(
+        env.manager.list(ListFilter::all(), Page::first(0)).await,
+        Err(Error::InvalidRequest {
+            field: "page.limit",
+            ..
+        })
+    ));
 }
 
 pub async fn list_paginates_without_gaps_or_repeats(f: &dyn Fixture) {
@@ -852,6 +883,17 @@ pub async fn policy_scope_ceiling_is_enforced(f: &dyn Fixture) {
     env.issue("user:1", "widgets:write").await;
     // The violation is in the audit trail (best effort, but the stores here are healthy).
     assert_eq!(env.manager.stats().denied_events_dropped, 0);
+    let violations = env
+        .manager
+        .query_audit(
+            token_core::AuditQuery::new()
+                .kind(AuditKind::PolicyViolation)
+                .subject("svc:ci"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items;
+    assert_eq!(violations.len(), 1, "{violations:?}");
 }
 
 pub async fn policy_max_live_tokens_per_subject(f: &dyn Fixture) {
@@ -952,7 +994,6 @@ pub async fn retiring_a_key_in_use_is_refused(f: &dyn Fixture) {
         .retire_hash_key(KeyId::new(1))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let _ = HashKey::new(KeyId::new(3), [3; 32]);
 }
 
 pub async fn stored_bytes_contain_no_secret(f: &dyn Fixture) {
@@ -984,7 +1025,6 @@ pub async fn stored_bytes_contain_no_secret(f: &dyn Fixture) {
         "raw dump is empty; the check would be vacuous"
     );
     for secret in &secrets {
-        let parsed = token_core::parse_token(secret).unwrap_or_else(|e| panic!("{e}"));
         // The id is public and expected in the store; the secret part is not.
         let body = &secret[secret.len() - 71..];
         let secret_chars = &body[22..65];
@@ -1000,8 +1040,36 @@ pub async fn stored_bytes_contain_no_secret(f: &dyn Fixture) {
             !contains(&raw, &secret_chars.as_bytes()[..16]),
             "part of a token secret (base62) is stored"
         );
-        let _ = parsed;
+        let bytes = base62_to_32_bytes(secret_chars);
+        assert!(
+            !contains(&raw, &bytes),
+            "a token secret (raw bytes) is stored"
+        );
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !contains(&raw, hex.as_bytes()) && !contains(&raw, hex.to_uppercase().as_bytes()),
+            "a token secret (hex) is stored"
+        );
     }
+}
+
+/// Decodes 43 base62 characters (the secret part of a token) into its 32 bytes.
+fn base62_to_32_bytes(chars: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for c in chars.bytes() {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'Z' => c - b'A' + 10,
+            _ => c - b'a' + 36,
+        };
+        let mut carry = u32::from(digit);
+        for byte in out.iter_mut().rev() {
+            let acc = u32::from(*byte) * 62 + carry;
+            *byte = (acc & 0xff) as u8;
+            carry = acc >> 8;
+        }
+    }
+    out
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -1254,6 +1322,10 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
             // A real listener may lose its connection; then the contract is "flush", and
             // the store itself must show the revocations.
             Some(token_core::RevocationNotice::Interrupted) => {
+                assert!(
+                    f.feed_may_interrupt(),
+                    "an in-process feed was interrupted without losing anything"
+                );
                 for id in &revoked {
                     let record = env
                         .store
@@ -1492,12 +1564,15 @@ pub async fn audit_query_filters_and_paginates_by_sequence(f: &dyn Fixture) {
         check(token_core::AuditQuery::new().between(later, later + time::Duration::seconds(60)))
             .await;
     assert!(window >= 2 && window < events.len());
-    assert!(
+    assert!(matches!(
         env.manager
             .query_audit(token_core::AuditQuery::new().limit(0))
-            .await
-            .is_err()
-    );
+            .await,
+        Err(Error::InvalidRequest {
+            field: "query.limit",
+            ..
+        })
+    ));
 }
 
 pub async fn audit_export_is_json_lines_without_secrets(f: &dyn Fixture) {

@@ -61,6 +61,12 @@ pub trait Fixture: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the store's revocation feed may legitimately report `Interrupted` during a test
+    /// (a network listener can reconnect; an in-process feed never loses notices).
+    fn feed_may_interrupt(&self) -> bool {
+        false
+    }
+
     /// A fresh, empty, migrated store.
     async fn new_store(&self) -> TestStore;
 }
