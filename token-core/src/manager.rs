@@ -446,6 +446,7 @@ impl TokenManager {
     ) -> Result<IssuedToken, Error> {
         let now = self.now();
         let spec = request.spec;
+        self.flush_usage_of(parent).await?;
         let parent_record = self
             .inner
             .store
@@ -956,6 +957,15 @@ impl TokenManager {
         }
     }
 
+    /// Flushes buffered usage if `id` has any, so the store (which re-checks the token's state in
+    /// the transaction of a derive or rotate) does not see it idle when this process knows better.
+    async fn flush_usage_of(&self, id: TokenId) -> Result<(), Error> {
+        if self.inner.usage.pending(&id).is_some() {
+            self.flush_usage().await?;
+        }
+        Ok(())
+    }
+
     /// Writes buffered usage to the store now (call on shutdown; the sweeper calls it too).
     /// A failed batch is kept for the next flush and reported here.
     pub async fn flush_usage(&self) -> Result<(), Error> {
@@ -1065,6 +1075,7 @@ impl TokenManager {
         ctx: &Context,
     ) -> Result<IssuedToken, Error> {
         let now = self.now();
+        self.flush_usage_of(id).await?;
         let old = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
         if let Some(successor) = old.rotated_to {
             return Err(Error::AlreadyRotated { id, successor });

@@ -449,27 +449,27 @@ pub async fn revoked_token_is_rejected_once_revoke_returns(f: &dyn Fixture) {
     let stop = Arc::new(AtomicBool::new(false));
     let revoked = Arc::new(AtomicBool::new(false));
     let accepted_before = Arc::new(AtomicU32::new(0));
+    let checked_after = Arc::new(AtomicU32::new(0));
     // Validations run concurrently with the revocation; each notes whether it started after
     // `revoke` returned, and every such one must be refused.
     let hammer = {
         let manager = env.manager.clone();
         let token = Arc::clone(&token);
         let (stop, revoked) = (Arc::clone(&stop), Arc::clone(&revoked));
-        let accepted_before = Arc::clone(&accepted_before);
+        let (accepted_before, checked_after) =
+            (Arc::clone(&accepted_before), Arc::clone(&checked_after));
         tokio::spawn(async move {
-            let mut checked_after = 0u32;
             while !stop.load(Ordering::SeqCst) {
                 let started_after_revoke = revoked.load(Ordering::SeqCst);
                 let result = manager.validate(&token, &[]).await;
                 if started_after_revoke {
                     assert!(result.is_err(), "accepted after revoke returned");
-                    checked_after += 1;
+                    checked_after.fetch_add(1, Ordering::SeqCst);
                 } else if result.is_ok() {
                     accepted_before.fetch_add(1, Ordering::SeqCst);
                 }
                 tokio::task::yield_now().await;
             }
-            checked_after
         })
     };
     // The race is open once the concurrent validator has been accepted at least once.
@@ -481,14 +481,21 @@ pub async fn revoked_token_is_rejected_once_revoke_returns(f: &dyn Fixture) {
     for _ in 0..20 {
         assert_rejected(&env, &token, "revoked").await;
     }
+    // Let the concurrent validator run after the revoke too (bounded wait).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while checked_after.load(Ordering::SeqCst) < 10 && !hammer.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
-    let checked_after = hammer.await.unwrap_or_else(|e| panic!("{e}"));
+    hammer.await.unwrap_or_else(|e| panic!("{e}"));
     assert!(
         accepted_before.load(Ordering::SeqCst) > 0,
         "the race never opened"
     );
     assert!(
-        checked_after > 0,
+        checked_after.load(Ordering::SeqCst) > 0,
         "no concurrent validation started after the revoke"
     );
 }
@@ -2328,4 +2335,35 @@ pub async fn no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant(f: 
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, token_core::UseOutcome::NotActive);
+}
+
+pub async fn derive_and_rotate_see_unflushed_use(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).idle_timeout(HOUR))
+        .await;
+    let token = issued.token.expose_secret();
+    env.advance(Duration::from_secs(50 * 60));
+    assert_valid(&env, token).await; // flushed with this batch: the store has 0:50:00
+    env.advance(Duration::from_secs(9));
+    assert_valid(&env, token).await; // within the flush interval: buffered (0:50:09)
+    // Just past the store's idea of the idle deadline, before this process's.
+    env.clock
+        .set(START + time::Duration::minutes(110) + time::Duration::seconds(5));
+    let stored = env
+        .store
+        .get(issued.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(
+        stored.state_at(env.clock_now()),
+        TokenState::IdleExpired,
+        "the store alone sees the token idle"
+    );
+    derive(&env, issued.token.id(), "a").await;
+    env.manager
+        .rotate(issued.token.id(), Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("rotate of a recently used token: {e}"));
 }

@@ -153,6 +153,7 @@ macro_rules! conformance_tests {
             rotation_grace_is_capped_by_policy,
             store_refuses_a_child_with_more_uses_than_its_parent_has_left,
             no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant,
+            derive_and_rotate_see_unflushed_use,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
