@@ -116,13 +116,15 @@ async fn no_validation_starting_after_revoke_returned_succeeds() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Revoke once the validators have been accepted, and stop once enough have started after
+    // the revoke returned: waits on what happened, bounded, never on the scheduler's speed.
+    wait_until(|| accepted_before.load(Ordering::Relaxed) > 0).await;
     manager
         .revoke(RevokeSelector::Token(issued.token.id()), "race")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     revoked.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(|| checked_after.load(Ordering::Relaxed) >= 50).await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.unwrap_or_else(|e| panic!("{e}"));
@@ -313,4 +315,14 @@ async fn revocation_on_one_instance_reaches_the_other_instances_feed() {
     drop(b);
     drop_schema(&url, &schema).await;
     drop_schema(&url, stranger.schema()).await;
+}
+
+/// Polls `done` until it holds or 10 s have passed; the caller's assertions report a timeout.
+async fn wait_until(done: impl Fn() -> bool) {
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
 }
