@@ -82,11 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     for event in manager.audit(issued.token.id()).await? {
+        let reason = event
+            .event
+            .reason
+            .map(|reason| format!(" (reason: {reason})"))
+            .unwrap_or_default();
         println!(
-            "   audit #{}: {} {}",
+            "   audit #{}: {}{reason}",
             event.seq,
-            event.event.kind.as_str(),
-            event.event.reason.unwrap_or_default()
+            event.event.kind.as_str()
         );
     }
     Ok(())
