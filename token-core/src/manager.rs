@@ -811,6 +811,22 @@ impl TokenManager {
         Ok(parsed)
     }
 
+    /// Proof of possession: the presented secret matches the stored hash (constant-time), and the
+    /// token was issued under the prefix it is presented with. The prefix is not covered by the
+    /// hash: without that check a token issued under one prefix (`acme_test`) would pass under
+    /// another (`acme_live`) sharing store and key — in validation, introspection and revocation.
+    fn verify_possession(
+        &self,
+        parsed: &ParsedToken<'_>,
+        record: &TokenRecord,
+    ) -> Result<(), ValidationError> {
+        self.verify_secret(parsed, record)?;
+        if record.prefix != parsed.prefix() {
+            return Err(ValidationError::ForeignPrefix);
+        }
+        Ok(())
+    }
+
     /// Constant-time comparison of the presented secret with the stored hash.
     fn verify_secret(
         &self,
@@ -840,7 +856,10 @@ impl TokenManager {
         let Some(record) = self.inner.store.get(parsed.id()).await? else {
             return Ok(None);
         };
-        Ok(self.verify_secret(&parsed, &record).ok().map(|()| record))
+        Ok(self
+            .verify_possession(&parsed, &record)
+            .ok()
+            .map(|()| record))
     }
 
     /// Token introspection (RFC 7662 style): the identity if `token` is active now, `None` for
@@ -885,12 +904,7 @@ impl TokenManager {
         required: &[Scope],
         now: OffsetDateTime,
     ) -> Result<(), ValidationError> {
-        self.verify_secret(parsed, record)?;
-        // The prefix is not covered by the hash: without this check a token issued under one
-        // prefix (acme_test) would validate under another (acme_live) sharing store and key.
-        if record.prefix != parsed.prefix() {
-            return Err(ValidationError::ForeignPrefix);
-        }
+        self.verify_possession(parsed, record)?;
         if let Some(error) = ValidationError::from_state(self.state_of(record, now)) {
             return Err(error);
         }

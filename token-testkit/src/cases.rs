@@ -2007,7 +2007,29 @@ pub async fn prefix_is_bound_to_the_record(f: &dyn Fixture) {
         matches!(err, Some(ValidationError::ForeignPrefix)),
         "{err:?}"
     );
+    // Introspection and possession-based revocation prove possession the same way.
+    let introspected = live
+        .introspect(&rewritten)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        introspected.is_none(),
+        "introspection called a foreign-prefix token active"
+    );
+    let revoked = live
+        .revoke_presented(&rewritten, "leaked", &Context::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(revoked.is_empty(), "revoked through a foreign prefix");
     assert_valid(&env, issued.token.expose_secret()).await;
+    assert!(
+        env.manager
+            .introspect(issued.token.expose_secret())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some(),
+        "the token under its own prefix is active"
+    );
 }
 
 pub async fn derive_cannot_widen_use_limit_or_idle_timeout(f: &dyn Fixture) {
