@@ -26,7 +26,7 @@
 //! | situation | status | `WWW-Authenticate` |
 //! |---|---|---|
 //! | no `Authorization` header, or another scheme (`Basic`) | 401 | `Bearer realm="…"` (no error code) |
-//! | malformed header, two `Authorization` headers, `access_token` in the query string | 400 | `Bearer realm="…", error="invalid_request"` |
+//! | malformed header (empty, no token, not a `b64token`, `Bearer` run into the token as in `Bearertok` or `Bearer,tok`, non-ASCII), two `Authorization` headers, `access_token` in the query string (however percent-encoded) | 400 | `Bearer realm="…", error="invalid_request"` |
 //! | malformed, unknown, wrong secret, revoked, expired, idle, used up | 401 | `Bearer realm="…", error="invalid_token"` |
 //! | valid token without the required scopes | 403 | `Bearer realm="…", error="insufficient_scope", scope="<required>"` |
 //! | the store failed (validation fails closed) | 503 | none |
@@ -391,11 +391,18 @@ fn is_b64token(token: &str) -> bool {
         })
 }
 
+/// Whether the query carries an `access_token` parameter, however its name is encoded
+/// (`access%5Ftoken` too): such a request is refused rather than silently ignored.
 fn query_has_access_token(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair.split('=').next() == Some("access_token"))
+        form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "access_token")
     })
+}
+
+/// The scheme starts with "Bearer" (any case) but is not exactly it: `Bearertok`, `Bearer,tok`,
+/// `Bearer<TAB>tok`. A client attempting bearer authentication got the syntax wrong.
+fn is_garbled_bearer(scheme: &str) -> bool {
+    scheme.len() > 6 && scheme.as_bytes()[..6].eq_ignore_ascii_case(b"bearer")
 }
 
 /// Extracts the bearer token from the headers.
@@ -410,8 +417,17 @@ fn bearer_token(request: &Parts) -> Result<&str, Rejection> {
     if values.next().is_some() {
         return Err(Rejection::InvalidRequest);
     }
-    let value = value.to_str().map_err(|_| Rejection::InvalidRequest)?;
+    let value = value
+        .to_str()
+        .map_err(|_| Rejection::InvalidRequest)?
+        .trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Err(Rejection::InvalidRequest);
+    }
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if is_garbled_bearer(scheme) {
+        return Err(Rejection::InvalidRequest);
+    }
     if !scheme.eq_ignore_ascii_case("bearer") {
         // Another scheme (or none): the client did not attempt bearer authentication.
         return Err(Rejection::NoCredentials);

@@ -143,6 +143,12 @@ async fn malformed_headers_are_invalid_request() {
         "Bearer a b",
         "Bearer \"x\"",
         "Bearer ===",
+        "",
+        "  ",
+        "Bearer\tabc",
+        "Bearer,abc",
+        "Bearerabc",
+        "BEARER\t",
     ] {
         let response = send(
             &layer,
@@ -186,6 +192,11 @@ async fn tokens_in_query_strings_are_refused() {
         challenge(&response),
         Some("Bearer realm=\"api\", error=\"invalid_request\"")
     );
+    // However the parameter name is encoded.
+    for query in ["access%5Ftoken", "access_%74oken", "%61ccess_token"] {
+        let response = send(&layer, get(&format!("/?{query}={token}")).body(()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
     let both = get(&format!("/?x=1&access_token={token}"))
         .header(AUTHORIZATION, bearer(&token))
         .body(())
