@@ -14,17 +14,27 @@
 //! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}` |
 //!
 //! `expires_at` in the admin API is RFC 3339; `exp`, `iat`, `nbf` in introspection are Unix seconds
-//! (RFC 7662). Error bodies are `{"error": "...", "message": "..."}`.
+//! (RFC 7662). Error bodies have the RFC 6749 §5.2 shape, `{"error": "...", "error_description":
+//! "..."}`, on every route. Responses that carry a token or a token's details (issue, rotate,
+//! introspect) are sent with `Cache-Control: no-store` (RFC 6749 §5.1).
+//!
+//! The OAuth endpoints take an `application/x-www-form-urlencoded` body of at most
+//! [`OAUTH_BODY_LIMIT`] bytes with exactly one `token` parameter; other parameters
+//! (`token_type_hint` included: this server has one kind of token) are ignored. A repeated `token`,
+//! another content type or a malformed body is `400 invalid_request`; a larger body is `413`.
+//! When the store is unavailable both answer `503` with `{"error": "temporarily_unavailable"}`:
+//! introspection never reports a token active without having checked it, nor inactive without
+//! having looked.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::handler::Handler;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -37,6 +47,9 @@ use token_core::{
     Context, Error, IssueRequest, IssuedToken, Scope, ScopeSet, TokenId, TokenManager, TokenRecord,
 };
 use token_tower::{Authenticated, BearerAuth};
+
+/// The largest body the OAuth endpoints read (a token is under 100 bytes).
+pub const OAUTH_BODY_LIMIT: usize = 4 * 1024;
 
 /// Scopes of the bootstrap admin token.
 pub const ADMIN_SCOPES: &str = "tokens:admin tokens:introspect";
@@ -73,7 +86,8 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
             "/oauth/introspect",
             post(introspect).route_layer(auth.require("tokens:introspect")?),
         )
-        .route("/oauth/revoke", post(oauth_revoke));
+        .route("/oauth/revoke", post(oauth_revoke))
+        .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
     Ok(admin.merge(widgets).merge(oauth).with_state(state))
 }
 
@@ -156,7 +170,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"error": self.error, "message": self.message})),
+            Json(json!({"error": self.error, "error_description": self.message})),
         )
             .into_response()
     }
@@ -174,7 +188,7 @@ impl From<Error> for ApiError {
             | Error::Scope(_)
             | Error::ScopeWidening { .. }
             | Error::OutlivesParent { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
@@ -197,6 +211,11 @@ fn actor_context(state: &AppState, parts: &Parts, who: &Authenticated) -> Contex
         .auth
         .context_of(parts)
         .actor(format!("{} (token {})", who.subject(), who.id()))
+}
+
+/// A response that caches must not keep: it carries a token or a token's details.
+fn no_store(response: impl IntoResponse) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], response).into_response()
 }
 
 fn rfc3339(at: Option<OffsetDateTime>) -> Option<String> {
@@ -234,7 +253,7 @@ async fn create_token(
     who: Authenticated,
     parts: Parts,
     Json(body): Json<CreateToken>,
-) -> Result<(StatusCode, Json<IssuedBody>), ApiError> {
+) -> Result<Response, ApiError> {
     let scopes = ScopeSet::parse(&body.scopes.join(" ")).map_err(Error::from)?;
     // The admin API never mints admin power: otherwise the one-hour bootstrap token could mint a
     // 90-day admin token, and so on forever. (`tokens:introspect` is read-only and may be minted,
@@ -263,7 +282,7 @@ async fn create_token(
         request = request.name(name);
     }
     let issued = state.manager.issue(request).await?;
-    Ok((StatusCode::CREATED, Json(issued_body(&issued))))
+    Ok(no_store((StatusCode::CREATED, Json(issued_body(&issued)))))
 }
 
 /// The record as the API shows it: everything but the hash.
@@ -340,7 +359,7 @@ async fn rotate_token(
     parts: Parts,
     Path(id): Path<String>,
     Json(body): Json<RotateBody>,
-) -> Result<(StatusCode, Json<IssuedBody>), ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let issued = state
         .manager
@@ -350,7 +369,7 @@ async fn rotate_token(
             &actor_context(&state, &parts, &who),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(issued_body(&issued))))
+    Ok(no_store((StatusCode::CREATED, Json(issued_body(&issued)))))
 }
 
 async fn token_audit(
@@ -376,12 +395,36 @@ async fn create_widget(who: Authenticated) -> (StatusCode, Json<serde_json::Valu
 
 // ----- OAuth endpoints ---------------------------------------------------------------------
 
-fn missing_token_parameter() -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": "invalid_request", "error_description": "missing token parameter"})),
-    )
-        .into_response()
+/// The body of both OAuth endpoints. Unknown parameters are ignored (serde's default), which
+/// covers `token_type_hint`; a repeated `token` is a deserialization error.
+#[derive(Deserialize)]
+struct TokenForm {
+    token: Option<String>,
+}
+
+/// The presented token, or the RFC 6749 §5.2 error response for a body that does not carry
+/// exactly one. Rejection texts are not echoed: they could quote the body.
+fn presented_token(form: Result<Form<TokenForm>, FormRejection>) -> Result<String, ApiError> {
+    match form {
+        Ok(Form(TokenForm { token: Some(token) })) => Ok(token),
+        Ok(Form(TokenForm { token: None })) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "missing token parameter",
+        )),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("the request body is larger than {OAUTH_BODY_LIMIT} bytes"),
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected an application/x-www-form-urlencoded body with one token parameter",
+        )),
+    }
 }
 
 /// RFC 7009: possession of a token is enough to revoke it; 200 for unknown tokens too, and an
@@ -389,10 +432,11 @@ fn missing_token_parameter() -> Response {
 async fn oauth_revoke(
     State(state): State<AppState>,
     parts: Parts,
-    Form(form): Form<HashMap<String, String>>,
+    form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let Some(token) = form.get("token") else {
-        return missing_token_parameter();
+    let token = match presented_token(form) {
+        Ok(token) => token,
+        Err(error) => return error.into_response(),
     };
     let ctx = state
         .auth
@@ -400,7 +444,7 @@ async fn oauth_revoke(
         .actor("oauth-revocation-endpoint");
     match state
         .manager
-        .revoke_presented(token, "revoked by its holder (RFC 7009)", &ctx)
+        .revoke_presented(&token, "revoked by its holder (RFC 7009)", &ctx)
         .await
     {
         Ok(_) => StatusCode::OK.into_response(),
@@ -411,12 +455,13 @@ async fn oauth_revoke(
 /// RFC 7662: details of an active token, else exactly `{"active": false}`.
 async fn introspect(
     State(state): State<AppState>,
-    Form(form): Form<HashMap<String, String>>,
+    form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let Some(token) = form.get("token") else {
-        return missing_token_parameter();
+    let token = match presented_token(form) {
+        Ok(token) => token,
+        Err(error) => return error.into_response(),
     };
-    match state.manager.introspect(token).await {
+    match state.manager.introspect(&token).await {
         Ok(Some(active)) => {
             let r = active.record();
             let mut body = json!({
@@ -433,9 +478,9 @@ async fn introspect(
             if let Some(nbf) = r.not_before {
                 body["nbf"] = json!(nbf.unix_timestamp());
             }
-            Json(body).into_response()
+            no_store(Json(body))
         }
-        Ok(None) => Json(json!({"active": false})).into_response(),
+        Ok(None) => no_store(Json(json!({"active": false}))),
         Err(e) => ApiError::from(Error::from(e)).into_response(),
     }
 }

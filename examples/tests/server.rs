@@ -220,7 +220,7 @@ async fn issue_use_revoke_then_401() {
         .await;
     assert_eq!(too_long.0, StatusCode::BAD_REQUEST);
     assert!(
-        too_long.1["message"]
+        too_long.1["error_description"]
             .as_str()
             .unwrap()
             .contains("exceeds the policy maximum")
@@ -391,5 +391,94 @@ async fn rfc7009_revocation_by_possession() {
         .await
         .unwrap();
     assert_eq!(in_query.status(), StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
+    let server = Running::start().await;
+    let response = server
+        .client
+        .post(server.url("/tokens"))
+        .bearer_auth(&server.admin)
+        .json(&json!({"subject": "c", "scopes": ["widgets:read"], "ttl_seconds": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["cache-control"], "no-store", "issue");
+    let issued: Value = response.json().await.unwrap();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let introspect = |body: String, content_type: &'static str| {
+        server
+            .client
+            .post(server.url("/oauth/introspect"))
+            .bearer_auth(&server.admin)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    for (body, content_type) in [
+        (format!("token={token}"), FORM),
+        ("token=garbage".to_owned(), FORM),
+    ] {
+        let response = introspect(body, content_type).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-store",
+            "introspect"
+        );
+    }
+    // A repeated token, another content type: 400 invalid_request, the body never echoed.
+    for (body, content_type) in [
+        (format!("token={token}&token=garbage"), FORM),
+        (json!({"token": token}).to_string(), "application/json"),
+    ] {
+        let response = introspect(body, content_type).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{content_type}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_request");
+        assert!(!error.to_string().contains(&token), "{error}");
+    }
+    // Bodies are capped before anything is parsed, on the unauthenticated endpoint too.
+    let flood: String = (0..2_000).map(|i| format!("{i}&")).collect();
+    let response = server
+        .client
+        .post(server.url("/oauth/revoke"))
+        .header("content-type", FORM)
+        .body(flood)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_request");
+    let duplicate = server
+        .client
+        .post(server.url("/oauth/revoke"))
+        .header("content-type", FORM)
+        .body(format!("token=junk&token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(duplicate.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server.widgets(&token).await.status(),
+        StatusCode::OK,
+        "a refused revocation request revokes nothing"
+    );
+    let rotated = server
+        .client
+        .post(server.url(&format!("/tokens/{id}/rotate")))
+        .bearer_auth(&server.admin)
+        .json(&json!({"grace_seconds": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::CREATED);
+    assert_eq!(rotated.headers()["cache-control"], "no-store", "rotate");
     server.stop().await;
 }
