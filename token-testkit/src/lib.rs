@@ -51,6 +51,20 @@ pub struct TestStore {
     pub raw: RawDump,
 }
 
+/// Prints `skipped <test>: <reason>` on the process's standard error *past the test harness's
+/// output capture* (which only catches `print!`/`eprint!`), so a plain `cargo test` on a machine
+/// without the backend shows, one line per test, what did not run.
+///
+/// ```
+/// token_testkit::report_skip("postgres_round_trip", "TOKEN_TEST_POSTGRES_URL is not set");
+/// ```
+pub fn report_skip(test: &str, reason: &str) {
+    use std::io::Write as _;
+    // Written straight to the stream, not through `eprintln!`: captured output of a passing
+    // test is discarded.
+    let _ = writeln!(std::io::stderr().lock(), "skipped {test}: {reason}");
+}
+
 /// Makes isolated stores for the suite (a new file, schema or instance per call), so cases can run
 /// in parallel.
 #[async_trait]
@@ -162,7 +176,7 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let fixture = $fixture;
                 if let ::std::result::Result::Err(reason) = $crate::Fixture::available(&fixture) {
-                    println!("skipped {}: {}", stringify!($case), reason);
+                    $crate::report_skip(stringify!($case), &reason);
                     return;
                 }
                 $crate::cases::$case(&fixture).await;

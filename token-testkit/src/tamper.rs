@@ -93,7 +93,7 @@ macro_rules! tamper_tests {
                 if let ::std::result::Result::Err(reason) =
                     $crate::tamper::TamperFixture::available(&fixture)
                 {
-                    println!("skipped {}: {}", stringify!($case), reason);
+                    $crate::report_skip(stringify!($case), &reason);
                     return;
                 }
                 $crate::tamper::$case(&fixture).await;

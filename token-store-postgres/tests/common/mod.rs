@@ -17,7 +17,7 @@ pub fn url_or_skip(test: &str) -> Option<String> {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            println!("skipped {test}: {URL_VAR} is not set");
+            token_testkit::report_skip(test, &format!("{URL_VAR} is not set"));
             None
         }
     }
