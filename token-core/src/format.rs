@@ -31,6 +31,10 @@
 //! \b([a-z][a-z0-9_]{0,31})_([0-9A-Za-z]{22})([0-9A-Za-z]{43})([0-9A-Za-z]{6})\b
 //! ```
 //!
+//! The `\b` anchors want a character that is not a letter, digit or `_` (or the start or end of the
+//! text) on each side, as in headers, JSON, YAML, `.env` files and shell commands;
+//! `tests/scanner.rs` runs this pattern over generated tokens in such surroundings.
+//!
 //! Confirm a candidate offline by computing CRC-32/IEEE over groups 2 and 3 (as ASCII bytes),
 //! encoding it as 6 base62 digits and comparing with group 4. Random 71-character strings pass this
 //! check with probability 2⁻³², so confirmed matches are tokens. The `id` (group 2) is public: report
