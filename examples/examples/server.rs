@@ -11,6 +11,7 @@
 //! | `TOKEN_EXAMPLE_DATABASE_URL` | `sqlite://token-example.db` (a `postgres://` URL works too) |
 //! | `TOKEN_HASH_KEY` | a fresh random key (64 hex characters to keep tokens valid across restarts) |
 
+use std::future::Future;
 use std::time::Duration;
 
 use examples::server::{bootstrap_admin, open_manager, serve};
@@ -25,6 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(hex) => HashKey::from_hex(KeyId::new(1), &hex)?,
         Err(_) => HashKey::generate(KeyId::new(1))?,
     };
+    let shutdown = shutdown_signal()?;
     let manager = open_manager(&url, key).await?;
     let admin = bootstrap_admin(&manager).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -32,35 +34,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("listening on http://{}", listener.local_addr()?);
     println!("admin token: {}", admin.token.expose_secret());
     drop(admin);
-    serve(
-        listener,
-        manager,
-        Duration::from_secs(60),
-        shutdown_signal(),
-    )
-    .await?;
+    serve(listener, manager, Duration::from_secs(60), shutdown).await?;
     println!("shut down cleanly");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed before this returns, so a signal
+/// that arrives while the server is still starting shuts it down cleanly instead of killing it.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
