@@ -244,3 +244,21 @@ impl TokenManager {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are the ones the module table and the README document (7, 30, 90, 400 days;
+    /// 1,000 records per step).
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let day = |n: u64| Duration::from_secs(n * 86_400);
+        let retention = Retention::default();
+        assert_eq!(retention.purge_expired_after(), day(7));
+        assert_eq!(retention.purge_revoked_after(), day(30));
+        assert_eq!(retention.revoke_unused_after(), Some(day(90)));
+        assert_eq!(retention.audit_max_age(), Some(day(400)));
+        assert_eq!(retention.batch_size(), 1000);
+    }
+}

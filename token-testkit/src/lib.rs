@@ -168,6 +168,7 @@ macro_rules! conformance_tests {
             store_refuses_a_child_with_more_uses_than_its_parent_has_left,
             no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant,
             derive_and_rotate_see_unflushed_use,
+            concurrent_writers_keep_one_audit_chain,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
