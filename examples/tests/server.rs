@@ -259,6 +259,14 @@ async fn rotate_with_grace_then_conflict() {
         "old token in grace"
     );
     assert_eq!(server.widgets(&new).await.status(), StatusCode::OK);
+    let write = server
+        .client
+        .post(server.url("/widgets"))
+        .bearer_auth(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::CREATED, "widgets:write");
     assert_eq!(rotate(60).await.unwrap().status(), StatusCode::CONFLICT);
 
     // Zero grace ends the old token at once.

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderName, Request, Response, StatusCode};
@@ -20,13 +21,17 @@ use token_tower::{Authenticated, BearerAuth, BearerAuthLayer, ClientAddr};
 use tower::{Layer, ServiceExt, service_fn};
 
 fn manager() -> TokenManager {
+    manager_with_clock(ManualClock::starting_now())
+}
+
+fn manager_with_clock(clock: ManualClock) -> TokenManager {
     TokenManager::builder(
         MemoryStore::new(),
         Keyring::new(HashKey::new(KeyId::new(1), [3; 32])),
     )
     .prefix("acme")
     .unwrap()
-    .clock(ManualClock::starting_now())
+    .clock(clock)
     .build()
     .unwrap()
 }
@@ -205,8 +210,17 @@ async fn tokens_in_query_strings_are_refused() {
 }
 
 #[tokio::test]
-async fn unknown_revoked_and_garbage_tokens_get_identical_invalid_token_responses() {
-    let manager = manager();
+async fn unknown_revoked_expired_and_garbage_tokens_get_identical_invalid_token_responses() {
+    let clock = ManualClock::starting_now();
+    let manager = manager_with_clock(clock.clone());
+    let expired = manager
+        .issue(
+            IssueRequest::new("user:7", ScopeSet::parse("a").unwrap()).ttl(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let expired = expired.token.expose_secret().to_owned();
+    clock.advance(Duration::from_secs(61));
     let (revoked_id, revoked) = issue(&manager, "a").await;
     manager
         .revoke(RevokeSelector::Token(revoked_id), "test")
@@ -227,6 +241,7 @@ async fn unknown_revoked_and_garbage_tokens_get_identical_invalid_token_response
     let mut seen = Vec::new();
     for token in [
         revoked.as_str(),
+        expired.as_str(),
         unknown.as_str(),
         altered.as_str(),
         "not-a-token",
