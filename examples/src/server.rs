@@ -16,7 +16,7 @@
 //! `expires_at` in the admin API is RFC 3339; `exp`, `iat`, `nbf` in introspection are Unix seconds
 //! (RFC 7662). Error bodies have the RFC 6749 §5.2 shape, `{"error": "...", "error_description":
 //! "..."}`, on every route. Responses that carry a token or a token's details (issue, rotate,
-//! introspect) are sent with `Cache-Control: no-store` (RFC 6749 §5.1).
+//! record, audit, introspect) are sent with `Cache-Control: no-store` (RFC 6749 §5.1).
 //!
 //! The OAuth endpoints take an `application/x-www-form-urlencoded` body of at most
 //! [`OAUTH_BODY_LIMIT`] bytes with exactly one `token` parameter; other parameters
@@ -317,14 +317,15 @@ fn record_json(r: &TokenRecord, now: OffsetDateTime) -> serde_json::Value {
 async fn get_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let record = state
         .manager
         .inspect(id)
         .await?
         .ok_or(Error::NotFound(id))?;
-    Ok(Json(record_json(&record, state.manager.clock().now())))
+    let now = state.manager.clock().now();
+    Ok(no_store(Json(record_json(&record, now))))
 }
 
 async fn delete_token(
@@ -375,9 +376,9 @@ async fn rotate_token(
 async fn token_audit(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Vec<token_core::AuditRecord>>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(state.manager.audit(id).await?))
+    Ok(no_store(Json(state.manager.audit(id).await?)))
 }
 
 // ----- protected resource ------------------------------------------------------------------

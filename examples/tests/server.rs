@@ -418,6 +418,17 @@ async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
     let issued: Value = response.json().await.unwrap();
     let token = issued["token"].as_str().unwrap().to_owned();
     let id = issued["id"].as_str().unwrap().to_owned();
+    for path in [format!("/tokens/{id}"), format!("/tokens/{id}/audit")] {
+        let response = server
+            .client
+            .get(server.url(&path))
+            .bearer_auth(&server.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
     let introspect = |body: String, content_type: &'static str| {
         server
             .client

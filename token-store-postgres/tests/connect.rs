@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{admin, url_or_skip};
+use common::{DatabaseJanitor, admin, url_or_skip};
 use sqlx::{AssertSqlSafe, Connection, Row};
 use token_core::{HashKey, IssueRequest, KeyId, Keyring, ScopeSet, TokenManager};
 use token_store_postgres::{DEFAULT_SCHEMA, PgStore};
 
-/// A fresh database on the test server; dropped by [`drop_database`].
-async fn fresh_database(url: &str) -> (String, String) {
+/// A fresh database on the test server (dropped with the returned janitor) and its URL.
+async fn fresh_database(url: &str) -> (DatabaseJanitor, String) {
     let name = format!("tdb_{}", common::fresh_schema().trim_start_matches("tst_"));
     let mut conn = admin(url).await;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
@@ -26,17 +26,7 @@ async fn fresh_database(url: &str) -> (String, String) {
         Some(params) => format!("{server}/{name}?{params}"),
         None => format!("{server}/{name}"),
     };
-    (name, db_url)
-}
-
-async fn drop_database(url: &str, name: &str) {
-    let mut conn = admin(url).await;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("drop database {name}: {e}"));
+    (DatabaseJanitor(name), db_url)
 }
 
 async fn round_trip(store: PgStore) {
@@ -85,7 +75,7 @@ async fn connect_by_url_uses_the_default_schema() {
     let Some(url) = url_or_skip("connect_by_url_uses_the_default_schema") else {
         return;
     };
-    let (name, db_url) = fresh_database(&url).await;
+    let (_janitor, db_url) = fresh_database(&url).await;
     let store = PgStore::connect(&db_url)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
@@ -99,7 +89,6 @@ async fn connect_by_url_uses_the_default_schema() {
     let (schemas, sqlx_table) = layout(&db_url).await;
     assert_eq!(schemas, [DEFAULT_SCHEMA]);
     assert!(!sqlx_table, "the store never creates _sqlx_migrations");
-    drop_database(&url, &name).await;
 }
 
 #[tokio::test]
@@ -107,7 +96,7 @@ async fn a_host_pool_keeps_the_store_beside_the_hosts_tables() {
     let Some(url) = url_or_skip("a_host_pool_keeps_the_store_beside_the_hosts_tables") else {
         return;
     };
-    let (name, db_url) = fresh_database(&url).await;
+    let (_janitor, db_url) = fresh_database(&url).await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&db_url)
@@ -133,5 +122,4 @@ async fn a_host_pool_keeps_the_store_beside_the_hosts_tables() {
     let (schemas, sqlx_table) = layout(&db_url).await;
     assert_eq!(schemas, ["auth", "public"]);
     assert!(!sqlx_table);
-    drop_database(&url, &name).await;
 }

@@ -146,30 +146,51 @@ impl Drop for SchemaJanitor {
                 .get_mut()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let Some(url) = url() else { return };
-        if schemas.is_empty() {
+        run_on_drop(
+            schemas
+                .into_iter()
+                .map(|schema| format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .collect(),
+        );
+    }
+}
+
+/// Drops a database (created by a test) when dropped, even when the test fails.
+pub struct DatabaseJanitor(pub String);
+
+impl Drop for DatabaseJanitor {
+    fn drop(&mut self) {
+        run_on_drop(vec![format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.0
+        )]);
+    }
+}
+
+/// Runs cleanup `statements` on the test server from a helper thread with its own runtime, since
+/// `Drop` cannot await. Best effort: a cleanup failure never masks the test's own result.
+fn run_on_drop(statements: Vec<String>) {
+    let Some(url) = url() else { return };
+    if statements.is_empty() {
+        return;
+    }
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
-        }
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        };
+        runtime.block_on(async move {
+            let Ok(mut conn) = PgConnection::connect(&url).await else {
                 return;
             };
-            runtime.block_on(async move {
-                let Ok(mut conn) = PgConnection::connect(&url).await else {
-                    return;
-                };
-                for schema in schemas {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                    )))
+            for statement in statements {
+                let _ = sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut conn)
                     .await;
-                }
-            });
-        })
-        .join();
-    }
+            }
+        });
+    })
+    .join();
 }
