@@ -308,6 +308,76 @@ pub fn decode_audit_record<C: Columns + ?Sized>(
     Ok(AuditRecord { seq, event, hash })
 }
 
+/// The `audit_events` columns [`decode_event`] reads (every column of a version-1 event), as a
+/// SQL select list.
+pub const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
+    client_ip, user_agent, request_id, reason, detail";
+
+/// The `audit_events` columns [`decode_audit_record`] reads: [`EVENT_COLUMNS`] and the chain hash.
+pub const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
+    client_ip, user_agent, request_id, reason, detail, hash";
+
+/// A value a store was asked to write cannot be represented in its columns (a duration or counter
+/// beyond `i64`). Reported as the source of [`StoreError::Backend`].
+///
+/// ```
+/// use std::time::Duration;
+/// use token_core::columns::{UnrepresentableValue, duration_to_column};
+///
+/// let err = duration_to_column("example", Duration::MAX, "idle timeout").unwrap_err();
+/// assert!(err.to_string().contains("idle timeout"));
+/// let source = std::error::Error::source(&err).unwrap();
+/// assert!(source.downcast_ref::<UnrepresentableValue>().is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnrepresentableValue {
+    /// What could not be stored.
+    pub message: String,
+}
+
+impl std::fmt::Display for UnrepresentableValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UnrepresentableValue {}
+
+fn unrepresentable(store: &'static str, message: String) -> StoreError {
+    StoreError::Backend {
+        store,
+        source: Box::new(UnrepresentableValue { message }),
+    }
+}
+
+/// A counter (`use_count`, `max_uses`, a batch limit) as a signed 64-bit column value.
+pub fn count_to_column(store: &'static str, value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        unrepresentable(
+            store,
+            format!("{what} {value} exceeds the largest storable count (i64::MAX)"),
+        )
+    })
+}
+
+/// A duration in microseconds as a signed 64-bit column value.
+pub fn duration_to_column(
+    store: &'static str,
+    value: Duration,
+    what: &str,
+) -> Result<i64, StoreError> {
+    i64::try_from(value.as_micros()).map_err(|_| {
+        unrepresentable(
+            store,
+            format!(
+                "{what} of {} s exceeds the largest storable duration (i64::MAX microseconds)",
+                value.as_secs()
+            ),
+        )
+    })
+}
+
 /// A stored chain hash of event `seq` in `table`; anything but 32 bytes is corrupt.
 pub fn decode_audit_hash(
     store: &'static str,

@@ -11,9 +11,12 @@ use token_core::audit::AuditHash;
 use token_core::clock::to_unix_micros;
 use token_core::{AuditEvent, AuditRecord, Labels, StoreError, TokenId, TokenRecord};
 
-use token_core::columns::{Columns, decode_audit_record, decode_event, decode_token};
+pub(crate) use token_core::columns::{AUDIT_COLUMNS, EVENT_COLUMNS};
+use token_core::columns::{
+    Columns, count_to_column, decode_audit_record, decode_event, decode_token, duration_to_column,
+};
 
-use crate::error::{STORE, unrepresentable};
+use crate::error::STORE;
 
 /// The `tokens` columns [`record_from_row`] reads, for a query over `tokens t`; `{schema}` is
 /// replaced by the quoted schema. Labels come as two arrays sorted by key.
@@ -25,14 +28,6 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.id, t.hash, t.hash_key_id, t.prefix, t
         AS label_keys, \
     ARRAY(SELECT l.value FROM {schema}.token_labels l WHERE l.token_id = t.id ORDER BY l.key) \
         AS label_values";
-
-/// The `audit_events` columns [`event_from_row`] reads (every column of a version-1 event).
-pub(crate) const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
-    client_ip, user_agent, request_id, reason, detail";
-
-/// The `audit_events` columns [`audit_from_row`] reads: [`EVENT_COLUMNS`] and the chain hash.
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
-    client_ip, user_agent, request_id, reason, detail, hash";
 
 /// The bytes stored for an id.
 pub(crate) fn id_bytes(id: TokenId) -> Vec<u8> {
@@ -55,17 +50,11 @@ pub(crate) fn opt_micros(t: Option<OffsetDateTime>) -> Option<i64> {
 }
 
 pub(crate) fn count_to_sql(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value)
-        .map_err(|_| unrepresentable(format!("{what} {value} exceeds the largest storable count")))
+    count_to_column(STORE, value, what)
 }
 
 pub(crate) fn duration_to_sql(value: Duration, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value.as_micros()).map_err(|_| {
-        unrepresentable(format!(
-            "{what} of {} s exceeds the largest storable duration",
-            value.as_secs()
-        ))
-    })
+    duration_to_column(STORE, value, what)
 }
 
 /// Lower-case hex, for naming rows whose id column itself is invalid.

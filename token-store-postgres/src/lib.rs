@@ -255,13 +255,13 @@ use crate::codec::{
 };
 use crate::error::{STORE, backend_in, is_unique_violation};
 
-pub use crate::error::UnrepresentableValue;
 pub use crate::migrate::{MIGRATIONS_TABLE, SCHEMA_VERSION};
 pub use crate::options::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_APPLICATION_NAME, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA,
     PgStoreOptions,
 };
 pub use crate::schema::InvalidSchemaName;
+pub use token_core::columns::UnrepresentableValue;
 
 /// Most rounds a revocation spends locking newly found descendants before giving up with
 /// [`StoreError::Conflict`] (each round handles everything committed meanwhile; more than a few

@@ -12,9 +12,12 @@ use token_core::audit::AuditHash;
 use token_core::clock::to_unix_micros;
 use token_core::{AuditEvent, AuditRecord, Labels, StoreError, TokenId, TokenRecord};
 
-use token_core::columns::{Columns, decode_audit_record, decode_event, decode_token};
+pub(crate) use token_core::columns::{AUDIT_COLUMNS, EVENT_COLUMNS};
+use token_core::columns::{
+    Columns, count_to_column, decode_audit_record, decode_event, decode_token, duration_to_column,
+};
 
-use crate::error::{STORE, unrepresentable};
+use crate::error::STORE;
 
 /// The columns [`record_from_row`] reads, for `SELECT {TOKEN_COLUMNS} FROM tokens t`. Labels come
 /// with the row as a JSON object, so a lookup is one query.
@@ -23,14 +26,6 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.id, t.hash, t.hash_key_id, t.prefix, t
     t.idle_timeout_us, t.last_used_at, t.use_count, t.max_uses, t.parent_id, t.family_id, \
     t.rotated_from, t.rotated_to, t.revoked_at, t.revoke_reason, t.revoked_by, \
     (SELECT json_group_object(l.key, l.value) FROM token_labels l WHERE l.token_id = t.id) AS labels";
-
-/// The columns [`event_from_row`] reads (every column of a version-1 event).
-pub(crate) const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
-    client_ip, user_agent, request_id, reason, detail";
-
-/// The columns [`audit_from_row`] reads: [`EVENT_COLUMNS`] and the chain hash.
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
-    client_ip, user_agent, request_id, reason, detail, hash";
 
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     to_unix_micros(t)
@@ -48,15 +43,11 @@ pub(crate) fn id_bytes(id: TokenId) -> Vec<u8> {
 }
 
 pub(crate) fn count_to_sql(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| unrepresentable(format!("{what} {value} exceeds i64::MAX")))
+    count_to_column(STORE, value, what)
 }
 
 pub(crate) fn duration_to_sql(value: Duration, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value.as_micros()).map_err(|_| {
-        unrepresentable(format!(
-            "{what} {value:?} exceeds the storable maximum (i64::MAX microseconds)"
-        ))
-    })
+    duration_to_column(STORE, value, what)
 }
 
 /// Column access for the shared decoder in [`token_core::columns`].

@@ -1,34 +1,8 @@
 //! Mapping of driver errors onto [`StoreError`], and the store's own error details.
 
-use std::fmt;
-
 use token_core::StoreError;
 
 pub(crate) const STORE: &str = "sqlite";
-
-/// A value the store was asked to write cannot be represented in its columns (for example a
-/// duration or counter beyond `i64`). Reported as the source of [`StoreError::Backend`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UnrepresentableValue {
-    /// What could not be stored.
-    pub message: String,
-}
-
-impl fmt::Display for UnrepresentableValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for UnrepresentableValue {}
-
-pub(crate) fn unrepresentable(message: String) -> StoreError {
-    StoreError::Backend {
-        store: STORE,
-        source: Box::new(UnrepresentableValue { message }),
-    }
-}
 
 pub(crate) fn not_migrated(found: Option<i64>, required: i64) -> StoreError {
     StoreError::NotMigrated {

@@ -197,11 +197,11 @@ use crate::codec::{
 };
 use crate::error::{backend, is_unique_violation};
 
-pub use crate::error::UnrepresentableValue;
 pub use crate::migrate::{MIGRATIONS_TABLE, SCHEMA_VERSION};
 pub use crate::options::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_CONNECTIONS, SqliteStoreOptions, Synchronous,
 };
+pub use token_core::columns::UnrepresentableValue;
 
 /// Revocation batches buffered per subscriber before it is told it lagged (and must flush).
 const FEED_CAPACITY: usize = 1024;
