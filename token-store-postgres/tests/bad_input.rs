@@ -6,25 +6,12 @@ mod common;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPoolOptions;
 use token_core::{
-    AuditEvent, AuditKind, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, ListFilter, Page,
-    PlaintextToken, RevokeSelector, ScopeSet, StoreError, TokenId, TokenManager, TokenPrefix,
-    TokenStore,
+    AuditEvent, AuditKind, ErrorClass, IssueRequest, ListFilter, Page, PlaintextToken,
+    RevokeSelector, StoreError, TokenId, TokenPrefix, TokenStore,
 };
 use token_store_postgres::{InvalidSchemaName, PgStore, PgStoreOptions, SCHEMA_VERSION};
 
-use common::{admin, drop_schema, fresh_schema, migrated_store, url_or_skip};
-
-fn manager(store: PgStore) -> TokenManager {
-    TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
-        .prefix("test")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn scopes(text: &str) -> ScopeSet {
-    ScopeSet::parse(text).unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{admin, drop_schema, fresh_schema, manager, migrated_store, scopes, url_or_skip};
 
 async fn exec(url: &str, sql: String) {
     let mut conn = admin(url).await;

@@ -10,24 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use token_core::{
-    DeriveRequest, Error, HashKey, IssueRequest, KeyId, Keyring, ListFilter, Page,
-    RevocationNotice, RevokeSelector, ScopeSet, TokenId, TokenManager, TokenStore, ValidationError,
+    DeriveRequest, Error, IssueRequest, ListFilter, Page, RevocationNotice, RevokeSelector,
+    TokenId, TokenStore, ValidationError,
 };
-use token_store_postgres::PgStore;
 
-use common::{drop_schema, migrated_store, second_instance, url_or_skip};
-
-fn manager(store: PgStore) -> TokenManager {
-    TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
-        .prefix("test")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn scopes(text: &str) -> ScopeSet {
-    ScopeSet::parse(text).unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{drop_schema, manager, migrated_store, scopes, second_instance, url_or_skip};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_uses_is_exact_with_64_tasks_over_8_connections() {

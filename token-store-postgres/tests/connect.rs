@@ -6,7 +6,7 @@ mod common;
 
 use common::{DatabaseJanitor, admin, url_or_skip};
 use sqlx::{AssertSqlSafe, Connection, Row};
-use token_core::{HashKey, IssueRequest, KeyId, Keyring, ScopeSet, TokenManager};
+use token_core::IssueRequest;
 use token_store_postgres::{DEFAULT_SCHEMA, PgStore};
 
 /// A fresh database on the test server (dropped with the returned janitor) and its URL.
@@ -30,14 +30,9 @@ async fn fresh_database(url: &str) -> (DatabaseJanitor, String) {
 }
 
 async fn round_trip(store: PgStore) {
-    let manager = TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [5; 32])))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let manager = common::manager(store);
     let issued = manager
-        .issue(IssueRequest::new(
-            "u",
-            ScopeSet::parse("a").unwrap_or_else(|e| panic!("{e}")),
-        ))
+        .issue(IssueRequest::new("u", common::scopes("a")))
         .await
         .unwrap_or_else(|e| panic!("issue: {e}"));
     let valid = manager

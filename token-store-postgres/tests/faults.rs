@@ -7,24 +7,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use token_core::{
-    ErrorClass, HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, RevocationNotice,
-    RevokeSelector, ScopeSet, StoreError, TokenManager, TokenPrefix, TokenStore, ValidationError,
+    ErrorClass, IssueRequest, PlaintextToken, RevocationNotice, RevokeSelector, StoreError,
+    TokenPrefix, TokenStore, ValidationError,
 };
 use token_store_postgres::{PgStore, PgStoreOptions};
 
-use common::{admin, drop_schema, fresh_schema, url_or_skip};
-
-fn manager(store: PgStore) -> TokenManager {
-    TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
-        .prefix("test")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn scopes(text: &str) -> ScopeSet {
-    ScopeSet::parse(text).unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{admin, drop_schema, fresh_schema, manager, scopes, url_or_skip};
 
 async fn terminate(url: &str, application_name: &str) -> i64 {
     let mut conn = admin(url).await;

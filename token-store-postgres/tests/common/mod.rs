@@ -6,8 +6,22 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
-use token_core::TokenId;
+use token_core::{HashKey, KeyId, Keyring, ScopeSet, TokenId, TokenManager};
 use token_store_postgres::{PgStore, PgStoreOptions};
+
+/// A manager (prefix `test`, a fixed key) over `store`.
+pub fn manager(store: PgStore) -> TokenManager {
+    TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
+        .prefix("test")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parses a scope set written in a test.
+pub fn scopes(text: &str) -> ScopeSet {
+    ScopeSet::parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// The variable naming the test server.
 pub const URL_VAR: &str = "TOKEN_TEST_POSTGRES_URL";
