@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use examples::server::{bootstrap_admin, open_manager, serve};
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use token_core::{HashKey, KeyId};
 
@@ -49,11 +49,16 @@ impl Running {
         format!("{}{path}", self.base)
     }
 
+    /// A request to `path` with the bootstrap admin token.
+    fn as_admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin)
+    }
+
     async fn create(&self, body: Value) -> (StatusCode, Value) {
         let response = self
-            .client
-            .post(self.url("/tokens"))
-            .bearer_auth(&self.admin)
+            .as_admin(Method::POST, "/tokens")
             .json(&body)
             .send()
             .await
@@ -73,9 +78,7 @@ impl Running {
 
     async fn introspect(&self, token: &str) -> Value {
         let response = self
-            .client
-            .post(self.url("/oauth/introspect"))
-            .bearer_auth(&self.admin)
+            .as_admin(Method::POST, "/oauth/introspect")
             .form(&[("token", token)])
             .send()
             .await
@@ -132,9 +135,7 @@ async fn issue_use_revoke_then_401() {
     );
 
     let record: Value = server
-        .client
-        .get(server.url(&format!("/tokens/{id}")))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::GET, &format!("/tokens/{id}"))
         .send()
         .await
         .unwrap()
@@ -147,9 +148,7 @@ async fn issue_use_revoke_then_401() {
     assert!(!record.to_string().contains(&token[8 + 22..8 + 65]));
 
     let deleted = server
-        .client
-        .delete(server.url(&format!("/tokens/{id}")))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::DELETE, &format!("/tokens/{id}"))
         .send()
         .await
         .unwrap();
@@ -162,9 +161,7 @@ async fn issue_use_revoke_then_401() {
     );
 
     let audit: Value = server
-        .client
-        .get(server.url(&format!("/tokens/{id}/audit")))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::GET, &format!("/tokens/{id}/audit"))
         .send()
         .await
         .unwrap()
@@ -193,9 +190,7 @@ async fn issue_use_revoke_then_401() {
         "Bearer realm=\"token-example\""
     );
     let unknown = server
-        .client
-        .delete(server.url("/tokens/0000000000000000000000"))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::DELETE, "/tokens/0000000000000000000000")
         .send()
         .await
         .unwrap();
@@ -238,9 +233,7 @@ async fn rotate_with_grace_then_conflict() {
     let id = issued["id"].as_str().unwrap().to_owned();
     let rotate = |grace: u64| {
         server
-            .client
-            .post(server.url(&format!("/tokens/{id}/rotate")))
-            .bearer_auth(&server.admin)
+            .as_admin(Method::POST, &format!("/tokens/{id}/rotate"))
             .json(&json!({"grace_seconds": grace}))
             .send()
     };
@@ -272,9 +265,7 @@ async fn rotate_with_grace_then_conflict() {
     // Zero grace ends the old token at once.
     let new_id = rotated["id"].as_str().unwrap().to_owned();
     let response = server
-        .client
-        .post(server.url(&format!("/tokens/{new_id}/rotate")))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::POST, &format!("/tokens/{new_id}/rotate"))
         .json(&json!({"grace_seconds": 0}))
         .send()
         .await
@@ -406,9 +397,7 @@ async fn rfc7009_revocation_by_possession() {
 async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
     let server = Running::start().await;
     let response = server
-        .client
-        .post(server.url("/tokens"))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::POST, "/tokens")
         .json(&json!({"subject": "c", "scopes": ["widgets:read"], "ttl_seconds": 600}))
         .send()
         .await
@@ -419,21 +408,13 @@ async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
     let token = issued["token"].as_str().unwrap().to_owned();
     let id = issued["id"].as_str().unwrap().to_owned();
     for path in [format!("/tokens/{id}"), format!("/tokens/{id}/audit")] {
-        let response = server
-            .client
-            .get(server.url(&path))
-            .bearer_auth(&server.admin)
-            .send()
-            .await
-            .unwrap();
+        let response = server.as_admin(Method::GET, &path).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
     }
     let introspect = |body: String, content_type: &'static str| {
         server
-            .client
-            .post(server.url("/oauth/introspect"))
-            .bearer_auth(&server.admin)
+            .as_admin(Method::POST, "/oauth/introspect")
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -490,9 +471,7 @@ async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
         "a refused revocation request revokes nothing"
     );
     let rotated = server
-        .client
-        .post(server.url(&format!("/tokens/{id}/rotate")))
-        .bearer_auth(&server.admin)
+        .as_admin(Method::POST, &format!("/tokens/{id}/rotate"))
         .json(&json!({"grace_seconds": 0}))
         .send()
         .await
