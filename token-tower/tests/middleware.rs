@@ -72,6 +72,14 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// A GET of `uri` with `Authorization: Bearer <token>`.
+fn authorized(uri: &str, token: &str) -> Request<()> {
+    get(uri)
+        .header(AUTHORIZATION, bearer(token))
+        .body(())
+        .unwrap()
+}
+
 fn challenge(response: &Response<String>) -> Option<&str> {
     response
         .headers()
@@ -84,14 +92,7 @@ async fn valid_token_reaches_the_handler_with_identity_and_sensitive_header() {
     let manager = manager();
     let (_, token) = issue(&manager, "widgets:read").await;
     let layer = BearerAuth::new(manager).require("widgets:read").unwrap();
-    let response = send(
-        &layer,
-        get("/w")
-            .header(AUTHORIZATION, bearer(&token))
-            .body(())
-            .unwrap(),
-    )
-    .await;
+    let response = send(&layer, authorized("/w", &token)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.body(), "user:7|sensitive=true");
 }
@@ -247,14 +248,7 @@ async fn unknown_revoked_expired_and_garbage_tokens_get_identical_invalid_token_
         "not-a-token",
         "acme_short",
     ] {
-        let response = send(
-            &layer,
-            get("/")
-                .header(AUTHORIZATION, bearer(token))
-                .body(())
-                .unwrap(),
-        )
-        .await;
+        let response = send(&layer, authorized("/", token)).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         seen.push(format!("{:?} {}", response.headers(), response.body()));
     }
@@ -269,14 +263,7 @@ async fn insufficient_scope_is_403_naming_the_required_scopes() {
     let layer = BearerAuth::new(manager)
         .require("widgets:write widgets:read")
         .unwrap();
-    let response = send(
-        &layer,
-        get("/")
-            .header(AUTHORIZATION, bearer(&token))
-            .body(())
-            .unwrap(),
-    )
-    .await;
+    let response = send(&layer, authorized("/", &token)).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         challenge(&response),
@@ -336,10 +323,7 @@ async fn context_flows_into_audit_events() {
 
     // Without a trusted header, the connection address is used.
     let layer = BearerAuth::new(manager.clone()).layer();
-    let mut request = get("/")
-        .header(AUTHORIZATION, bearer(&token))
-        .body(())
-        .unwrap();
+    let mut request = authorized("/", &token);
     request
         .extensions_mut()
         .insert(ClientAddr(SocketAddr::from(([192, 0, 2, 5], 4000))));
@@ -451,14 +435,7 @@ async fn store_failure_is_503_and_never_accepts() {
     .build()
     .unwrap();
     let layer = BearerAuth::new(manager).layer();
-    let response = send(
-        &layer,
-        get("/")
-            .header(AUTHORIZATION, bearer(&token))
-            .body(())
-            .unwrap(),
-    )
-    .await;
+    let response = send(&layer, authorized("/", &token)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
     assert!(response.body().is_empty(), "handler must not run");
