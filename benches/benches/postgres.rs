@@ -10,6 +10,7 @@
 //! Without `TOKEN_TEST_POSTGRES_URL` the bench prints one line and measures nothing. The table is
 //! kept in schema `token_bench` between runs.
 
+use benches::token_count;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -23,13 +24,6 @@ use token_store_postgres::{PgStore, PgStoreOptions};
 const SCHEMA: &str = "token_bench";
 const COUNT_SQL: &str = "SELECT count(*) FROM token_bench.tokens";
 const SELECT_SQL: &str = "SELECT * FROM token_bench.tokens WHERE id = $1";
-
-fn token_count() -> usize {
-    std::env::var("TOKEN_BENCH_PG_TOKENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
 
 fn manager(store: PgStore) -> TokenManager {
     TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
@@ -116,7 +110,7 @@ fn bench_postgres(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let count = token_count();
+    let count = token_count("TOKEN_BENCH_PG_TOKENS", 100_000);
     let tokens = runtime.block_on(populated(&url, count));
     let ids: Vec<TokenId> = tokens
         .iter()

@@ -10,8 +10,8 @@
 //! The populated database is cached under `target/bench-data/` (filling 1,000,000 tokens takes a
 //! few minutes, done once with `synchronous=NORMAL`).
 
+use benches::{Walk, data_dir, token_count};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -20,19 +20,6 @@ use token_core::{
     TokenManager,
 };
 use token_store_sqlite::{SqliteStore, SqliteStoreOptions, Synchronous};
-
-fn token_count() -> usize {
-    std::env::var("TOKEN_BENCH_TOKENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
-
-fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data dir");
-    dir
-}
 
 fn keyring() -> Keyring {
     Keyring::new(HashKey::new(KeyId::new(1), [7; 32]))
@@ -97,23 +84,12 @@ async fn populated(count: usize) -> (String, Vec<String>) {
     (url, tokens)
 }
 
-struct Walk(u64);
-
-impl Walk {
-    fn next_index(&mut self, len: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % len as u64) as usize
-    }
-}
-
 fn bench_sqlite(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let count = token_count();
+    let count = token_count("TOKEN_BENCH_TOKENS", 1_000_000);
     let (url, tokens) = runtime.block_on(populated(count));
     let store = runtime
         .block_on(SqliteStore::connect(&url))

@@ -9,7 +9,7 @@
 //!
 //! Databases are cached under `target/bench-data/` (the large one takes minutes to fill once).
 
-use std::path::PathBuf;
+use benches::{data_dir, token_count};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -19,19 +19,6 @@ use token_core::{
 use token_store_sqlite::{SqliteStore, SqliteStoreOptions, Synchronous};
 
 const EXPIRED_PER_PASS: usize = 1000;
-
-fn large_count() -> usize {
-    std::env::var("TOKEN_BENCH_TOKENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
-
-fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data dir");
-    dir
-}
 
 fn policy() -> Policy {
     Policy::builder()
@@ -111,7 +98,7 @@ fn bench_sweep(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("sweep_1000_expired");
     group.sample_size(10);
-    for live in [10_000, large_count()] {
+    for live in [10_000, token_count("TOKEN_BENCH_TOKENS", 1_000_000)] {
         let url = runtime.block_on(with_live_tokens(live));
         let clock = ManualClock::starting_now();
         // NORMAL keeps the untimed setup (1,000 issues per pass) short; the sweep itself is measured

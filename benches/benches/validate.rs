@@ -6,6 +6,7 @@
 //! TOKEN_BENCH_TOKENS=100000 cargo bench -p benches --bench validate   # smaller store
 //! ```
 
+use benches::{Walk, token_count};
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,13 +20,6 @@ use token_core::{
 };
 use token_store_memory::MemoryStore;
 
-fn token_count() -> usize {
-    std::env::var("TOKEN_BENCH_TOKENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
-
 /// A claim set comparable to what a token record carries for validation.
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -34,18 +28,6 @@ struct Claims {
     exp: u64,
     iat: u64,
     jti: String,
-}
-
-/// A small deterministic generator for the random access pattern (xorshift64*).
-struct Walk(u64);
-
-impl Walk {
-    fn next_index(&mut self, len: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % len as u64) as usize
-    }
 }
 
 fn bench_parse(c: &mut Criterion) {
@@ -61,7 +43,7 @@ fn bench_validate(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let count = token_count();
+    let count = token_count("TOKEN_BENCH_TOKENS", 1_000_000);
     let manager = TokenManager::builder(
         MemoryStore::new(),
         Keyring::new(HashKey::new(KeyId::new(1), [7; 32])),
