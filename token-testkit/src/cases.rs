@@ -2464,4 +2464,11 @@ pub async fn concurrent_writers_keep_one_audit_chain(f: &dyn Fixture) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.checked, events.len() as u64);
+    // Independently of `verify_audit_chain`: every event chains from the one before it.
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[1].hash == token_core::audit::chain_hash(&w[0].hash, w[1].seq, &w[1].event)),
+        "an event does not chain from its predecessor"
+    );
 }
