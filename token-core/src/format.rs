@@ -58,7 +58,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -338,31 +338,41 @@ pub struct PlaintextToken {
     text: Zeroizing<String>,
     id: TokenId,
     prefix_len: usize,
-    secret: Zeroizing<[u8; SECRET_BYTES]>,
+    /// On the heap and filled in place: the token moves (into results, futures, `IssuedToken`)
+    /// and a moved inline array would leave unwiped copies of the secret behind.
+    secret: Box<Zeroizing<[u8; SECRET_BYTES]>>,
 }
 
 impl PlaintextToken {
     /// Generates a new token with a random id and a random 256-bit secret.
     pub fn generate(prefix: &TokenPrefix) -> Result<Self, RandomnessError> {
         let id = TokenId::generate()?;
-        let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
-        fill_random(secret.as_mut())?;
+        let mut secret = Box::new(Zeroizing::new([0u8; SECRET_BYTES]));
+        fill_random(&mut **secret)?;
         Ok(Self::assemble(prefix, id, secret))
     }
 
     /// Assembles a token from known parts. For importing tokens from another system and for
     /// tests (e.g. a string with a real id but a wrong secret); use [`generate`](Self::generate)
     /// to issue.
-    pub fn from_parts(prefix: &TokenPrefix, id: TokenId, secret: [u8; 32]) -> Self {
-        Self::assemble(prefix, id, Zeroizing::new(secret))
+    /// The `secret` argument is a copy; it is wiped here once stored.
+    pub fn from_parts(prefix: &TokenPrefix, id: TokenId, mut secret: [u8; 32]) -> Self {
+        let mut slot = Box::new(Zeroizing::new([0u8; SECRET_BYTES]));
+        slot.copy_from_slice(&secret);
+        secret.zeroize();
+        Self::assemble(prefix, id, slot)
     }
 
-    fn assemble(prefix: &TokenPrefix, id: TokenId, secret: Zeroizing<[u8; SECRET_BYTES]>) -> Self {
+    fn assemble(
+        prefix: &TokenPrefix,
+        id: TokenId,
+        secret: Box<Zeroizing<[u8; SECRET_BYTES]>>,
+    ) -> Self {
         let mut body = Zeroizing::new([0u8; BODY_CHARS]);
         let (id_part, rest) = body.split_at_mut(ID_CHARS);
         let (secret_part, checksum_part) = rest.split_at_mut(SECRET_CHARS);
         encode_base62(id.as_bytes(), id_part);
-        encode_base62(secret.as_ref(), secret_part);
+        encode_base62(&secret[..], secret_part);
         let mut crc = crc32fast::Hasher::new();
         crc.update(id_part);
         crc.update(secret_part);
@@ -735,7 +745,7 @@ mod tests {
             prefix in "[a-z][a-z0-9_]{0,31}",
         ) {
             let prefix = TokenPrefix::new(&prefix).unwrap();
-            let token = PlaintextToken::assemble(&prefix, TokenId(id), Zeroizing::new(secret));
+            let token = PlaintextToken::from_parts(&prefix, TokenId(id), secret);
             let parsed = parse_token(token.expose_secret()).unwrap();
             prop_assert_eq!(parsed.prefix(), prefix.as_str());
             prop_assert_eq!(parsed.id(), TokenId(id));

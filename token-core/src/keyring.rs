@@ -63,26 +63,45 @@ impl fmt::Display for KeyId {
 pub struct HashKey {
     id: KeyId,
     key: Arc<Zeroizing<[u8; 32]>>,
+    /// Derived from `key` once: fingerprints of presented strings never share the token key.
+    fingerprint_key: Arc<Zeroizing<[u8; 32]>>,
+}
+
+/// A zeroed key slot on the heap, filled in place so the material is never moved (a moved-from
+/// copy would not be wiped).
+fn key_slot() -> Arc<Zeroizing<[u8; 32]>> {
+    Arc::new(Zeroizing::new([0u8; 32]))
 }
 
 impl HashKey {
-    /// A key from 32 bytes of secret material (load them from your secret manager).
-    pub fn new(id: KeyId, key: [u8; 32]) -> Self {
-        Self {
-            id,
-            key: Arc::new(Zeroizing::new(key)),
-        }
+    /// A key from 32 bytes of secret material (load them from your secret manager). The argument
+    /// is a copy: it is wiped here once stored; wipe your own buffer too.
+    pub fn new(id: KeyId, mut key: [u8; 32]) -> Self {
+        let mut slot = key_slot();
+        Arc::make_mut(&mut slot).copy_from_slice(&key);
+        key.zeroize();
+        Self::from_slot(id, slot)
     }
 
     /// A fresh random key. Tokens hashed with it stop validating once it is lost, so persist it
     /// (e.g. [`HashKey::to_hex`]) unless the tokens are meant to die with the process.
     pub fn generate(id: KeyId) -> Result<Self, RandomnessError> {
-        let mut key = Zeroizing::new([0u8; 32]);
-        fill_random(key.as_mut())?;
-        Ok(Self {
+        let mut slot = key_slot();
+        fill_random(&mut **Arc::make_mut(&mut slot))?;
+        Ok(Self::from_slot(id, slot))
+    }
+
+    /// Completes a key whose material is in `key` (a fresh, unshared slot).
+    fn from_slot(id: KeyId, key: Arc<Zeroizing<[u8; 32]>>) -> Self {
+        let mut fingerprint_key = key_slot();
+        let mut derived = blake3::derive_key("token-core fingerprint v1", &**key);
+        Arc::make_mut(&mut fingerprint_key).copy_from_slice(&derived);
+        derived.zeroize();
+        Self {
             id,
-            key: Arc::new(key),
-        })
+            key,
+            fingerprint_key,
+        }
     }
 
     /// Parses 64 hexadecimal characters of key material.
@@ -93,7 +112,7 @@ impl HashKey {
                 problem: "expected 64 hexadecimal characters",
             });
         }
-        let mut key = Zeroizing::new([0u8; 32]);
+        let mut key = key_slot();
         fn nibble(c: u8) -> Result<u8, KeyringError> {
             match c {
                 b'0'..=b'9' => Ok(c - b'0'),
@@ -104,15 +123,13 @@ impl HashKey {
                 }),
             }
         }
-        for (slot, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let bytes = Arc::make_mut(&mut key);
+        for (slot, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
             if let [high, low] = pair {
                 *slot = (nibble(*high)? << 4) | nibble(*low)?;
             }
         }
-        Ok(Self {
-            id,
-            key: Arc::new(key),
-        })
+        Ok(Self::from_slot(id, key))
     }
 
     /// The key material as 64 lowercase hexadecimal characters, for persisting a generated key.
@@ -130,20 +147,24 @@ impl HashKey {
         self.id
     }
 
-    fn hash(&self, id: &TokenId, secret: &[u8; 32]) -> TokenHash {
+    /// The keyed hash of `id ‖ secret`. With `wipe`, the hasher's state (which holds the key and
+    /// the secret) is zeroized afterwards: done when hashing a newly generated secret, which
+    /// exists nowhere else but the token handed out. Validation skips it: the presented secret
+    /// is in the caller's request buffer anyway, and wiping the ~2 KiB state would cost more than
+    /// the rest of the hash.
+    fn hash(&self, id: &TokenId, secret: &[u8; 32], wipe: bool) -> TokenHash {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
         hasher.update(id.as_bytes());
         hasher.update(secret);
-        // Not wiped: this runs on every validation, the key lives in the keyring for the
-        // process's lifetime anyway, and the presented secret is in the caller's request buffer;
-        // wiping the hasher's ~2 KiB state would cost more than the rest of the hash.
-        TokenHash(hasher.finalize())
+        let hash = TokenHash(hasher.finalize());
+        if wipe {
+            hasher.zeroize();
+        }
+        hash
     }
 
     fn fingerprint(&self, input: &[u8]) -> blake3::Hash {
-        // A separate subkey, so fingerprints and token hashes never share a key.
-        let subkey = Zeroizing::new(blake3::derive_key("token-core fingerprint v1", &**self.key));
-        let mut hasher = blake3::Hasher::new_keyed(&subkey);
+        let mut hasher = blake3::Hasher::new_keyed(&self.fingerprint_key);
         hasher.update(input);
         let hash = hasher.finalize();
         hasher.zeroize();
@@ -291,7 +312,7 @@ impl Keyring {
     /// Hashes `id ‖ secret` with the current key.
     pub(crate) fn hash_current(&self, id: &TokenId, secret: &[u8; 32]) -> (KeyId, TokenHash) {
         let key = self.current_key();
-        (key.id, key.hash(id, secret))
+        (key.id, key.hash(id, secret, true))
     }
 
     /// Recomputes the hash with key `key_id` and compares in constant time.
@@ -307,7 +328,7 @@ impl Keyring {
             .get(&key_id)
             .ok_or(KeyringError::UnknownKey(key_id))?;
         // blake3::Hash equality is constant-time.
-        Ok(key.hash(id, secret) == *stored)
+        Ok(key.hash(id, secret, false) == *stored)
     }
 
     /// A keyed fingerprint of an arbitrary presented string (for auditing unknown tokens without
@@ -325,6 +346,30 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fingerprint is a keyed hash under a subkey derived from the hash key: stable for a key
+    /// (so denials coalesce across restarts), different across keys, never the plain BLAKE3 of
+    /// the input, and never the token hash key itself. Every constructor derives the same subkey.
+    #[test]
+    fn fingerprint_is_keyed_under_a_derived_subkey() {
+        let material = [9u8; 32];
+        let input = b"acme_live_not-a-real-token";
+        let subkey = blake3::derive_key("token-core fingerprint v1", &material);
+        let expected = blake3::keyed_hash(&subkey, input).to_hex()[..32].to_owned();
+        let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
+        for key in [
+            HashKey::new(KeyId::new(1), material),
+            HashKey::from_hex(KeyId::new(1), &hex).unwrap(),
+        ] {
+            assert_eq!(Keyring::new(key).fingerprint(input), expected);
+        }
+        let unkeyed = blake3::hash(input).to_hex()[..32].to_owned();
+        let under_token_key = blake3::keyed_hash(&material, input).to_hex()[..32].to_owned();
+        assert_ne!(expected, unkeyed);
+        assert_ne!(expected, under_token_key);
+        let other = Keyring::new(HashKey::new(KeyId::new(1), [8; 32]));
+        assert_ne!(other.fingerprint(input), expected);
+    }
 
     #[test]
     fn hash_depends_on_key_id_and_secret() {
