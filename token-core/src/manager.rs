@@ -444,7 +444,6 @@ impl TokenManager {
         parent: TokenId,
         request: DeriveRequest,
     ) -> Result<IssuedToken, Error> {
-        let now = self.now();
         let spec = request.spec;
         self.flush_usage_of(parent).await?;
         let parent_record = self
@@ -453,6 +452,9 @@ impl TokenManager {
             .get(parent)
             .await?
             .ok_or(Error::NotFound(parent))?;
+        // Read after the round trips: the store re-checks the parent at this instant, so it
+        // must not be earlier than necessary (an idle deadline could pass in between).
+        let now = self.now();
         let state = self.state_of(&parent_record, now);
         if state != TokenState::Active {
             return Err(Error::NotActive { id: parent, state });
@@ -1088,9 +1090,10 @@ impl TokenManager {
         grace: Duration,
         ctx: &Context,
     ) -> Result<IssuedToken, Error> {
-        let now = self.now();
         self.flush_usage_of(id).await?;
         let old = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
+        // After the round trips, as in `derive`.
+        let now = self.now();
         if let Some(successor) = old.rotated_to {
             return Err(Error::AlreadyRotated { id, successor });
         }
