@@ -1,8 +1,6 @@
 //! Bad input: unreadable files, newer schemas, unmigrated databases and damaged rows yield typed
 //! errors naming the problem — never a panic, never an accepted token.
 
-use std::path::Path;
-
 use token_core::store::TokenStore;
 use token_core::{
     HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManualClock, ScopeSet, StoreError,
@@ -10,20 +8,9 @@ use token_core::{
 };
 use token_store_sqlite::{SCHEMA_VERSION, SqliteStore};
 
-fn url(path: &Path) -> String {
-    format!("sqlite://{}", path.display())
-}
+mod common;
 
-async fn migrated(path: &Path) -> SqliteStore {
-    let store = SqliteStore::connect(&url(path))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    store
-        .migrate()
-        .await
-        .unwrap_or_else(|e| panic!("migrate: {e}"));
-    store
-}
+use common::{migrated, url};
 
 fn manager(store: &SqliteStore) -> TokenManager {
     TokenManager::builder(

@@ -1,9 +1,10 @@
 //! The whole token-testkit conformance suite against the SQLite store, one fresh database file
 //! per case.
 
+mod common;
+
 use std::sync::Arc;
 
-use token_store_sqlite::SqliteStore;
 use token_testkit::{Fixture, TestStore};
 
 struct SqliteFixture;
@@ -13,13 +14,7 @@ impl Fixture for SqliteFixture {
     async fn new_store(&self) -> TestStore {
         let dir = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")));
         let path = dir.path().join("tokens.db");
-        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap_or_else(|e| panic!("connect: {e}"));
-        store
-            .migrate()
-            .await
-            .unwrap_or_else(|e| panic!("migrate: {e}"));
+        let store = common::migrated(&path).await;
         TestStore {
             store: Arc::new(store),
             // Every byte persisted: the main file plus the write-ahead log (which holds the

@@ -1,6 +1,8 @@
 //! The SQL translation of the state filter agrees with `TokenRecord::state_at` (the reference
 //! semantics) on every combination of the columns it reads, including the exact boundaries.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -9,7 +11,6 @@ use token_core::store::{InsertToken, ListQuery, TokenStore};
 use token_core::{
     KeyId, Labels, ListFilter, Revocation, ScopeSet, TokenHash, TokenId, TokenRecord, TokenState,
 };
-use token_store_sqlite::SqliteStore;
 
 const T: time::OffsetDateTime = datetime!(2030-01-01 0:00 UTC);
 
@@ -76,10 +77,7 @@ fn records() -> Vec<TokenRecord> {
 
 #[tokio::test]
 async fn state_filter_matches_state_at_exactly() {
-    let store = SqliteStore::connect("sqlite::memory:")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let store = common::migrated_in_memory().await;
     let records = records();
     for record in &records {
         store
@@ -132,10 +130,7 @@ async fn state_filter_matches_state_at_exactly() {
 
 #[tokio::test]
 async fn pagination_follows_created_at_then_id_order() {
-    let store = SqliteStore::connect("sqlite::memory:")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let store = common::migrated_in_memory().await;
     let records = records();
     for record in &records {
         store

@@ -1,14 +1,12 @@
 //! Migrations (own table, idempotent) and connection settings (durability).
 
-use std::path::Path;
-
 use token_store_sqlite::{
     MIGRATIONS_TABLE, SCHEMA_VERSION, SqliteStore, SqliteStoreOptions, Synchronous,
 };
 
-fn url(path: &Path) -> String {
-    format!("sqlite://{}", path.display())
-}
+mod common;
+
+use common::url;
 
 async fn table_exists(store: &SqliteStore, name: &str) -> bool {
     let n: i64 =
@@ -112,13 +110,7 @@ async fn synchronous_is_configurable() {
 #[tokio::test]
 async fn in_memory_store_keeps_its_data() {
     use token_core::{HashKey, IssueRequest, KeyId, Keyring, ScopeSet, TokenManager};
-    let store = SqliteStore::connect("sqlite::memory:")
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    store
-        .migrate()
-        .await
-        .unwrap_or_else(|e| panic!("migrate: {e}"));
+    let store = common::migrated_in_memory().await;
     let manager = TokenManager::builder(
         store.clone(),
         Keyring::new(HashKey::new(KeyId::new(1), [1; 32])),

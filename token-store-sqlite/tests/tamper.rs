@@ -3,6 +3,8 @@
 //! first broken link; a change whose audit event cannot be written does not happen), plus what
 //! only SQLite has (a reopened file, a damaged hash column).
 
+mod common;
+
 use std::path::Path;
 
 use tempfile::TempDir;
@@ -12,14 +14,7 @@ use token_store_sqlite::SqliteStore;
 use token_testkit::tamper::{EVENT_COLUMNS_BUT_SEQ, RawAudit, TamperEnv, TamperFixture, history};
 
 async fn open(path: &Path) -> SqliteStore {
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    store
-        .migrate()
-        .await
-        .unwrap_or_else(|e| panic!("migrate: {e}"));
-    store
+    common::migrated(path).await
 }
 
 /// Raw access to the SQLite file's audit table.
