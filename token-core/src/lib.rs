@@ -58,8 +58,8 @@ pub use request::{DeriveRequest, IssueRequest};
 pub use retention::{Retention, RetentionBuilder, SweepReport};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use store::{
-    Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery, PurgeRequest, RevocationNotice,
-    RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError,
-    TokenStore, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery,
+    MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
+    RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, UseAudit};

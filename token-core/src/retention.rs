@@ -26,13 +26,7 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
-use crate::audit::{AuditEvent, AuditKind, Context, SWEEPER_ACTOR};
-use crate::error::Error;
-use crate::manager::{Page, TokenManager, TokenPage};
-use crate::policy::{HumanDuration, PolicyError};
-use crate::store::{ListFilter, PurgeRequest, RevokeRequest, RevokeSelector};
+use crate::policy::PolicyError;
 
 const DAY: u64 = 86_400;
 
@@ -164,84 +158,6 @@ impl SweepReport {
     /// Whether the sweep changed nothing.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
-    }
-}
-
-fn before(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
-    now.saturating_sub(time::Duration::try_from(by).unwrap_or(time::Duration::MAX))
-}
-
-impl TokenManager {
-    /// Runs one bounded retention pass with the manager's [`Retention`]: flushes coalesced usage,
-    /// records newly expired tokens, revokes unused ones, purges old records and truncates old
-    /// audit events. Each step is its own transaction and touches at most `batch_size` records;
-    /// a sweep is idempotent and safe to run from several instances at once.
-    pub async fn sweep(&self) -> Result<SweepReport, Error> {
-        let retention = *self.retention();
-        let batch = retention.batch_size();
-        self.flush_usage().await?;
-        let now = self.clock().now();
-        let mut report = SweepReport::default();
-
-        let expired = self.store().mark_expired(now, batch).await?;
-        report.expired = expired.len();
-        self.emit_bulk(AuditKind::Expired, &expired, now, None);
-
-        if let Some(unused) = retention.revoke_unused_after() {
-            let reason = format!("unused for {}", HumanDuration(unused));
-            let request = RevokeRequest::new(
-                RevokeSelector::UnusedSince(before(now, unused)),
-                now,
-                reason.clone(),
-                Context::new().actor(SWEEPER_ACTOR),
-            )
-            .with_limit(batch);
-            let revoked = self.store().revoke(&request).await?;
-            report.unused_revoked = revoked.len();
-            self.emit_bulk(AuditKind::Revoked, &revoked, now, Some(&reason));
-        }
-
-        let purge = PurgeRequest::new(
-            now,
-            before(now, retention.purge_revoked_after()),
-            before(now, retention.purge_expired_after()),
-            batch,
-        );
-        let purged = self.store().purge(&purge).await?;
-        report.purged = purged.len();
-        self.emit_bulk(AuditKind::Purged, &purged, now, None);
-
-        if let Some(age) = retention.audit_max_age() {
-            report.audit_truncated = self.store().truncate_audit(before(now, age), batch).await?;
-        }
-        Ok(report)
-    }
-
-    fn emit_bulk(
-        &self,
-        kind: AuditKind,
-        ids: &[crate::format::TokenId],
-        at: OffsetDateTime,
-        reason: Option<&str>,
-    ) {
-        for id in ids {
-            let mut event =
-                AuditEvent::new(kind, at).with_context(&Context::new().actor(SWEEPER_ACTOR));
-            event.token_id = Some(*id);
-            if let Some(reason) = reason {
-                event = event.with_reason(reason);
-            }
-            self.to_sink(&event);
-        }
-    }
-
-    /// The stale-token report: records (in any state) not used for `unused_for` (never-used tokens
-    /// count from their issue time), oldest first. Combine with a state filter through
-    /// [`list`](Self::list) and [`ListFilter::unused_since`] for, e.g., only active ones.
-    pub async fn stale_tokens(&self, unused_for: Duration, page: Page) -> Result<TokenPage, Error> {
-        let cutoff = before(self.clock().now(), unused_for);
-        self.list(ListFilter::all().unused_since(cutoff), page)
-            .await
     }
 }
 

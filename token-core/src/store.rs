@@ -566,27 +566,123 @@ pub enum RevocationNotice {
 pub type RevocationStream =
     std::pin::Pin<Box<dyn futures_core::Stream<Item = RevocationNotice> + Send + 'static>>;
 
+/// Which use [`TokenStore::consume_use`] counts: one use of `id`, at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumeUse {
+    /// The token (it has `max_uses`).
+    pub id: TokenId,
+    /// The manager's current time: the token must be live then, and `last_used_at` moves to it.
+    pub now: OffsetDateTime,
+}
+
+impl ConsumeUse {
+    /// Builds a use-counting request.
+    pub fn new(id: TokenId, now: OffsetDateTime) -> Self {
+        Self { id, now }
+    }
+}
+
+/// What [`TokenStore::count_live_with_key`] counts: records hashed with `key` that are neither
+/// revoked nor expired at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CountLiveWithKey {
+    /// The hash key.
+    pub key: KeyId,
+    /// The manager's current time.
+    pub now: OffsetDateTime,
+}
+
+impl CountLiveWithKey {
+    /// Builds a count request.
+    pub fn new(key: KeyId, now: OffsetDateTime) -> Self {
+        Self { key, now }
+    }
+}
+
+/// What [`TokenStore::truncate_audit`] deletes: the oldest events older than `before`, at most
+/// `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TruncateAudit {
+    /// Delete events with `at` strictly before this instant.
+    pub before: OffsetDateTime,
+    /// Delete at most this many.
+    pub limit: u32,
+}
+
+impl TruncateAudit {
+    /// Builds a truncation request.
+    pub fn new(before: OffsetDateTime, limit: u32) -> Self {
+        Self { before, limit }
+    }
+}
+
+/// What [`TokenStore::mark_expired`] records: up to `limit` tokens expired at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MarkExpired {
+    /// The sweep's time.
+    pub now: OffsetDateTime,
+    /// Record at most this many.
+    pub limit: u32,
+}
+
+impl MarkExpired {
+    /// Builds an expiry-recording request.
+    pub fn new(now: OffsetDateTime, limit: u32) -> Self {
+        Self { now, limit }
+    }
+}
+
 /// Persistence for token records and audit events. See the [module docs](self).
+///
+/// One trait, in four groups of methods: **records** (`insert`, `get`, `list`,
+/// `count_live_with_key`), **lifecycle changes** (`rotate`, `revoke`, `consume_use`,
+/// `record_usage`), **the audit log** (`append_audit`, `query_audit`, `audit_checkpoint`,
+/// `truncate_audit`), **sweeping** (`mark_expired`, `purge`) and **the revocation feed**
+/// (`subscribe_revocations`). Every store needs all of them (a lifecycle change and its audit
+/// events commit in one transaction, so the groups cannot live in different backends), which is
+/// why they are not split into capability traits: that would only lengthen every bound and
+/// multiply the forwarding impls.
+///
+/// Every method takes its arguments in one style: a request struct (or slice) by reference, or a
+/// bare [`TokenId`] for a lookup. Methods that commit audit events with a change (`revoke`,
+/// `mark_expired`, `purge`) return exactly the events they committed, so the manager hands its
+/// [`AuditSink`](crate::AuditSink) what the store wrote.
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// A short name for errors and logs (`"memory"`, `"sqlite"`).
     fn name(&self) -> &'static str;
 
+    // ----- records -----
+
     /// Inserts a record and its events atomically, enforcing the conditions of [`InsertToken`].
     /// A duplicate id is [`StoreError::AlreadyExists`].
-    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError>;
+    async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError>;
 
     /// Fetches a record by id.
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError>;
 
+    /// Lists records matching the query, ordered by `(created_at, id)`.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Counts records hashed with `query.key` that are not revoked and not expired at
+    /// `query.now`.
+    async fn count_live_with_key(&self, query: &CountLiveWithKey) -> Result<u64, StoreError>;
+
+    // ----- lifecycle changes -----
+
     /// Rotates atomically (see [`RotateToken`]).
-    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError>;
+    async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError>;
 
     /// Revokes every not-yet-revoked record the selector matches, plus their derived descendants,
-    /// appending [`RevokeRequest::event_for`] per record in the same transaction. Returns the ids it
-    /// revoked (empty when all were already revoked: revocation is idempotent). When this returns,
-    /// no reader of the store may see the records as unrevoked.
-    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError>;
+    /// appending [`RevokeRequest::event_for`] per record in the same transaction. Returns the
+    /// events it committed, one per revoked token (empty when all were already revoked:
+    /// revocation is idempotent). When this returns, no reader of the store may see the records
+    /// as unrevoked.
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// Counts one use of a token with `max_uses`, atomically:
     /// `use_count = use_count + 1 WHERE use_count < max_uses AND revoked_at IS NULL AND
@@ -594,53 +690,45 @@ pub trait TokenStore: Send + Sync + 'static {
     /// `last_used_at`. A revoked, rotated or expired token is [`UseOutcome::NotActive`], so no use
     /// is counted after a revocation or a rotation committed (a use-limited token rotates without
     /// grace, and its successor already holds the uses left; `now` may lag the rotation's time).
-    async fn consume_use(&self, id: TokenId, now: OffsetDateTime)
-    -> Result<UseOutcome, StoreError>;
+    async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError>;
 
     /// Applies coalesced usage: `use_count += uses`, `last_used_at = max(last_used_at, ..)`.
     /// Unknown ids are ignored (the token may have been purged).
     async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError>;
 
-    /// Lists records matching the query, ordered by `(created_at, id)`.
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError>;
-
-    /// Counts records hashed with `key` that are not revoked and not expired at `now`.
-    async fn count_live_with_key(&self, key: KeyId, now: OffsetDateTime)
-    -> Result<u64, StoreError>;
+    // ----- the audit log -----
 
     /// Appends events that accompany no state change (denials, policy violations).
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError>;
-
-    /// A token's audit events in sequence order.
-    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError>;
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
     /// Audit events matching `query` ([`AuditQuery::matches`]), in sequence order, at most
-    /// `query.limit`.
+    /// `query.limit`. One token's trail is `AuditQuery::for_token`.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// The checkpoint left by the latest [`truncate_audit`](Self::truncate_audit), if any.
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError>;
 
-    /// Deletes the longest prefix of the trail (in sequence order, at most `limit` events) whose
-    /// events all have `at < before` (it stops at the first newer event, so the remaining chain
-    /// is unbroken), and records
-    /// the last deleted event's sequence number and hash as the [`AuditCheckpoint`], in one
-    /// transaction. Returns how many were deleted.
-    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
+    /// Deletes the longest prefix of the trail (in sequence order, at most `request.limit`
+    /// events) whose events all have `at < request.before` (it stops at the first newer event, so
+    /// the remaining chain is unbroken), and records the last deleted event's sequence number and
+    /// hash as the [`AuditCheckpoint`], in one transaction. Returns how many were deleted.
+    async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError>;
 
-    /// Finds up to `limit` tokens that are expired at `now`, not revoked, and not yet recorded as
-    /// expired; records them as expired (a store-internal marker, so each is reported once) and
-    /// appends an `Expired` event per token ([`AuditEvent::by_sweeper`]) in one transaction.
-    /// Returns their ids. Cost grows with the tokens found, not the table (index on expiry).
-    async fn mark_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<TokenId>, StoreError>;
+    // ----- sweeping -----
+
+    /// Finds up to `request.limit` tokens that are expired at `request.now`, not revoked, and not
+    /// yet recorded as expired; records them as expired (a store-internal marker, so each is
+    /// reported once) and appends an `Expired` event per token ([`AuditEvent::by_sweeper`]) in
+    /// one transaction. Returns the events it committed. Cost grows with the tokens found, not
+    /// the table (index on expiry).
+    async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// Deletes up to `limit` records that [`PurgeRequest::is_due`], appending a `Purged` event per
-    /// record in the same transaction. Audit events of purged tokens are kept. Returns their ids.
-    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError>;
+    /// record in the same transaction. Audit events of purged tokens are kept. Returns the events
+    /// it committed.
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError>;
+
+    // ----- the revocation feed -----
 
     /// Subscribes to committed revocations, so caches (in this process or others sharing the
     /// store) can drop entries. `Ok(None)` when the store has no feed (the default); callers must
@@ -651,50 +739,52 @@ pub trait TokenStore: Send + Sync + 'static {
     }
 }
 
+/// The token ids named by `events`, in order (what a revocation, expiry or purge touched).
+pub fn event_token_ids(events: &[AuditEvent]) -> Vec<TokenId> {
+    events.iter().filter_map(|e| e.token_id).collect()
+}
+
+/// Implements [`TokenStore`] for a wrapper by forwarding every method to `$inner` (an expression
+/// of `self` that yields something implementing [`TokenStore`]). The generated impl denies
+/// `clippy::missing_trait_methods`, so a defaulted method (such as `subscribe_revocations`) can
+/// never go silently unforwarded when the trait grows.
 macro_rules! forward_store {
     ($ty:ty) => {
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: TokenStore + ?Sized> TokenStore for $ty {
             fn name(&self) -> &'static str {
                 (**self).name()
             }
-            async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+            async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
                 (**self).insert(insert).await
             }
             async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
                 (**self).get(id).await
-            }
-            async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
-                (**self).rotate(rotation).await
-            }
-            async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
-                (**self).revoke(request).await
-            }
-            async fn consume_use(
-                &self,
-                id: TokenId,
-                now: OffsetDateTime,
-            ) -> Result<UseOutcome, StoreError> {
-                (**self).consume_use(id, now).await
-            }
-            async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
-                (**self).record_usage(updates).await
             }
             async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
                 (**self).list(query).await
             }
             async fn count_live_with_key(
                 &self,
-                key: KeyId,
-                now: OffsetDateTime,
+                query: &CountLiveWithKey,
             ) -> Result<u64, StoreError> {
-                (**self).count_live_with_key(key, now).await
+                (**self).count_live_with_key(query).await
             }
-            async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+            async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
+                (**self).rotate(rotation).await
+            }
+            async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
+                (**self).revoke(request).await
+            }
+            async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
+                (**self).consume_use(request).await
+            }
+            async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+                (**self).record_usage(updates).await
+            }
+            async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
                 (**self).append_audit(events).await
-            }
-            async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
-                (**self).audit_for_token(id).await
             }
             async fn query_audit(
                 &self,
@@ -705,21 +795,16 @@ macro_rules! forward_store {
             async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
                 (**self).audit_checkpoint().await
             }
-            async fn truncate_audit(
-                &self,
-                before: OffsetDateTime,
-                limit: u32,
-            ) -> Result<u64, StoreError> {
-                (**self).truncate_audit(before, limit).await
+            async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
+                (**self).truncate_audit(request).await
             }
             async fn mark_expired(
                 &self,
-                now: OffsetDateTime,
-                limit: u32,
-            ) -> Result<Vec<TokenId>, StoreError> {
-                (**self).mark_expired(now, limit).await
+                request: &MarkExpired,
+            ) -> Result<Vec<AuditEvent>, StoreError> {
+                (**self).mark_expired(request).await
             }
-            async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+            async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
                 (**self).purge(request).await
             }
             async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {

@@ -19,14 +19,11 @@
 //! write); beyond that denials are counted in `stats().denied_events_coalesced`, not written.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditHash, AuditQuery, AuditRecord, chain_hash};
-use crate::error::Error;
-use crate::manager::TokenManager;
+use crate::audit::{AuditEvent, AuditHash, AuditRecord};
 
 /// Receives every audit event the manager has written to the store (after the write succeeded),
 /// e.g. to forward to `tracing` or a SIEM. The store remains the record; a sink must not block.
@@ -203,119 +200,6 @@ impl DenialCoalescer {
             },
         );
         Admission::Write { suppressed: 0 }
-    }
-}
-
-impl TokenManager {
-    /// Audit events matching `query`, one page at a time (keyset pagination on the sequence
-    /// number).
-    pub async fn query_audit(&self, query: AuditQuery) -> Result<AuditPage, Error> {
-        if query.limit == 0 || query.limit > 1000 {
-            return Err(Error::InvalidRequest {
-                field: "query.limit",
-                problem: format!("is {}; allowed is 1 to 1000", query.limit),
-            });
-        }
-        let mut probe = query.clone();
-        probe.limit = query.limit + 1;
-        let mut items = self.store().query_audit(&probe).await?;
-        let next_after = if items.len() > query.limit as usize {
-            items.truncate(query.limit as usize);
-            items.last().map(|r| r.seq)
-        } else {
-            None
-        };
-        Ok(AuditPage { items, next_after })
-    }
-
-    /// Streams every event matching `query` (its `after_seq` is the starting point; its `limit`
-    /// is the page size used while streaming) to `out` as JSON Lines, one [`AuditRecord`] per
-    /// line with the field names documented there. Returns the number of lines written.
-    pub async fn export_audit_jsonl(
-        &self,
-        mut query: AuditQuery,
-        out: &mut (dyn Write + Send),
-    ) -> Result<u64, Error> {
-        let mut written = 0;
-        loop {
-            let page = self.query_audit(query.clone()).await?;
-            for record in &page.items {
-                serde_json::to_writer(&mut *out, record).map_err(|e| Error::InvalidRequest {
-                    field: "export output",
-                    problem: e.to_string(),
-                })?;
-                out.write_all(b"\n").map_err(|e| Error::InvalidRequest {
-                    field: "export output",
-                    problem: e.to_string(),
-                })?;
-                written += 1;
-            }
-            match page.next_after {
-                Some(seq) => query.after_seq = Some(seq),
-                None => return Ok(written),
-            }
-        }
-    }
-
-    /// Recomputes the hash chain over events with sequence numbers in `from..=to` and reports the
-    /// first broken link.
-    ///
-    /// With `from = None`, verification starts at the beginning of the trail: from the retention
-    /// checkpoint if old events were truncated, else from [`AuditHash::GENESIS`], so the first
-    /// event is verified too. With `from = Some(seq)`, the first event at or after `seq` is
-    /// trusted as the anchor and every later link is verified.
-    pub async fn verify_audit_chain(
-        &self,
-        from: Option<u64>,
-        to: Option<u64>,
-    ) -> Result<ChainReport, Error> {
-        let mut prev: Option<AuditHash> = None;
-        let mut after = None;
-        match from {
-            None => {
-                let checkpoint = self.store().audit_checkpoint().await?;
-                prev = Some(checkpoint.map_or(AuditHash::GENESIS, |c| c.hash));
-                after = checkpoint.map(|c| c.seq);
-            }
-            Some(seq) => {
-                if seq > 0 {
-                    after = Some(seq - 1);
-                }
-            }
-        }
-        let mut report = ChainReport {
-            checked: 0,
-            first_broken: None,
-            head: None,
-        };
-        loop {
-            let mut query = AuditQuery::new().limit(1000);
-            query.after_seq = after;
-            let page = self.store().query_audit(&query).await?;
-            let Some(last) = page.last() else {
-                return Ok(report);
-            };
-            after = Some(last.seq);
-            for record in &page {
-                if to.is_some_and(|to| record.seq > to) {
-                    return Ok(report);
-                }
-                if let Some(p) = prev {
-                    let expected = chain_hash(&p, record.seq, &record.event);
-                    if expected != record.hash {
-                        report.first_broken = Some(BrokenLink {
-                            seq: record.seq,
-                            expected,
-                            stored: record.hash,
-                        });
-                        return Ok(report);
-                    }
-                }
-                prev = Some(record.hash);
-                report.checked += 1;
-                report.head = Some((record.seq, record.hash));
-            }
-        }
     }
 }
 

@@ -29,13 +29,13 @@ use futures_util::stream;
 use time::OffsetDateTime;
 use token_core::audit::chain_hash;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationNotice, RevocationStream,
-    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate,
-    UseOutcome,
+    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
+    RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken,
+    StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Cursor, KeyId,
-    TokenId, TokenIdHasherBuilder, TokenRecord, TokenState,
+    AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Cursor, TokenId,
+    TokenIdHasherBuilder, TokenRecord, TokenState,
 };
 use tokio::sync::broadcast;
 
@@ -78,8 +78,9 @@ struct State {
 
 impl State {
     /// Appends events to the hash chain (the write lock serializes appends).
-    fn append(&mut self, events: Vec<AuditEvent>) {
+    fn append(&mut self, events: &[AuditEvent]) {
         for event in events {
+            let event = event.clone();
             self.next_seq += 1;
             let seq = self.next_seq;
             let prev = self
@@ -263,9 +264,9 @@ impl TokenStore for MemoryStore {
         "memory"
     }
 
-    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
         let mut state = self.write();
-        let record = insert.record;
+        let record = &insert.record;
         if state.records.contains_key(&record.id) {
             return Err(StoreError::AlreadyExists { id: record.id });
         }
@@ -278,12 +279,12 @@ impl TokenStore for MemoryStore {
                 });
             }
             if let Some(parent_expires_at) =
-                parent_record.and_then(|p| InsertToken::child_outlives(p, &record))
+                parent_record.and_then(|p| InsertToken::child_outlives(p, record))
             {
                 return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
             if let Some(remaining) =
-                parent_record.and_then(|p| InsertToken::child_exceeds_uses(p, &record))
+                parent_record.and_then(|p| InsertToken::child_exceeds_uses(p, record))
             {
                 return Ok(InsertOutcome::UsesExceedParent { remaining });
             }
@@ -296,9 +297,9 @@ impl TokenStore for MemoryStore {
         if let Some(parent) = record.parent_id {
             state.children.entry(parent).or_default().push(record.id);
         }
-        state.index_insert(&record);
-        state.records.insert(record.id, Arc::new(record));
-        state.append(insert.events);
+        state.index_insert(record);
+        state.records.insert(record.id, Arc::new(record.clone()));
+        state.append(&insert.events);
         Ok(InsertOutcome::Inserted)
     }
 
@@ -306,7 +307,7 @@ impl TokenStore for MemoryStore {
         Ok(self.read().records.get(&id).cloned())
     }
 
-    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         let mut state = self.write();
         let Some(old) = state.records.get(&rotation.predecessor) else {
             return Ok(RotateOutcome::NotFound);
@@ -318,7 +319,7 @@ impl TokenStore for MemoryStore {
         if old_state != TokenState::Active {
             return Ok(RotateOutcome::NotActive(old_state));
         }
-        let mut successor = rotation.successor;
+        let mut successor = rotation.successor.clone();
         if let Some(max) = old.max_uses {
             successor.max_uses = Some(max.saturating_sub(old.use_count));
         }
@@ -335,11 +336,11 @@ impl TokenStore for MemoryStore {
         }
         state.index_insert(&successor);
         state.records.insert(successor_id, Arc::new(successor));
-        state.append(rotation.events);
+        state.append(&rotation.events);
         Ok(RotateOutcome::Rotated)
     }
 
-    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         let mut state = self.write();
         let mut matched = state.select(&request.selector, request.at);
         if let Some(limit) = request.limit {
@@ -373,20 +374,17 @@ impl TokenStore for MemoryStore {
             state.update_indexed(id, |r| r.revocation = Some(revocation));
             revoked.push(id);
         }
-        state.append(events);
+        state.append(&events);
         drop(state);
         if !revoked.is_empty() {
             // No subscribers is not an error.
-            let _ = self.revocations.send(revoked.clone());
+            let _ = self.revocations.send(revoked);
         }
-        Ok(revoked)
+        Ok(events)
     }
 
-    async fn consume_use(
-        &self,
-        id: TokenId,
-        now: OffsetDateTime,
-    ) -> Result<UseOutcome, StoreError> {
+    async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
+        let (id, now) = (request.id, request.now);
         let mut state = self.write();
         let Some(record) = state.records.get(&id) else {
             return Ok(UseOutcome::NotFound);
@@ -436,20 +434,16 @@ impl TokenStore for MemoryStore {
             .collect())
     }
 
-    async fn count_live_with_key(
-        &self,
-        key: KeyId,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    async fn count_live_with_key(&self, query: &CountLiveWithKey) -> Result<u64, StoreError> {
         Ok(self
             .read()
             .records
             .values()
-            .filter(|r| r.hash_key_id == key && is_live(r, now))
+            .filter(|r| r.hash_key_id == query.key && is_live(r, query.now))
             .count() as u64)
     }
 
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         self.write().append(events);
         Ok(())
     }
@@ -468,22 +462,23 @@ impl TokenStore for MemoryStore {
         Ok(Some(Box::pin(feed)))
     }
 
-    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
-        let state = self.read();
-        Ok(state
-            .audit_by_token
-            .get(&id)
-            .map(|seqs| {
-                seqs.iter()
-                    .filter_map(|seq| state.audit.get(seq).cloned())
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let state = self.read();
         let start = query.after_seq.map_or(0, |s| s.saturating_add(1));
+        if let Some(id) = query.token_id {
+            // One token's trail: its own index, not a walk of the whole log.
+            return Ok(state
+                .audit_by_token
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter(|seq| **seq >= start)
+                .filter_map(|seq| state.audit.get(seq))
+                .filter(|r| query.matches(r))
+                .take(query.limit as usize)
+                .cloned()
+                .collect());
+        }
         Ok(state
             .audit
             .range(start..)
@@ -498,7 +493,8 @@ impl TokenStore for MemoryStore {
         Ok(self.read().checkpoint)
     }
 
-    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
+        let (before, limit) = (request.before, request.limit);
         let mut state = self.write();
         let mut removed = 0;
         while removed < u64::from(limit) {
@@ -526,11 +522,8 @@ impl TokenStore for MemoryStore {
         Ok(removed)
     }
 
-    async fn mark_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<TokenId>, StoreError> {
+    async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
+        let (now, limit) = (request.now, request.limit);
         let mut state = self.write();
         let due: Vec<(OffsetDateTime, TokenId)> = state
             .unmarked_expiry
@@ -539,7 +532,6 @@ impl TokenStore for MemoryStore {
             .take(limit as usize)
             .copied()
             .collect();
-        let mut marked = Vec::new();
         let mut events = Vec::new();
         for key in due {
             state.unmarked_expiry.remove(&key);
@@ -547,14 +539,13 @@ impl TokenStore for MemoryStore {
                 && record.revocation.is_none()
             {
                 events.push(AuditEvent::by_sweeper(AuditKind::Expired, record, now));
-                marked.push(key.1);
             }
         }
-        state.append(events);
-        Ok(marked)
+        state.append(&events);
+        Ok(events)
     }
 
-    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         let mut state = self.write();
         let limit = request.limit as usize;
         let mut due: Vec<TokenId> = state
@@ -593,7 +584,7 @@ impl TokenStore for MemoryStore {
                 request.now,
             ));
         }
-        state.append(events);
-        Ok(due)
+        state.append(&events);
+        Ok(events)
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationStream, RevokeRequest,
-    RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
+    RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenStore,
+    TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::sweeper::Sweeper;
 use token_core::{
@@ -24,28 +24,25 @@ struct Flaky {
 }
 
 #[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl TokenStore for Flaky {
     fn name(&self) -> &'static str {
         "flaky"
     }
-    async fn insert(&self, i: InsertToken) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, i: &InsertToken) -> Result<InsertOutcome, StoreError> {
         self.inner.insert(i).await
     }
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         self.inner.get(id).await
     }
-    async fn rotate(&self, r: RotateToken) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(&self, r: &RotateToken) -> Result<RotateOutcome, StoreError> {
         self.inner.rotate(r).await
     }
-    async fn revoke(&self, r: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn revoke(&self, r: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.revoke(r).await
     }
-    async fn consume_use(
-        &self,
-        id: TokenId,
-        now: OffsetDateTime,
-    ) -> Result<UseOutcome, StoreError> {
-        self.inner.consume_use(id, now).await
+    async fn consume_use(&self, u: &ConsumeUse) -> Result<UseOutcome, StoreError> {
+        self.inner.consume_use(u).await
     }
     async fn record_usage(&self, u: &[UsageUpdate]) -> Result<(), StoreError> {
         self.inner.record_usage(u).await
@@ -53,14 +50,11 @@ impl TokenStore for Flaky {
     async fn list(&self, q: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
         self.inner.list(q).await
     }
-    async fn count_live_with_key(&self, k: KeyId, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.count_live_with_key(k, now).await
+    async fn count_live_with_key(&self, q: &CountLiveWithKey) -> Result<u64, StoreError> {
+        self.inner.count_live_with_key(q).await
     }
-    async fn append_audit(&self, e: Vec<AuditEvent>) -> Result<(), StoreError> {
+    async fn append_audit(&self, e: &[AuditEvent]) -> Result<(), StoreError> {
         self.inner.append_audit(e).await
-    }
-    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
-        self.inner.audit_for_token(id).await
     }
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         self.inner.query_audit(q).await
@@ -68,10 +62,10 @@ impl TokenStore for Flaky {
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
         self.inner.audit_checkpoint().await
     }
-    async fn truncate_audit(&self, b: OffsetDateTime, l: u32) -> Result<u64, StoreError> {
-        self.inner.truncate_audit(b, l).await
+    async fn truncate_audit(&self, t: &TruncateAudit) -> Result<u64, StoreError> {
+        self.inner.truncate_audit(t).await
     }
-    async fn mark_expired(&self, now: OffsetDateTime, l: u32) -> Result<Vec<TokenId>, StoreError> {
+    async fn mark_expired(&self, m: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
         if self
             .failures_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -82,9 +76,9 @@ impl TokenStore for Flaky {
                 source: "injected failure".into(),
             });
         }
-        self.inner.mark_expired(now, l).await
+        self.inner.mark_expired(m).await
     }
-    async fn purge(&self, r: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn purge(&self, r: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.purge(r).await
     }
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {

@@ -239,11 +239,12 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationStream, RevokeRequest,
-    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
+    RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError,
+    TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, KeyId, TokenId, TokenRecord,
+    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, TokenId, TokenRecord,
     TokenState,
 };
 use tokio::sync::watch;
@@ -311,7 +312,6 @@ struct Sql {
     consume_use: Arc<str>,
     record_usage: Arc<str>,
     count_live_key: Arc<str>,
-    audit_for_token: Arc<str>,
     audit_base: String,
     checkpoint: Arc<str>,
     truncate_scan: Arc<str>,
@@ -390,9 +390,6 @@ impl Sql {
             count_live_key: arc(format!(
                 "SELECT count(*) FROM {s}.tokens WHERE hash_key_id = $1 AND revoked_at IS NULL \
                  AND (expires_at IS NULL OR expires_at > $2)"
-            )),
-            audit_for_token: arc(format!(
-                "SELECT {AUDIT_COLUMNS} FROM {s}.audit_events WHERE token_id = $1 ORDER BY seq"
             )),
             audit_base: format!("SELECT {AUDIT_COLUMNS} FROM {s}.audit_events WHERE TRUE"),
             checkpoint: arc(format!(
@@ -804,7 +801,7 @@ impl TokenStore for PgStore {
         STORE
     }
 
-    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let record = &insert.record;
         if let Some(parent) = record.parent_id {
@@ -871,7 +868,7 @@ impl TokenStore for PgStore {
         Ok(row.as_ref().map(record_from_row).transpose()?.map(Arc::new))
     }
 
-    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let Some(old) = self
             .fetch_locked(
@@ -893,7 +890,7 @@ impl TokenStore for PgStore {
             self.rollback(tx).await?;
             return Ok(RotateOutcome::NotActive(state));
         }
-        let mut successor = rotation.successor;
+        let mut successor = rotation.successor.clone();
         if let Some(max) = old.max_uses {
             // The uses left as read under the row lock: no use is granted twice.
             successor.max_uses = Some(max.saturating_sub(old.use_count));
@@ -911,7 +908,7 @@ impl TokenStore for PgStore {
         Ok(RotateOutcome::Rotated)
     }
 
-    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         if request.limit == Some(0) {
             return Ok(Vec::new());
         }
@@ -987,14 +984,11 @@ impl TokenStore for PgStore {
                 .map_err(|e| self.err(e))?;
         }
         self.commit(tx).await?;
-        Ok(revoked)
+        Ok(events)
     }
 
-    async fn consume_use(
-        &self,
-        id: TokenId,
-        now: OffsetDateTime,
-    ) -> Result<UseOutcome, StoreError> {
+    async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
+        let (id, now) = (request.id, request.now);
         let pool = self.ready().await?;
         let count: Option<i64> = sqlx::query_scalar(q(&self.inner.sql.consume_use))
             .bind(id_bytes(id))
@@ -1124,11 +1118,8 @@ impl TokenStore for PgStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn count_live_with_key(
-        &self,
-        key: KeyId,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    async fn count_live_with_key(&self, query: &CountLiveWithKey) -> Result<u64, StoreError> {
+        let (key, now) = (query.key, query.now);
         let pool = self.ready().await?;
         let count: i64 = sqlx::query_scalar(q(&self.inner.sql.count_live_key))
             .bind(i64::from(key.get()))
@@ -1139,23 +1130,13 @@ impl TokenStore for PgStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        self.append_events(&mut tx, &events).await?;
+        self.append_events(&mut tx, events).await?;
         self.commit(tx).await
-    }
-
-    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
-        let pool = self.ready().await?;
-        let rows = sqlx::query(q(&self.inner.sql.audit_for_token))
-            .bind(id_bytes(id))
-            .fetch_all(pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        rows.iter().map(audit_from_row).collect()
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
@@ -1210,7 +1191,8 @@ impl TokenStore for PgStore {
             .transpose()
     }
 
-    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
+        let (before, limit) = (request.before, request.limit);
         if limit == 0 {
             return Ok(0);
         }
@@ -1247,11 +1229,8 @@ impl TokenStore for PgStore {
         Ok(deleted)
     }
 
-    async fn mark_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<TokenId>, StoreError> {
+    async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
+        let (now, limit) = (request.now, request.limit);
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -1267,7 +1246,6 @@ impl TokenStore for PgStore {
             return Ok(Vec::new());
         }
         let mut raw_ids = Vec::with_capacity(rows.len());
-        let mut marked = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             let raw: Vec<u8> = row
@@ -1276,7 +1254,6 @@ impl TokenStore for PgStore {
             // The marker is store-internal: a row that cannot even be named is marked too (so it
             // does not hold the front of every sweep), but not reported.
             if let Some(event) = sweeper_event(AuditKind::Expired, row, now) {
-                marked.extend(event.token_id);
                 events.push(event);
             }
             raw_ids.push(raw);
@@ -1289,10 +1266,10 @@ impl TokenStore for PgStore {
             .map_err(|e| self.err(e))?;
         self.append_events(&mut tx, &events).await?;
         self.commit(tx).await?;
-        Ok(marked)
+        Ok(events)
     }
 
-    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         if request.limit == 0 {
             return Ok(Vec::new());
         }
@@ -1305,7 +1282,6 @@ impl TokenStore for PgStore {
             .await
             .map_err(|e| self.err(e))?;
         let mut raw_ids = Vec::with_capacity(rows.len());
-        let mut purged = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             // Deleting a record is a lifecycle change: a row that cannot be named in its event
@@ -1317,10 +1293,9 @@ impl TokenStore for PgStore {
                 continue;
             };
             raw_ids.push(id_bytes(id));
-            purged.push(id);
             events.push(event);
         }
-        if purged.is_empty() {
+        if events.is_empty() {
             self.rollback(tx).await?;
             return Ok(Vec::new());
         }
@@ -1332,7 +1307,7 @@ impl TokenStore for PgStore {
             .map_err(|e| self.err(e))?;
         self.append_events(&mut tx, &events).await?;
         self.commit(tx).await?;
-        Ok(purged)
+        Ok(events)
     }
 
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {

@@ -72,7 +72,7 @@ async fn concurrent_appends_keep_one_chain() {
                     ))
                     .await
                     .unwrap_or_else(|e| panic!("issue: {e}"));
-                raw.append_audit(vec![
+                raw.append_audit(&[
                     AuditEvent::new(AuditKind::PolicyViolation, token_core::Clock::now(&clock))
                         .with_reason(format!("task {task} round {round}")),
                     AuditEvent::new(AuditKind::Denied, token_core::Clock::now(&clock))

@@ -264,7 +264,7 @@ async fn corrupt_rows_are_reported_and_never_validate() {
     // Unknown audit kind and bad audit token id.
     let id = TokenId::from_bytes([9; 16]);
     store
-        .append_audit(vec![
+        .append_audit(&[
             AuditEvent::new(AuditKind::Denied, time::OffsetDateTime::UNIX_EPOCH)
                 .with_token(id, "s"),
         ])
@@ -275,7 +275,10 @@ async fn corrupt_rows_are_reported_and_never_validate() {
         format!("UPDATE \"{schema}\".audit_events SET kind = 'exploded'"),
     )
     .await;
-    let err = store.audit_for_token(id).await.err();
+    let err = store
+        .query_audit(&token_core::AuditQuery::new().token(id).limit(1000))
+        .await
+        .err();
     assert!(
         matches!(&err, Some(StoreError::Corrupt { message, .. }) if message.contains("audit_events") && message.contains("kind")),
         "{err:?}"

@@ -181,13 +181,13 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use token_core::audit::SWEEPER_ACTOR;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevocationNotice, RevocationStream,
-    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, UsageUpdate,
-    UseOutcome,
+    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
+    RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken,
+    StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, Context, KeyId, TokenId,
-    TokenRecord, TokenState,
+    AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, Context, TokenId, TokenRecord,
+    TokenState,
 };
 use tokio::sync::broadcast;
 
@@ -658,7 +658,7 @@ impl TokenStore for SqliteStore {
         "sqlite"
     }
 
-    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let record = &insert.record;
         if exists(&mut tx, record.id).await? {
@@ -721,7 +721,7 @@ impl TokenStore for SqliteStore {
         }
     }
 
-    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let Some(old) = fetch_record(&mut tx, rotation.predecessor).await? else {
             rollback(tx).await?;
@@ -736,7 +736,7 @@ impl TokenStore for SqliteStore {
             rollback(tx).await?;
             return Ok(RotateOutcome::NotActive(old_state));
         }
-        let mut successor = rotation.successor;
+        let mut successor = rotation.successor.clone();
         if let Some(max) = old.max_uses {
             // The uses left as of this transaction: none is granted twice.
             successor.max_uses = Some(max.saturating_sub(old.use_count));
@@ -759,7 +759,7 @@ impl TokenStore for SqliteStore {
         Ok(RotateOutcome::Rotated)
     }
 
-    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         if request.limit == Some(0) {
             return Ok(Vec::new());
         }
@@ -805,18 +805,15 @@ impl TokenStore for SqliteStore {
         tx.commit().await.map_err(backend)?;
         if !revoked.is_empty() {
             // After the commit; no subscribers is not an error.
-            let _ = self.inner.revocations.send(revoked.clone());
+            let _ = self.inner.revocations.send(revoked);
         }
-        Ok(revoked)
+        Ok(events)
     }
 
-    async fn consume_use(
-        &self,
-        id: TokenId,
-        now: OffsetDateTime,
-    ) -> Result<UseOutcome, StoreError> {
+    async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         let pool = self.ready().await?;
-        let now = micros(now);
+        let id = request.id;
+        let now = micros(request.now);
         // One atomic conditional statement: concurrent callers can never count past max_uses.
         let counted: Option<i64> = sqlx::query_scalar(
             "UPDATE tokens SET use_count = use_count + 1, \
@@ -888,11 +885,8 @@ impl TokenStore for SqliteStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn count_live_with_key(
-        &self,
-        key: KeyId,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    async fn count_live_with_key(&self, query: &CountLiveWithKey) -> Result<u64, StoreError> {
+        let (key, now) = (query.key, query.now);
         let pool = self.ready().await?;
         let sql = format!("SELECT count(*) FROM tokens WHERE hash_key_id = ? AND {LIVE}");
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -904,25 +898,13 @@ impl TokenStore for SqliteStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        append_events(&mut tx, &events).await?;
+        append_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
-    }
-
-    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
-        let pool = self.ready().await?;
-        let sql =
-            format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE token_id = ? ORDER BY seq");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id_bytes(id))
-            .fetch_all(pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(audit_from_row).collect()
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
@@ -949,7 +931,8 @@ impl TokenStore for SqliteStore {
             .transpose()
     }
 
-    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
+        let (before, limit) = (request.before, request.limit);
         if limit == 0 {
             return Ok(0);
         }
@@ -986,11 +969,8 @@ impl TokenStore for SqliteStore {
         Ok(prefix.len() as u64)
     }
 
-    async fn mark_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<TokenId>, StoreError> {
+    async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
+        let (now, limit) = (request.now, request.limit);
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -1001,16 +981,12 @@ impl TokenStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
-        let mut marked = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             let raw_id: Vec<u8> = sqlx::Row::try_get(row, "id").map_err(backend)?;
             // The marker is store-internal: a row that cannot even be named is marked too (so it
             // does not occupy the front of every sweep), but not reported.
             if let Some(event) = sweeper_event(AuditKind::Expired, row, now) {
-                if let Some(id) = event.token_id {
-                    marked.push(id);
-                }
                 events.push(event);
             }
             sqlx::query("UPDATE tokens SET expiry_recorded_at = ? WHERE id = ?")
@@ -1022,10 +998,10 @@ impl TokenStore for SqliteStore {
         }
         append_events(&mut tx, &events).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(marked)
+        Ok(events)
     }
 
-    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         if request.limit == 0 {
             return Ok(Vec::new());
         }
@@ -1040,16 +1016,15 @@ impl TokenStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
-        let mut purged = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             // Deleting a record is a lifecycle change: one that cannot be named in its event stays.
             let Some(event) = sweeper_event(AuditKind::Purged, row, request.now) else {
                 continue;
             };
-            let Some(id) = event.token_id else {
+            if event.token_id.is_none() {
                 continue;
-            };
+            }
             let raw_id: Vec<u8> = sqlx::Row::try_get(row, "id").map_err(backend)?;
             // Labels explicitly too: a host pool may run without `foreign_keys`.
             for sql in [
@@ -1062,12 +1037,11 @@ impl TokenStore for SqliteStore {
                     .await
                     .map_err(backend)?;
             }
-            purged.push(id);
             events.push(event);
         }
         append_events(&mut tx, &events).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(purged)
+        Ok(events)
     }
 
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {

@@ -172,7 +172,14 @@ async fn unknown_audit_kind_is_corrupt() {
         .execute(store.pool())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    match store.audit_for_token(issued.token.id()).await {
+    match store
+        .query_audit(
+            &token_core::AuditQuery::new()
+                .token(issued.token.id())
+                .limit(1000),
+        )
+        .await
+    {
         Err(StoreError::Corrupt { message, .. }) => {
             assert!(message.contains("audit_events.kind"), "{message}");
             assert!(message.contains("teleported"), "{message}");

@@ -81,7 +81,7 @@ async fn state_filter_matches_state_at_exactly() {
     let records = records();
     for record in &records {
         store
-            .insert(InsertToken::new(record.clone(), None, T, Vec::new()))
+            .insert(&InsertToken::new(record.clone(), None, T, Vec::new()))
             .await
             .unwrap_or_else(|e| panic!("insert: {e}"));
     }
@@ -134,7 +134,7 @@ async fn pagination_follows_created_at_then_id_order() {
     let records = records();
     for record in &records {
         store
-            .insert(InsertToken::new(record.clone(), None, T, Vec::new()))
+            .insert(&InsertToken::new(record.clone(), None, T, Vec::new()))
             .await
             .unwrap_or_else(|e| panic!("insert: {e}"));
     }

@@ -253,7 +253,7 @@ async fn version_1_database_is_upgraded_and_its_events_chained() {
     assert_eq!(events[2].event.request_id.as_deref(), Some("r-1"));
     assert_eq!(events[2].event.reason.as_deref(), Some("leaked"));
     let trail = store
-        .audit_for_token(id)
+        .query_audit(&token_core::AuditQuery::new().token(id).limit(1000))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(trail.len(), 2);

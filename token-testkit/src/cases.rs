@@ -603,7 +603,7 @@ pub async fn derive_from_revoked_parent_fails(f: &dyn Fixture) {
     record.revocation = None;
     let outcome = env
         .store
-        .insert(InsertToken::new(record, None, env.clock_now(), Vec::new()))
+        .insert(&InsertToken::new(record, None, env.clock_now(), Vec::new()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -1246,12 +1246,12 @@ pub async fn audit_event_round_trips_every_field(f: &dyn Fixture) {
         .with_detail("detail");
     event.fingerprint = Some("00ff".into());
     env.store
-        .append_audit(vec![event.clone()])
+        .append_audit(&[event.clone()])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let stored = env
         .store
-        .audit_for_token(id)
+        .query_audit(&token_core::AuditQuery::new().token(id).limit(1000))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.len(), 1);
@@ -1263,7 +1263,7 @@ pub async fn duplicate_id_is_already_exists(f: &dyn Fixture) {
     let issued = env.issue("u", "a").await;
     let err = env
         .store
-        .insert(InsertToken::new(
+        .insert(&InsertToken::new(
             issued.record.clone(),
             None,
             env.clock_now(),
@@ -2153,14 +2153,20 @@ pub async fn no_use_is_counted_on_a_revoked_or_expired_token(f: &dyn Fixture) {
     revoke(&env, RevokeSelector::Token(revoked.token.id())).await;
     let outcome = env
         .store
-        .consume_use(revoked.token.id(), env.clock_now())
+        .consume_use(&token_core::ConsumeUse::new(
+            revoked.token.id(),
+            env.clock_now(),
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, token_core::UseOutcome::NotActive);
     env.advance(HOUR);
     let outcome = env
         .store
-        .consume_use(expiring.token.id(), env.clock_now())
+        .consume_use(&token_core::ConsumeUse::new(
+            expiring.token.id(),
+            env.clock_now(),
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, token_core::UseOutcome::NotActive);
@@ -2279,7 +2285,7 @@ pub async fn store_refuses_a_child_that_outlives_its_parent(f: &dyn Fixture) {
         .map(|e| e + time::Duration::seconds(1));
     let outcome = env
         .store
-        .insert(InsertToken::new(
+        .insert(&InsertToken::new(
             child.clone(),
             None,
             env.clock_now(),
@@ -2294,7 +2300,7 @@ pub async fn store_refuses_a_child_that_outlives_its_parent(f: &dyn Fixture) {
     child.expires_at = parent.record.expires_at;
     let outcome = env
         .store
-        .insert(InsertToken::new(child, None, env.clock_now(), Vec::new()))
+        .insert(&InsertToken::new(child, None, env.clock_now(), Vec::new()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, InsertOutcome::Inserted);
@@ -2341,7 +2347,7 @@ pub async fn store_refuses_a_child_with_more_uses_than_its_parent_has_left(f: &d
         child.max_uses = uses;
         let outcome = env
             .store
-            .insert(InsertToken::new(
+            .insert(&InsertToken::new(
                 child.clone(),
                 None,
                 env.clock_now(),
@@ -2368,7 +2374,10 @@ pub async fn no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant(f: 
     // its earlier `now`: the successor already holds every use left, so none may be counted.
     let outcome = env
         .store
-        .consume_use(old.token.id(), before_rotation)
+        .consume_use(&token_core::ConsumeUse::new(
+            old.token.id(),
+            before_rotation,
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, token_core::UseOutcome::NotActive);
@@ -2434,10 +2443,8 @@ pub async fn concurrent_writers_keep_one_audit_chain(f: &dyn Fixture) {
                     .await
                     .unwrap_or_else(|e| panic!("issue: {e}"));
                 store
-                    .append_audit(vec![
-                        AuditEvent::new(AuditKind::PolicyViolation, now)
-                            .with_reason(format!("task {task} round {round}")),
-                    ])
+                    .append_audit(&[AuditEvent::new(AuditKind::PolicyViolation, now)
+                        .with_reason(format!("task {task} round {round}"))])
                     .await
                     .unwrap_or_else(|e| panic!("append_audit: {e}"));
                 manager

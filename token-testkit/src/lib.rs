@@ -24,13 +24,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, RevocationStream, RevokeRequest, RotateOutcome,
-    RotateToken, StoreError, TokenStore, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired,
+    RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenStore,
+    TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, KeyId, PurgeRequest, TokenId, TokenRecord,
+    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, PurgeRequest, TokenId, TokenRecord,
 };
 
 pub mod cases;
@@ -214,11 +214,12 @@ impl CountingStore {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl TokenStore for CountingStore {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    async fn insert(&self, insert: InsertToken) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
         self.tick();
         self.inner.insert(insert).await
     }
@@ -226,21 +227,17 @@ impl TokenStore for CountingStore {
         self.tick();
         self.inner.get(id).await
     }
-    async fn rotate(&self, rotation: RotateToken) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         self.tick();
         self.inner.rotate(rotation).await
     }
-    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.tick();
         self.inner.revoke(request).await
     }
-    async fn consume_use(
-        &self,
-        id: TokenId,
-        now: OffsetDateTime,
-    ) -> Result<UseOutcome, StoreError> {
+    async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.tick();
-        self.inner.consume_use(id, now).await
+        self.inner.consume_use(request).await
     }
     async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
         self.tick();
@@ -250,21 +247,13 @@ impl TokenStore for CountingStore {
         self.tick();
         self.inner.list(query).await
     }
-    async fn count_live_with_key(
-        &self,
-        key: KeyId,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    async fn count_live_with_key(&self, query: &CountLiveWithKey) -> Result<u64, StoreError> {
         self.tick();
-        self.inner.count_live_with_key(key, now).await
+        self.inner.count_live_with_key(query).await
     }
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         self.tick();
         self.inner.append_audit(events).await
-    }
-    async fn audit_for_token(&self, id: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
-        self.tick();
-        self.inner.audit_for_token(id).await
     }
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         self.tick();
@@ -274,19 +263,15 @@ impl TokenStore for CountingStore {
         self.tick();
         self.inner.audit_checkpoint().await
     }
-    async fn truncate_audit(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
         self.tick();
-        self.inner.truncate_audit(before, limit).await
+        self.inner.truncate_audit(request).await
     }
-    async fn mark_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<TokenId>, StoreError> {
+    async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
         self.tick();
-        self.inner.mark_expired(now, limit).await
+        self.inner.mark_expired(request).await
     }
-    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.tick();
         self.inner.purge(request).await
     }

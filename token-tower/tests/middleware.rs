@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderName, Request, Response, StatusCode};
-use time::OffsetDateTime;
 use token_core::store::{
-    InsertOutcome, InsertToken, ListQuery, PurgeRequest, RevokeRequest, RotateOutcome, RotateToken,
-    StoreError, TokenStore, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
+    RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenStore,
+    TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, HashKey, IssueRequest, KeyId,
@@ -371,23 +371,24 @@ fn down() -> StoreError {
 }
 
 #[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl TokenStore for DownStore {
     fn name(&self) -> &'static str {
         "down"
     }
-    async fn insert(&self, _: InsertToken) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, _: &InsertToken) -> Result<InsertOutcome, StoreError> {
         Err(down())
     }
     async fn get(&self, _: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         Err(down())
     }
-    async fn rotate(&self, _: RotateToken) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(&self, _: &RotateToken) -> Result<RotateOutcome, StoreError> {
         Err(down())
     }
-    async fn revoke(&self, _: &RevokeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn revoke(&self, _: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         Err(down())
     }
-    async fn consume_use(&self, _: TokenId, _: OffsetDateTime) -> Result<UseOutcome, StoreError> {
+    async fn consume_use(&self, _: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         Err(down())
     }
     async fn record_usage(&self, _: &[UsageUpdate]) -> Result<(), StoreError> {
@@ -396,13 +397,10 @@ impl TokenStore for DownStore {
     async fn list(&self, _: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
         Err(down())
     }
-    async fn count_live_with_key(&self, _: KeyId, _: OffsetDateTime) -> Result<u64, StoreError> {
+    async fn count_live_with_key(&self, _: &CountLiveWithKey) -> Result<u64, StoreError> {
         Err(down())
     }
-    async fn append_audit(&self, _: Vec<AuditEvent>) -> Result<(), StoreError> {
-        Err(down())
-    }
-    async fn audit_for_token(&self, _: TokenId) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn append_audit(&self, _: &[AuditEvent]) -> Result<(), StoreError> {
         Err(down())
     }
     async fn query_audit(&self, _: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
@@ -411,13 +409,16 @@ impl TokenStore for DownStore {
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
         Err(down())
     }
-    async fn truncate_audit(&self, _: OffsetDateTime, _: u32) -> Result<u64, StoreError> {
+    async fn truncate_audit(&self, _: &TruncateAudit) -> Result<u64, StoreError> {
         Err(down())
     }
-    async fn mark_expired(&self, _: OffsetDateTime, _: u32) -> Result<Vec<TokenId>, StoreError> {
+    async fn mark_expired(&self, _: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
         Err(down())
     }
-    async fn purge(&self, _: &PurgeRequest) -> Result<Vec<TokenId>, StoreError> {
+    async fn purge(&self, _: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
+        Err(down())
+    }
+    async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
         Err(down())
     }
 }

@@ -1,0 +1,175 @@
+//! [`ManagerBuilder`]: configuration of a [`TokenManager`] and the checks `build` makes.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::{Counters, DEFAULT_USAGE_FLUSH_INTERVAL, Inner, TokenManager};
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::format::{FormatError, TokenPrefix};
+use crate::keyring::Keyring;
+use crate::policy::{Policy, PolicyError};
+use crate::retention::Retention;
+use crate::store::TokenStore;
+use crate::trail::{AuditSink, DenialCoalescer, UseAudit};
+use crate::usage::UsageBuffer;
+
+/// Configures a [`TokenManager`].
+///
+/// ```
+/// use std::time::Duration;
+/// use token_core::{HashKey, KeyId, Keyring, ManualClock, Policy, TokenManager};
+/// use token_store_memory::MemoryStore;
+///
+/// let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+///     .prefix("acme_live")?
+///     .policy(Policy::builder().max_ttl(Duration::from_secs(86_400)).default_ttl(Duration::from_secs(3600)).build()?)
+///     .clock(ManualClock::starting_now())
+///     .usage_flush_interval(Duration::from_secs(5))
+///     .build()?;
+/// # let _ = manager;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ManagerBuilder {
+    store: Arc<dyn TokenStore>,
+    keyring: Keyring,
+    prefix: TokenPrefix,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    flush_interval: Duration,
+    retention: Retention,
+    sink: Option<Arc<dyn AuditSink>>,
+    use_audit: UseAudit,
+    denial_interval: Duration,
+    strict_validation_audit: bool,
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("store", &self.store.name())
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenManager {
+    /// Starts configuring a manager over `store`, hashing secrets with `keyring`.
+    pub fn builder(store: impl TokenStore, keyring: Keyring) -> ManagerBuilder {
+        ManagerBuilder {
+            store: Arc::new(store),
+            keyring,
+            prefix: TokenPrefix::new("tok").unwrap_or_else(|_| unreachable!("valid literal")),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            flush_interval: DEFAULT_USAGE_FLUSH_INTERVAL,
+            retention: Retention::default(),
+            sink: None,
+            use_audit: UseAudit::Off,
+            denial_interval: Duration::from_secs(60),
+            strict_validation_audit: false,
+        }
+    }
+}
+
+impl ManagerBuilder {
+    /// The prefix of issued tokens (default `tok`). Pick a distinctive one (`acme_live`) so
+    /// secret scanners can match your tokens precisely.
+    pub fn prefix(mut self, prefix: &str) -> Result<Self, FormatError> {
+        self.prefix = TokenPrefix::new(prefix)?;
+        Ok(self)
+    }
+
+    /// The issuance policy (default [`Policy::default`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The clock (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often coalesced usage (`last_used_at`, `use_count`) is written to the store (default
+    /// 10 s). Idle timeouts must be at least 10 times this.
+    pub fn usage_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Retention used by [`TokenManager::sweep`] (default [`Retention::default`]).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Also hands every written audit event to `sink` (e.g. to forward to `tracing`).
+    pub fn audit_sink(mut self, sink: impl AuditSink) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Whether successful validations write `Used` events (default [`UseAudit::Off`]).
+    pub fn audit_uses(mut self, mode: UseAudit) -> Self {
+        self.use_audit = mode;
+        self
+    }
+
+    /// Window for coalescing `Denied` events per token or fingerprint (default 60 s;
+    /// `Duration::ZERO` writes every denial).
+    pub fn denied_event_interval(mut self, interval: Duration) -> Self {
+        self.denial_interval = interval;
+        self
+    }
+
+    /// Refuses a validation whose `Used` event cannot be written (fails with a store error).
+    /// By default validation-time events are best effort, so an unavailable audit log does not
+    /// become an outage.
+    pub fn strict_validation_audit(mut self) -> Self {
+        self.strict_validation_audit = true;
+        self
+    }
+
+    /// Validates the configuration and builds the manager.
+    pub fn build(self) -> Result<TokenManager, ConfigError> {
+        if self.flush_interval.is_zero() {
+            return Err(ConfigError::ZeroInterval {
+                setting: "usage_flush_interval",
+            });
+        }
+        let min_idle_timeout = self.flush_interval.saturating_mul(10);
+        if let Some(idle) = self.policy.default_idle_timeout()
+            && idle < min_idle_timeout
+        {
+            return Err(PolicyError::IdleTimeoutTooShort {
+                timeout: idle,
+                flush_interval: self.flush_interval,
+            }
+            .into());
+        }
+        let now = self.clock.now();
+        Ok(TokenManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                prefix: self.prefix,
+                keyring: RwLock::new(Arc::new(self.keyring)),
+                policy: self.policy,
+                clock: self.clock,
+                usage: UsageBuffer::new(now),
+                flush_interval: time::Duration::try_from(self.flush_interval)
+                    .unwrap_or(time::Duration::MAX),
+                min_idle_timeout,
+                stats: Counters::default(),
+                retention: self.retention,
+                sink: self.sink,
+                use_audit: self.use_audit,
+                use_counter: AtomicU64::new(0),
+                denials: DenialCoalescer::new(self.denial_interval),
+                strict_validation_audit: self.strict_validation_audit,
+            }),
+        })
+    }
+}

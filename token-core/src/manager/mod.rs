@@ -1,0 +1,298 @@
+//! [`TokenManager`]: the facade host applications use.
+//!
+//! One file per lifecycle stage, so "where is X?" has one answer:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | the type, its results ([`IssuedToken`], [`ValidatedToken`], [`TokenPage`]) and accessors |
+//! | `builder.rs` | [`ManagerBuilder`]: configuration and its checks |
+//! | `issue.rs` | `issue`, `derive` and the policy and limit checks they share |
+//! | `validate.rs` | the hot path: `validate`, the pure decision `decide`, use accounting |
+//! | `revoke.rs` | `revoke`, revocation by a presented token (RFC 7009), introspection (RFC 7662) |
+//! | `rotate.rs` | `rotate` |
+//! | `keys.rs` | hash-key rotation and retirement |
+//! | `read.rs` | `inspect`, `list`, `audit` |
+//! | `audit.rs` | audit queries, export and chain verification |
+//! | `sweep.rs` | retention sweeps and the stale-token report |
+//! | `usage.rs` | flushing coalesced usage |
+//! | `events.rs` | denials, best-effort appends, the audit sink |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::format::{PlaintextToken, TokenId, TokenPrefix};
+use crate::keyring::Keyring;
+use crate::policy::Policy;
+use crate::record::TokenRecord;
+use crate::retention::Retention;
+use crate::scope::ScopeSet;
+use crate::store::{Cursor, TokenStore};
+use crate::trail::{AuditSink, DenialCoalescer, UseAudit};
+use crate::usage::UsageBuffer;
+
+mod audit;
+mod builder;
+mod events;
+mod issue;
+mod keys;
+mod read;
+mod revoke;
+mod rotate;
+mod sweep;
+mod usage;
+mod validate;
+
+pub use builder::ManagerBuilder;
+
+/// Default usage flush interval `F` (see [`ManagerBuilder::usage_flush_interval`]).
+pub const DEFAULT_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default page size of [`TokenManager::list`]; the maximum is [`MAX_PAGE_SIZE`].
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page [`TokenManager::list`] returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Issues, validates, derives, rotates and revokes tokens over a [`TokenStore`].
+///
+/// Cheap to clone (an `Arc` inside); share one per application.
+///
+/// ```
+/// use token_core::{HashKey, IssueRequest, KeyId, Keyring, Scope, ScopeSet, TokenManager};
+/// use token_store_memory::MemoryStore;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let keyring = Keyring::new(HashKey::generate(KeyId::new(1))?);
+/// let manager = TokenManager::builder(MemoryStore::new(), keyring).prefix("acme")?.build()?;
+///
+/// let issued = manager
+///     .issue(IssueRequest::new("user:42", ScopeSet::parse("widgets:read")?))
+///     .await?;
+/// let token = issued.token.expose_secret();
+///
+/// let read: Scope = "widgets:read".parse()?;
+/// let ok = manager.validate(token, &[read]).await?;
+/// assert_eq!(ok.subject(), "user:42");
+///
+/// let write: Scope = "widgets:write".parse()?;
+/// assert!(manager.validate(token, &[write]).await.is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn TokenStore>,
+    prefix: TokenPrefix,
+    keyring: RwLock<Arc<Keyring>>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    usage: UsageBuffer,
+    flush_interval: time::Duration,
+    min_idle_timeout: Duration,
+    stats: Counters,
+    retention: Retention,
+    sink: Option<Arc<dyn AuditSink>>,
+    use_audit: UseAudit,
+    use_counter: AtomicU64,
+    denials: DenialCoalescer,
+    strict_validation_audit: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    rejected_before_store: AtomicU64,
+    denied_events_dropped: AtomicU64,
+    denied_events_coalesced: AtomicU64,
+    usage_flush_failures: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters for monitoring (monotonic since the manager was built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ManagerStats {
+    /// Validations rejected by format or checksum without touching the store.
+    pub rejected_before_store: u64,
+    /// Best-effort `Denied`/`Used`/`PolicyViolation` events the store could not take.
+    pub denied_events_dropped: u64,
+    /// `Denied` events not written because a denial for the same token (or fingerprint) was
+    /// already written in the current coalescing window.
+    pub denied_events_coalesced: u64,
+    /// Usage flushes that failed (the batch is kept and retried).
+    pub usage_flush_failures: u64,
+}
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("store", &self.inner.store.name())
+            .field("prefix", &self.inner.prefix)
+            .field("policy", &self.inner.policy)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly issued, derived or rotated token: the plaintext (shown once) and its record.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IssuedToken {
+    /// The token string. Hand it to the client and drop it; it cannot be recovered later.
+    pub token: PlaintextToken,
+    /// The stored record (no secret).
+    pub record: TokenRecord,
+}
+
+/// The identity a successful validation yields.
+#[derive(Debug, Clone)]
+pub struct ValidatedToken {
+    record: Arc<TokenRecord>,
+}
+
+impl ValidatedToken {
+    /// The token id.
+    pub fn id(&self) -> TokenId {
+        self.record.id
+    }
+
+    /// The subject the token acts for.
+    pub fn subject(&self) -> &str {
+        &self.record.subject
+    }
+
+    /// All scopes the token carries.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.record.scopes
+    }
+
+    /// When it expires.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.record.expires_at
+    }
+
+    /// The full record (as read at validation time).
+    pub fn record(&self) -> &TokenRecord {
+        &self.record
+    }
+}
+
+/// One page of [`TokenManager::list`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TokenPage {
+    /// The records, in `(created_at, id)` order.
+    pub items: Vec<TokenRecord>,
+    /// Pass to the next call to continue; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Which page [`TokenManager::list`] returns.
+///
+/// ```
+/// use token_core::Page;
+/// let first = Page::first(50);
+/// assert_eq!(first.limit, 50);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page {
+    /// Resume after this cursor.
+    pub after: Option<Cursor>,
+    /// Page size (1 to [`MAX_PAGE_SIZE`]).
+    pub limit: u32,
+}
+
+impl Page {
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+
+    /// The page after `cursor`.
+    pub fn after(cursor: Cursor, limit: u32) -> Self {
+        Self {
+            after: Some(cursor),
+            limit,
+        }
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::first(DEFAULT_PAGE_SIZE)
+    }
+}
+
+impl TokenManager {
+    /// The retention policy used by [`sweep`](Self::sweep).
+    pub fn retention(&self) -> &Retention {
+        &self.inner.retention
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.inner.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    /// The token prefix.
+    pub fn prefix(&self) -> &TokenPrefix {
+        &self.inner.prefix
+    }
+
+    /// Monitoring counters.
+    pub fn stats(&self) -> ManagerStats {
+        let c = &self.inner.stats;
+        ManagerStats {
+            rejected_before_store: c.rejected_before_store.load(Ordering::Relaxed),
+            denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed),
+            denied_events_coalesced: c.denied_events_coalesced.load(Ordering::Relaxed),
+            usage_flush_failures: c.usage_flush_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    fn keyring(&self) -> Arc<Keyring> {
+        self.inner
+            .keyring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `t + d`, saturating, truncated to the microseconds stores keep.
+fn add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    crate::clock::truncate_to_micros(
+        t.saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)),
+    )
+}
+
+/// `now - by`, saturating.
+fn before(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    now.saturating_sub(time::Duration::try_from(by).unwrap_or(time::Duration::MAX))
+}

@@ -1,0 +1,90 @@
+//! Revocation: by selector (`revoke`), by possession of the token string (`revoke_presented`,
+//! RFC 7009 style), and introspection (RFC 7662 style), which shares the possession check.
+
+use std::sync::Arc;
+
+use super::{TokenManager, ValidatedToken};
+use crate::audit::Context;
+use crate::error::Error;
+use crate::format::TokenId;
+use crate::record::{TokenRecord, TokenState};
+use crate::store::{RevokeRequest, RevokeSelector, StoreError, event_token_ids};
+
+impl TokenManager {
+    /// Revokes what `selector` matches, plus everything derived from it. Idempotent: returns the
+    /// ids revoked by this call (already-revoked tokens are not repeated). Once this returns, no
+    /// validation through this store accepts the tokens.
+    pub async fn revoke(
+        &self,
+        selector: RevokeSelector,
+        reason: impl Into<String>,
+    ) -> Result<Vec<TokenId>, Error> {
+        self.revoke_with(selector, reason, &Context::new()).await
+    }
+
+    /// [`revoke`](Self::revoke) with the caller's context for audit events.
+    pub async fn revoke_with(
+        &self,
+        selector: RevokeSelector,
+        reason: impl Into<String>,
+        ctx: &Context,
+    ) -> Result<Vec<TokenId>, Error> {
+        let request = RevokeRequest::new(selector, self.now(), reason, ctx.clone());
+        self.revoke_request(&request).await
+    }
+
+    /// Commits `request` and hands the sink exactly the events the store wrote.
+    pub(super) async fn revoke_request(
+        &self,
+        request: &RevokeRequest,
+    ) -> Result<Vec<TokenId>, Error> {
+        let events = self.inner.store.revoke(request).await?;
+        self.to_sink_all(&events);
+        Ok(event_token_ids(&events))
+    }
+
+    /// Revokes the token presented as a string (RFC 7009 style: possession is enough to revoke,
+    /// so anyone holding a leaked token can kill it). Returns the revoked ids (the token and its
+    /// derived descendants); an unknown, malformed or wrong-secret string revokes nothing and is
+    /// not an error.
+    pub async fn revoke_presented(
+        &self,
+        token: &str,
+        reason: impl Into<String>,
+        ctx: &Context,
+    ) -> Result<Vec<TokenId>, Error> {
+        let Some(record) = self.possessed(token).await? else {
+            return Ok(Vec::new());
+        };
+        self.revoke_with(RevokeSelector::Token(record.id), reason, ctx)
+            .await
+    }
+
+    /// Token introspection (RFC 7662 style): the identity if `token` is active now, `None` for
+    /// anything else (malformed, unknown, wrong secret, revoked, expired, idle, used up). Unlike
+    /// [`validate`](Self::validate) it neither records a use nor consumes one of `max_uses`, and
+    /// writes no audit event. Errors only when the store fails.
+    pub async fn introspect(&self, token: &str) -> Result<Option<ValidatedToken>, StoreError> {
+        let Some(record) = self.possessed(token).await? else {
+            return Ok(None);
+        };
+        let active = self.state_of(&record, self.now()) == TokenState::Active;
+        Ok(active.then(|| Self::validated(record)))
+    }
+
+    /// Looks up a presented token and proves possession, without recording a use or an event.
+    /// `None` for anything that is not a token of this manager held with its secret.
+    async fn possessed(&self, token: &str) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let parsed = match self.parse_own(token) {
+            Ok(parsed) => parsed,
+            Err(_) => return Ok(None),
+        };
+        let Some(record) = self.inner.store.get(parsed.id()).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .verify_possession(&parsed, &record)
+            .ok()
+            .map(|()| record))
+    }
+}

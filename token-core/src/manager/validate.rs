@@ -1,0 +1,492 @@
+//! The hot path: `validate`, read top to bottom.
+//!
+//! 1. Required scopes must be concrete (a `*` in a requirement is a programming error).
+//! 2. [`parse_own`](TokenManager::parse_own): length, format, checksum and prefix, with no store
+//!    access, so garbage never reaches the database.
+//! 3. One store lookup by the public id.
+//! 4. [`decide`]: the pure decision on the record (possession, state, scopes). No I/O; unit-tested
+//!    below for every failure.
+//! 5. [`account_use`](TokenManager::account_use): a use-limited token counts its use atomically in
+//!    the store (after the scope check, so a refused request consumes nothing); any other token's
+//!    use is coalesced in memory and written in batches.
+//! 6. A `Used` event if configured; a `Denied` event (coalesced) for any failure after step 3.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::{Counters, TokenManager, ValidatedToken};
+use crate::audit::{AuditEvent, AuditKind, Context};
+use crate::error::ValidationError;
+use crate::format::{FormatError, ParsedToken, parse_token};
+use crate::keyring::{Keyring, KeyringError};
+use crate::record::{TokenRecord, TokenState};
+use crate::scope::Scope;
+use crate::store::{ConsumeUse, UsageUpdate, UseOutcome};
+use crate::trail::UseAudit;
+
+impl TokenManager {
+    /// Validates `token` and checks that it permits every scope in `required`.
+    ///
+    /// Order: format and checksum (no store access), lookup, constant-time hash comparison,
+    /// revoked, expired, not yet valid, idle, scopes, then the use limit (so a request refused for
+    /// scope does not consume a use), then usage is recorded. Failures after the lookup append a
+    /// best-effort `Denied` event.
+    pub async fn validate(
+        &self,
+        token: &str,
+        required: &[Scope],
+    ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_with(token, required, &Context::new()).await
+    }
+
+    /// [`validate`](Self::validate) with the caller's context for audit events.
+    pub async fn validate_with(
+        &self,
+        token: &str,
+        required: &[Scope],
+        ctx: &Context,
+    ) -> Result<ValidatedToken, ValidationError> {
+        if let Some(bad) = required.iter().find(|s| !s.is_concrete()) {
+            return Err(ValidationError::InvalidRequirement(bad.clone()));
+        }
+        let parsed = self.parse_own(token)?;
+        let Some(record) = self.inner.store.get(parsed.id()).await? else {
+            self.deny_unknown(token, ctx).await;
+            return Err(ValidationError::UnknownToken);
+        };
+        let now = self.now();
+        let decision = decide(
+            &self.keyring(),
+            &parsed,
+            &record,
+            required,
+            now,
+            self.buffered_use(&record),
+        );
+        let result = match decision {
+            Ok(accounting) => self.account_use(&record, now, accounting).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(()) => {
+                self.note_use(&record, ctx, now).await?;
+                Ok(ValidatedToken { record })
+            }
+            Err(error) => {
+                if !matches!(error, ValidationError::Store(_)) {
+                    self.deny_record(&record, &error, ctx, now).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Format, checksum and prefix checks: no store access.
+    pub(super) fn parse_own<'a>(&self, token: &'a str) -> Result<ParsedToken<'a>, ValidationError> {
+        let rejected = || Counters::bump(&self.inner.stats.rejected_before_store);
+        let parsed = parse_token(token).map_err(|error| {
+            rejected();
+            match error {
+                FormatError::BadChecksum => ValidationError::BadChecksum,
+                other => ValidationError::Malformed(other),
+            }
+        })?;
+        if parsed.prefix() != self.inner.prefix.as_str() {
+            rejected();
+            return Err(ValidationError::ForeignPrefix);
+        }
+        Ok(parsed)
+    }
+
+    /// This process's not-yet-flushed last use of `record`, where idleness depends on it.
+    fn buffered_use(&self, record: &TokenRecord) -> Option<OffsetDateTime> {
+        if record.idle_timeout.is_some() {
+            self.inner.usage.last_used(&record.id)
+        } else {
+            None
+        }
+    }
+
+    /// The state at `now`, taking this process's buffered usage into account.
+    pub(super) fn state_of(&self, record: &TokenRecord, now: OffsetDateTime) -> TokenState {
+        record.state_with_last_use(now, self.buffered_use(record))
+    }
+
+    /// Accounts the use [`decide`] accepted: counted atomically in the store for a use-limited
+    /// token, coalesced in memory (and written when a batch is due) for any other.
+    async fn account_use(
+        &self,
+        record: &TokenRecord,
+        now: OffsetDateTime,
+        accounting: Accounting,
+    ) -> Result<(), ValidationError> {
+        match accounting {
+            Accounting::ConsumeUse => {
+                let request = ConsumeUse::new(record.id, now);
+                match self.inner.store.consume_use(&request).await? {
+                    UseOutcome::Counted(_) => Ok(()),
+                    UseOutcome::LimitReached => Err(ValidationError::UseLimitReached),
+                    UseOutcome::NotFound => Err(ValidationError::UnknownToken),
+                    // Revoked, rotated or expired between the read and the atomic update.
+                    _ => Err(self.why_inactive(record, now).await?),
+                }
+            }
+            Accounting::Coalesce => {
+                if let Some(batch) =
+                    self.inner
+                        .usage
+                        .record(record.id, now, self.inner.flush_interval)
+                {
+                    self.write_usage(batch).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Why a token the store refused to count a use for is no longer active, read afresh.
+    async fn why_inactive(
+        &self,
+        record: &TokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<ValidationError, ValidationError> {
+        Ok(match self.inner.store.get(record.id).await? {
+            Some(fresh) => ValidationError::from_state(fresh.state_at(now)).unwrap_or(
+                if fresh.rotated_to.is_some() {
+                    ValidationError::Expired
+                } else {
+                    ValidationError::Revoked
+                },
+            ),
+            None => ValidationError::UnknownToken,
+        })
+    }
+
+    /// Writes a batch of coalesced usage that came due on the hot path; a failed batch is kept
+    /// for the next flush and counted.
+    async fn write_usage(&self, batch: Vec<UsageUpdate>) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.inner.store.record_usage(&batch).await.is_err() {
+            Counters::bump(&self.inner.stats.usage_flush_failures);
+            self.inner.usage.restore(batch);
+        }
+    }
+
+    /// Writes a `Used` event if configured; `Err` only in strict mode when it cannot be written.
+    async fn note_use(
+        &self,
+        record: &TokenRecord,
+        ctx: &Context,
+        now: OffsetDateTime,
+    ) -> Result<(), ValidationError> {
+        let due = match self.inner.use_audit {
+            UseAudit::Off => false,
+            UseAudit::Every => true,
+            UseAudit::OneIn(n) => {
+                let count = self
+                    .inner
+                    .use_counter
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                n <= 1 || count.is_multiple_of(u64::from(n))
+            }
+        };
+        if !due {
+            return Ok(());
+        }
+        let event = AuditEvent::new(AuditKind::Used, now)
+            .with_token(record.id, record.subject.clone())
+            .with_context(ctx);
+        if self.inner.strict_validation_audit {
+            self.append_strict(event).await?;
+        } else {
+            self.append_best_effort(event).await;
+        }
+        Ok(())
+    }
+
+    /// Proof of possession of `record` by the presented `parsed` token (see
+    /// [`verify_possession`]).
+    pub(super) fn verify_possession(
+        &self,
+        parsed: &ParsedToken<'_>,
+        record: &TokenRecord,
+    ) -> Result<(), ValidationError> {
+        verify_possession(&self.keyring(), parsed, record)
+    }
+
+    /// A validated identity for `record` (introspection builds one without a use).
+    pub(super) fn validated(record: Arc<TokenRecord>) -> ValidatedToken {
+        ValidatedToken { record }
+    }
+}
+
+/// What [`decide`] leaves for the step that accounts the use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accounting {
+    /// The token has `max_uses`: the store counts the use atomically (and may still refuse).
+    ConsumeUse,
+    /// Any other token: the use is coalesced in memory.
+    Coalesce,
+}
+
+/// The pure validation decision on a looked-up record: possession (constant-time hash compare
+/// under the record's key, and the prefix it was issued under), state at `now` (revoked,
+/// expired, not yet valid, idle — counting this process's `buffered_use` — used up), then the
+/// required scopes. No I/O: everything it needs is in its arguments.
+pub(crate) fn decide(
+    keyring: &Keyring,
+    parsed: &ParsedToken<'_>,
+    record: &TokenRecord,
+    required: &[Scope],
+    now: OffsetDateTime,
+    buffered_use: Option<OffsetDateTime>,
+) -> Result<Accounting, ValidationError> {
+    verify_possession(keyring, parsed, record)?;
+    if let Some(error) = ValidationError::from_state(record.state_with_last_use(now, buffered_use))
+    {
+        return Err(error);
+    }
+    let missing: Vec<Scope> = required
+        .iter()
+        .filter(|r| !record.scopes.permits(r))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(ValidationError::InsufficientScope { missing });
+    }
+    Ok(if record.max_uses.is_some() {
+        Accounting::ConsumeUse
+    } else {
+        Accounting::Coalesce
+    })
+}
+
+/// Proof of possession: the presented secret matches the stored hash (constant-time, under the
+/// key the record names), and the token was issued under the prefix it is presented with. The
+/// prefix is not covered by the hash: without that check a token issued under one prefix
+/// (`acme_test`) would pass under another (`acme_live`) sharing store and key — in validation,
+/// introspection and revocation.
+fn verify_possession(
+    keyring: &Keyring,
+    parsed: &ParsedToken<'_>,
+    record: &TokenRecord,
+) -> Result<(), ValidationError> {
+    match keyring.verify(
+        record.hash_key_id,
+        &record.id,
+        parsed.secret_bytes(),
+        &record.hash,
+    ) {
+        Ok(true) => {}
+        Ok(false) => return Err(ValidationError::WrongSecret),
+        Err(KeyringError::UnknownKey(key)) => return Err(ValidationError::UnknownHashKey(key)),
+        Err(_) => return Err(ValidationError::WrongSecret),
+    }
+    if record.prefix != parsed.prefix() {
+        return Err(ValidationError::ForeignPrefix);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use super::{Accounting, decide};
+    use crate::error::ValidationError;
+    use crate::format::{PlaintextToken, TokenPrefix, parse_token};
+    use crate::keyring::{HashKey, KeyId, Keyring};
+    use crate::record::{Revocation, TokenRecord};
+    use crate::scope::{Scope, ScopeSet};
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-12-01 12:00 UTC);
+
+    struct Fixture {
+        keyring: Keyring,
+        token: PlaintextToken,
+        record: TokenRecord,
+    }
+
+    /// A live `acme` token with scope `widgets:read`, issued an hour before [`NOW`].
+    fn fixture() -> Fixture {
+        let keyring = Keyring::new(HashKey::new(KeyId::new(1), [7; 32]));
+        let prefix = TokenPrefix::new("acme").unwrap();
+        let token = PlaintextToken::generate(&prefix).unwrap();
+        let (hash_key_id, hash) = keyring.hash_current(&token.id(), token.secret_bytes());
+        let record = TokenRecord {
+            id: token.id(),
+            hash,
+            hash_key_id,
+            prefix: "acme".to_owned(),
+            subject: "user:42".to_owned(),
+            scopes: ScopeSet::parse("widgets:read").unwrap(),
+            name: None,
+            description: None,
+            labels: Default::default(),
+            created_at: NOW - time::Duration::hours(1),
+            created_by: None,
+            expires_at: Some(NOW + time::Duration::hours(1)),
+            not_before: None,
+            idle_timeout: None,
+            last_used_at: None,
+            use_count: 0,
+            max_uses: None,
+            parent_id: None,
+            family_id: token.id(),
+            rotated_from: None,
+            rotated_to: None,
+            revocation: None,
+        };
+        Fixture {
+            keyring,
+            token,
+            record,
+        }
+    }
+
+    fn read() -> Vec<Scope> {
+        vec!["widgets:read".parse().unwrap()]
+    }
+
+    fn run(
+        f: &Fixture,
+        required: &[Scope],
+        buffered: Option<OffsetDateTime>,
+    ) -> Result<Accounting, ValidationError> {
+        let parsed = parse_token(f.token.expose_secret()).unwrap();
+        decide(&f.keyring, &parsed, &f.record, required, NOW, buffered)
+    }
+
+    #[test]
+    fn a_live_token_with_its_scope_is_coalesced() {
+        assert_eq!(
+            run(&fixture(), &read(), None).unwrap(),
+            Accounting::Coalesce
+        );
+    }
+
+    #[test]
+    fn a_use_limited_token_goes_to_the_store_for_its_count() {
+        let mut f = fixture();
+        f.record.max_uses = Some(3);
+        f.record.use_count = 2;
+        assert_eq!(run(&f, &read(), None).unwrap(), Accounting::ConsumeUse);
+    }
+
+    #[test]
+    fn a_different_secret_is_wrong_secret() {
+        let mut f = fixture();
+        f.record.hash = crate::keyring::TokenHash::from_bytes([0; 32]);
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::WrongSecret)
+        ));
+    }
+
+    #[test]
+    fn a_record_hashed_under_a_missing_key_is_unknown_hash_key() {
+        let mut f = fixture();
+        f.record.hash_key_id = KeyId::new(9);
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::UnknownHashKey(key)) if key == KeyId::new(9)
+        ));
+    }
+
+    #[test]
+    fn a_token_issued_under_another_prefix_is_foreign() {
+        let mut f = fixture();
+        f.record.prefix = "acme_test".to_owned();
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::ForeignPrefix)
+        ));
+    }
+
+    #[test]
+    fn a_revoked_token_is_revoked_even_when_also_expired() {
+        let mut f = fixture();
+        f.record.expires_at = Some(NOW);
+        f.record.revocation = Some(Revocation {
+            at: NOW - time::Duration::minutes(1),
+            reason: "test".to_owned(),
+            actor: None,
+        });
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::Revoked)
+        ));
+    }
+
+    #[test]
+    fn expiry_is_exclusive() {
+        let mut f = fixture();
+        f.record.expires_at = Some(NOW);
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::Expired)
+        ));
+        f.record.expires_at = Some(NOW + time::Duration::microseconds(1));
+        assert!(run(&f, &read(), None).is_ok());
+    }
+
+    #[test]
+    fn a_token_before_its_not_before_is_not_yet_valid() {
+        let mut f = fixture();
+        f.record.not_before = Some(NOW + time::Duration::seconds(1));
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::NotYetValid)
+        ));
+    }
+
+    #[test]
+    fn an_idle_token_is_idle_expired_unless_this_process_used_it_lately() {
+        let mut f = fixture();
+        f.record.idle_timeout = Some(Duration::from_secs(600));
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::IdleExpired)
+        ));
+        let buffered = Some(NOW - time::Duration::seconds(60));
+        assert_eq!(run(&f, &read(), buffered).unwrap(), Accounting::Coalesce);
+    }
+
+    #[test]
+    fn a_used_up_token_is_use_limit_reached() {
+        let mut f = fixture();
+        f.record.max_uses = Some(3);
+        f.record.use_count = 3;
+        assert!(matches!(
+            run(&f, &read(), None),
+            Err(ValidationError::UseLimitReached)
+        ));
+    }
+
+    #[test]
+    fn missing_scopes_are_named_and_checked_after_the_state() {
+        let f = fixture();
+        let write: Scope = "widgets:write".parse().unwrap();
+        let required = vec![read()[0].clone(), write.clone()];
+        match run(&f, &required, None) {
+            Err(ValidationError::InsufficientScope { missing }) => assert_eq!(missing, vec![write]),
+            other => panic!("expected InsufficientScope, got {other:?}"),
+        }
+        let mut revoked = fixture();
+        revoked.record.revocation = Some(Revocation {
+            at: NOW,
+            reason: "test".to_owned(),
+            actor: None,
+        });
+        let required = vec!["widgets:write".parse().unwrap()];
+        assert!(matches!(
+            run(&revoked, &required, None),
+            Err(ValidationError::Revoked)
+        ));
+    }
+}
