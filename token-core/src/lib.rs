@@ -10,7 +10,9 @@
 //!   everything issued before an instant, and derived tokens go with their parent.
 //!
 //! Start with [`TokenManager`]. The token string format is specified in [`format`](mod@format); scopes in
-//! [`scope`]; the storage contract in [`store`].
+//! [`scope`]; the storage contract in [`store`]. The [`manual`] holds the long-form docs: the
+//! threat model, the validation order, revocation semantics and their bounds, usage coalescing,
+//! the audit chain, every default on one page, and how to implement a store.
 //!
 //! Secrets never appear in `Debug`, `Display`, errors or audit events: stores hold a keyed BLAKE3
 //! hash ([`keyring`]), and [`PlaintextToken`] zeroizes its string on drop.
@@ -25,6 +27,7 @@ mod error;
 pub mod format;
 pub mod keyring;
 mod manager;
+pub mod manual;
 pub mod policy;
 pub mod record;
 mod request;

@@ -702,7 +702,7 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
     /// Audit events matching `query` ([`AuditQuery::matches`]), in sequence order, at most
-    /// `query.limit`. One token's trail is `AuditQuery::for_token`.
+    /// `query.limit`. One token's trail is [`AuditQuery::token`].
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// The checkpoint left by the latest [`truncate_audit`](Self::truncate_audit), if any.

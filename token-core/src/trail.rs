@@ -2,9 +2,9 @@
 //! denial coalescing, optional use events and the sink hook.
 //!
 //! **Tamper evidence.** Every stored event carries `hash = blake3(previous hash ‖ canonical
-//! bytes)` ([`chain_hash`]); stores compute it while appending, inside the transaction of the
+//! bytes)` ([`chain_hash`](crate::audit::chain_hash)); stores compute it while appending, inside the transaction of the
 //! change and serialized per store, so concurrent writers cannot fork the chain.
-//! [`TokenManager::verify_audit_chain`] recomputes the links and reports the first broken one: an
+//! [`TokenManager::verify_audit_chain`](crate::TokenManager::verify_audit_chain) recomputes the links and reports the first broken one: an
 //! edited event, a deleted event (its successor no longer links) and reordered events are all
 //! detected. Removing events from the *end* leaves a shorter but valid chain; to detect that, keep
 //! the reported head (sequence number and hash) outside the database, e.g. in your log pipeline.
@@ -38,8 +38,9 @@ use crate::audit::{AuditEvent, AuditHash, AuditRecord};
 /// }
 /// ```
 pub trait AuditSink: Send + Sync + 'static {
-    /// Called once per written event. Events of bulk operations (revoke by selector, sweeps)
-    /// name the token id but not its subject.
+    /// Called once per written event, after the store committed it, with the event exactly as
+    /// the store wrote it (bulk operations included: revoke by selector and sweeps hand over the
+    /// events the store returned, subject and all).
     fn record(&self, event: &AuditEvent);
 }
 
@@ -62,13 +63,13 @@ pub enum UseAudit {
     OneIn(u32),
 }
 
-/// One page of [`TokenManager::query_audit`].
+/// One page of [`TokenManager::query_audit`](crate::TokenManager::query_audit).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AuditPage {
     /// The events, in sequence order.
     pub items: Vec<AuditRecord>,
-    /// Pass to [`AuditQuery::after`] for the next page; `None` on the last page.
+    /// Pass to [`AuditQuery::after`](crate::AuditQuery::after) for the next page; `None` on the last page.
     pub next_after: Option<u64>,
 }
 
@@ -83,7 +84,7 @@ pub struct BrokenLink {
     pub stored: AuditHash,
 }
 
-/// Result of [`TokenManager::verify_audit_chain`].
+/// Result of [`TokenManager::verify_audit_chain`](crate::TokenManager::verify_audit_chain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ChainReport {

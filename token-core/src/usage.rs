@@ -2,10 +2,14 @@
 //!
 //! Writing usage on every validation would double or quadruple the cost of a SQL validation and
 //! stall at WAL checkpoints, so uses of tokens without `max_uses` are coalesced here and flushed at
-//! most every flush interval `F`: by the first validation after `F` has passed, or by an explicit
-//! [`TokenManager::flush_usage`](crate::TokenManager::flush_usage). Within this process the buffer is
-//! consulted, so idle decisions are exact; other processes sharing the store see usage up to `F`
-//! late, which is why idle timeouts shorter than `10 x F` are refused (the error is at most 10%).
+//! most every flush interval `F`: by the first validation after `F` has passed, before a derive or
+//! rotate of the token, by a sweep, or by an explicit
+//! [`TokenManager::flush_usage`](crate::TokenManager::flush_usage). There is no timer: a process
+//! that stops validating keeps its last batch until one of those happens (call `flush_usage` on
+//! shutdown, or run the `Sweeper`). Within this process the buffer is consulted, so idle decisions
+//! are exact; other processes sharing the store see usage up to `F` late while validations keep
+//! arriving, which is why idle timeouts shorter than `10 x F` are refused (the error is then at
+//! most 10%).
 //! Tokens with `max_uses` bypass the buffer: every use is the store's atomic conditional update.
 
 use std::collections::HashMap;

@@ -31,7 +31,7 @@ impl TokenManager {
     }
 
     /// Streams every event matching `query` (its `after_seq` is the starting point; its `limit`
-    /// is the page size used while streaming) to `out` as JSON Lines, one [`AuditRecord`] per
+    /// is the page size used while streaming) to `out` as JSON Lines, one [`AuditRecord`](crate::AuditRecord) per
     /// line with the field names documented there. Returns the number of lines written.
     pub async fn export_audit_jsonl(
         &self,

@@ -123,9 +123,9 @@ impl Counters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ManagerStats {
-    /// Validations rejected by format or checksum without touching the store.
+    /// Validations rejected by format, checksum or a foreign prefix without touching the store.
     pub rejected_before_store: u64,
-    /// Best-effort `Denied`/`Used`/`PolicyViolation` events the store could not take.
+    /// Best-effort `Denied`, `Used` and `PolicyViolation` events the store could not take.
     pub denied_events_dropped: u64,
     /// `Denied` events not written because a denial for the same token (or fingerprint) was
     /// already written in the current coalescing window.

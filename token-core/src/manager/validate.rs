@@ -28,10 +28,12 @@ use crate::trail::UseAudit;
 impl TokenManager {
     /// Validates `token` and checks that it permits every scope in `required`.
     ///
-    /// Order: format and checksum (no store access), lookup, constant-time hash comparison,
-    /// revoked, expired, not yet valid, idle, scopes, then the use limit (so a request refused for
-    /// scope does not consume a use), then usage is recorded. Failures after the lookup append a
-    /// best-effort `Denied` event.
+    /// Order: format, checksum and prefix (no store access), lookup, constant-time hash
+    /// comparison and the record's prefix, state (revoked, expired, not yet valid, idle, used up
+    /// as read), scopes, then the atomic use count of a use-limited token (so a request refused
+    /// for scope does not consume a use), then usage is recorded. An unknown id and every failure
+    /// after the lookup append a best-effort, coalesced `Denied` event; a store failure appends
+    /// none. The [manual](crate::manual::validation) has the full table.
     pub async fn validate(
         &self,
         token: &str,
