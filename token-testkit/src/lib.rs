@@ -1,9 +1,10 @@
 //! # token-testkit
 //!
 //! The conformance suite every [`TokenStore`] runs. Each behaviour is one `pub async fn` in
-//! [`cases`], taking a [`Fixture`] that makes fresh, isolated stores; the
-//! [`conformance_tests!`] macro expands to one named `#[tokio::test]` per case, so a store crate
-//! runs the whole suite with one line and a failure names the behaviour:
+//! [`cases`] (one file per topic, each carrying its list of cases), taking a [`Fixture`] that
+//! makes fresh, isolated stores; the [`conformance_tests!`] macro joins the topic lists into one
+//! named `#[tokio::test]` per case, so a store crate runs the whole suite with one line and a
+//! failure names the behaviour:
 //!
 //! ```ignore
 //! // tests/conformance.rs of a store crate
@@ -87,89 +88,32 @@ pub trait Fixture: Send + Sync + 'static {
 
 /// Expands to one `#[tokio::test]` per conformance case, each running against a fresh store from
 /// the given [`Fixture`] expression.
+///
+/// The cases are listed once, by topic, in their files under [`cases`]; this macro joins the
+/// topic lists (`@topics`) and makes the tests (`@cases`).
 #[macro_export]
 macro_rules! conformance_tests {
     ($fixture:expr) => {
-        $crate::conformance_tests!(@cases $fixture;
-            issue_then_validate_round_trip,
-            wrong_secret_is_rejected,
-            malformed_strings_never_reach_the_store,
-            bad_checksum_never_reaches_the_store,
-            foreign_prefix_never_reaches_the_store,
-            unknown_id_is_rejected,
-            token_is_invalid_exactly_at_expires_at,
-            not_before_is_enforced,
-            idle_timeout_expires_unused_token,
-            use_postpones_idle_expiry,
-            max_uses_is_exact_under_64_concurrent_validations,
-            scope_failure_does_not_consume_a_use,
-            insufficient_scope_lists_missing_scopes,
-            wildcard_requirement_is_refused,
-            revoke_by_id,
-            revoke_by_subject,
-            revoke_by_family_reaches_every_member,
-            revoke_by_label,
-            revoke_issued_before,
-            revoke_is_idempotent,
-            revoked_token_is_rejected_once_revoke_returns,
-            revoking_parent_revokes_grandchildren,
-            derive_cannot_widen_scopes,
-            derive_cannot_outlive_parent,
-            derive_default_expiry_is_capped_by_parent,
-            derive_from_revoked_parent_fails,
-            rotate_keeps_identity_and_never_extends_lifetime,
-            rotate_grace_window_is_honoured,
-            rotate_grace_never_outlives_old_expiry,
-            rotating_twice_is_a_conflict,
-            rotate_with_zero_grace_ends_old_token_now,
-            list_filters_by_subject_label_and_state,
-            list_paginates_without_gaps_or_repeats,
-            policy_ttl_cap_is_enforced,
-            policy_requires_expiry,
-            policy_scope_ceiling_is_enforced,
-            policy_max_live_tokens_per_subject,
-            concurrent_issues_respect_live_limit,
-            key_rotation_keeps_old_tokens_valid,
-            retiring_a_key_in_use_is_refused,
-            stored_bytes_contain_no_secret,
-            audit_records_lifecycle_in_order,
-            denied_validation_is_audited_without_token_string,
-            usage_is_flushed_to_the_store,
-            record_round_trips_every_field,
-            audit_event_round_trips_every_field,
-            duplicate_id_is_already_exists,
-            concurrent_rotations_yield_one_successor,
-            revocation_feed_announces_committed_revocations,
-            introspect_neither_uses_nor_audits,
-            revoke_presented_requires_possession,
-            audit_chain_links_every_event_and_verifies,
-            audit_query_filters_and_paginates_by_sequence,
-            audit_export_is_json_lines_without_secrets,
-            denied_events_are_coalesced_per_token,
-            used_events_are_written_when_enabled,
-            audit_sink_sees_written_events,
-            sweep_records_expiry_once,
-            sweep_revokes_unused_tokens,
-            sweep_purges_old_records_and_keeps_their_audit,
-            sweep_truncates_audit_behind_a_checkpoint,
-            sweep_is_bounded_by_batch_size,
-            concurrent_sweeps_record_each_expiry_once,
-            stale_token_report_lists_unused_tokens,
-            prefix_is_bound_to_the_record,
-            derive_cannot_widen_use_limit_or_idle_timeout,
-            rotating_a_use_limited_token_never_grants_uses_twice,
-            no_use_is_counted_on_a_revoked_or_expired_token,
-            rotation_rechecks_the_current_policy,
-            replacing_a_key_id_is_refused,
-            absurd_ttl_is_refused,
-            opting_out_of_idle_expiry_needs_policy_consent,
-            store_refuses_a_child_that_outlives_its_parent,
-            rotation_grace_is_capped_by_policy,
-            store_refuses_a_child_with_more_uses_than_its_parent_has_left,
-            no_use_is_counted_on_a_rotated_token_even_at_an_earlier_instant,
-            derive_and_rotate_see_unflushed_use,
-            concurrent_writers_keep_one_audit_chain,
+        $crate::conformance_tests!(@topics $fixture;
+            __conformance_validate,
+            __conformance_usage,
+            __conformance_revoke,
+            __conformance_derive,
+            __conformance_rotate,
+            __conformance_policy,
+            __conformance_keys,
+            __conformance_list,
+            __conformance_storage,
+            __conformance_audit,
+            __conformance_feed,
+            __conformance_sweep,
+            __conformance_concurrency,
         );
+    };
+    (@topics $fixture:expr; $($topic:ident),* $(,)?) => {
+        $(
+            $crate::$topic!([$crate::conformance_tests] @cases $fixture;);
+        )*
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
         $(

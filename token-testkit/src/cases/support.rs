@@ -1,0 +1,87 @@
+//! Helpers shared by several topics: durations, scope parsing, validation assertions, and the
+//! revoke, derive, audit-read and retention shorthands. A helper one topic uses lives in that
+//! topic's file.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use token_core::{Context, DeriveRequest, RevokeSelector, Scope, TokenId};
+
+use crate::env::{TestEnv, scopes_of};
+
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
+pub(super) const DAY: Duration = Duration::from_secs(86_400);
+
+fn scope(text: &str) -> Scope {
+    text.parse()
+        .unwrap_or_else(|e| panic!("scope {text:?}: {e}"))
+}
+
+pub(super) fn req(text: &str) -> Vec<Scope> {
+    text.split_whitespace().map(scope).collect()
+}
+
+pub(super) async fn assert_rejected(env: &TestEnv, token: &str, expected: &str) {
+    match env.manager.validate(token, &[]).await {
+        Ok(_) => panic!("token accepted; expected {expected}"),
+        Err(e) => assert_eq!(e.reason_code(), expected, "unexpected failure: {e}"),
+    }
+}
+
+pub(super) async fn assert_valid(env: &TestEnv, token: &str) {
+    if let Err(e) = env.manager.validate(token, &[]).await {
+        panic!("expected a valid token, got: {e}");
+    }
+}
+
+impl TestEnv {
+    pub(super) fn clock_now(&self) -> OffsetDateTime {
+        token_core::Clock::now(&self.clock)
+    }
+}
+
+pub(super) async fn revoke(env: &TestEnv, selector: RevokeSelector) -> HashSet<TokenId> {
+    env.manager
+        .revoke_with(selector, "test", &Context::new().actor("admin"))
+        .await
+        .unwrap_or_else(|e| panic!("revoke: {e}"))
+        .into_iter()
+        .collect()
+}
+
+pub(super) async fn derive(
+    env: &TestEnv,
+    parent: TokenId,
+    scopes: &str,
+) -> token_core::IssuedToken {
+    env.manager
+        .derive(parent, DeriveRequest::new(scopes_of(scopes)))
+        .await
+        .unwrap_or_else(|e| panic!("derive: {e}"))
+}
+
+pub(super) async fn all_events(env: &TestEnv) -> Vec<token_core::AuditRecord> {
+    let mut out = Vec::new();
+    let mut query = token_core::AuditQuery::new().limit(1000);
+    loop {
+        let page = env
+            .manager
+            .query_audit(query.clone())
+            .await
+            .unwrap_or_else(|e| panic!("query_audit: {e}"));
+        out.extend(page.items);
+        match page.next_after {
+            Some(seq) => query = query.after(seq),
+            None => return out,
+        }
+    }
+}
+
+pub(super) fn retention(
+    configure: impl FnOnce(token_core::RetentionBuilder) -> token_core::RetentionBuilder,
+) -> token_core::Retention {
+    configure(token_core::Retention::builder())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
