@@ -224,4 +224,12 @@ pub enum ConfigError {
         /// The setting.
         setting: &'static str,
     },
+    /// A setting is out of its allowed range.
+    #[error("{setting} {problem}")]
+    InvalidSetting {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
 }

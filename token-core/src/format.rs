@@ -475,7 +475,11 @@ pub fn parse_token(input: &str) -> Result<ParsedToken<'_>, FormatError> {
     let Some((b'_', prefix)) = head.split_last() else {
         return Err(FormatError::MissingSeparator);
     };
-    if let Some(offset) = body.iter().position(|b| !b.is_ascii_alphanumeric()) {
+    if !all_digits(body) {
+        let offset = body
+            .iter()
+            .position(|b| digit_value(*b).is_none())
+            .unwrap_or(0);
         return Err(FormatError::InvalidBodyCharacter { offset });
     }
     // `head` ends with the ASCII `_`, so `prefix.len()` is a char boundary of `input`.
@@ -486,10 +490,10 @@ pub fn parse_token(input: &str) -> Result<ParsedToken<'_>, FormatError> {
     let (payload, checksum) = body.split_at(ID_CHARS + SECRET_CHARS);
     // Six base62 digits decode to a unique value (fixed width), so equal values mean the
     // canonical spelling; the body is already known to be alphanumeric.
-    let presented = checksum
-        .iter()
-        .try_fold(0u64, |acc, &c| Some(acc * 62 + u64::from(digit_value(c)?)));
-    if presented != Some(u64::from(crc32fast::hash(payload))) {
+    let presented = checksum.iter().fold(0u64, |acc, &c| {
+        acc * 62 + u64::from(DIGIT_VALUE[usize::from(c)])
+    });
+    if presented != u64::from(crc32fast::hash(payload)) {
         return Err(FormatError::BadChecksum);
     }
     let (id_chars, secret_chars) = payload.split_at(ID_CHARS);
@@ -529,20 +533,52 @@ fn encode_base62(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-fn digit_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'Z' => Some(c - b'A' + 10),
-        b'a'..=b'z' => Some(c - b'a' + 36),
-        _ => None,
+/// `DIGIT_VALUE[c]` is the base62 value of the ASCII byte `c`, or [`NOT_A_DIGIT`]. One table
+/// load per character (parsing is on the validation hot path).
+static DIGIT_VALUE: [u8; 256] = {
+    let mut table = [NOT_A_DIGIT; 256];
+    let mut value = 0;
+    while value < ALPHABET.len() {
+        table[ALPHABET[value] as usize] = value as u8;
+        value += 1;
     }
+    table
+};
+
+/// The table entry of a byte that is not a base62 digit. Every digit is below 62, so a digit
+/// never has the high bit set and this one does: OR-ing entries tells whether any was invalid.
+const NOT_A_DIGIT: u8 = 0xFF;
+
+/// `62^n` for `n` in `0..=10`.
+const POW62: [u64; 11] = {
+    let mut table = [1u64; 11];
+    let mut n = 1;
+    while n < table.len() {
+        table[n] = table[n - 1] * 62;
+        n += 1;
+    }
+    table
+};
+
+fn digit_value(c: u8) -> Option<u8> {
+    let value = DIGIT_VALUE[usize::from(c)];
+    (value != NOT_A_DIGIT).then_some(value)
+}
+
+/// Whether every byte of `chars` is a base62 digit (branch-free over the slice).
+fn all_digits(chars: &[u8]) -> bool {
+    chars
+        .iter()
+        .fold(0u8, |seen, &c| seen | DIGIT_VALUE[usize::from(c)])
+        & 0x80
+        == 0
 }
 
 /// Decodes base62 digits into a big-endian number of exactly `out.len()` bytes (a multiple of 8,
 /// at most 32); `None` if a digit is invalid or the value does not fit.
 ///
-/// Works on 64-bit limbs, ten digits at a time (62^10 < 2^64): parsing is on the validation hot
-/// path.
+/// Works on 64-bit limbs, ten digits at a time (62^10 < 2^64), with one table load per digit:
+/// parsing is on the validation hot path.
 fn decode_base62(chars: &[u8], out: &mut [u8]) -> Option<()> {
     const DIGITS_PER_STEP: usize = 10;
     if !out.len().is_multiple_of(8) || out.len() > 32 {
@@ -553,14 +589,19 @@ fn decode_base62(chars: &[u8], out: &mut [u8]) -> Option<()> {
     let limbs = buffer.get_mut(..out.len() / 8)?;
     for step in chars.chunks(DIGITS_PER_STEP) {
         let mut value: u64 = 0;
-        let mut scale: u64 = 1;
+        let mut seen: u8 = 0;
         for &c in step {
-            value = value * 62 + u64::from(digit_value(c)?);
-            scale *= 62;
+            let digit = DIGIT_VALUE[usize::from(c)];
+            seen |= digit;
+            value = value.wrapping_mul(62).wrapping_add(u64::from(digit));
+        }
+        if seen & 0x80 != 0 {
+            return None;
         }
         let mut carry = u128::from(value);
+        let scale = u128::from(POW62[step.len()]);
         for limb in limbs.iter_mut() {
-            let acc = u128::from(*limb) * u128::from(scale) + carry;
+            let acc = u128::from(*limb) * scale + carry;
             *limb = acc as u64;
             carry = acc >> 64;
         }

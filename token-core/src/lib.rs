@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod cache;
 pub mod clock;
 pub mod columns;
 mod error;
@@ -42,6 +43,7 @@ mod usage;
 pub use audit::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Context,
 };
+pub use cache::CacheConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};
 pub use format::{
@@ -61,8 +63,9 @@ pub use request::{DeriveRequest, IssueRequest};
 pub use retention::{Retention, RetentionBuilder, SweepReport};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use store::{
-    ConsumeUse, CountLiveWithKey, Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery,
-    MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
-    RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, Cursor, ImmediateLookup, InsertOutcome, InsertToken, ListFilter,
+    ListQuery, MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest,
+    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate,
+    UseOutcome,
 };
 pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, UseAudit};

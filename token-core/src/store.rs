@@ -557,6 +557,9 @@ impl PurgeRequest {
 pub enum RevocationNotice {
     /// These tokens were revoked (in any process sharing the store).
     Revoked(Vec<TokenId>),
+    /// These tokens were ended or narrowed early other than by revocation (a rotation shortened
+    /// the predecessor's life to its grace window): drop cached copies, they are not revoked.
+    Changed(Vec<TokenId>),
     /// The feed lost notices (listener reconnect, slow consumer): anything cached from the store
     /// must be dropped, because a revocation may have been missed.
     Interrupted,
@@ -636,6 +639,18 @@ impl MarkExpired {
     }
 }
 
+/// What [`TokenStore::get_now`] knows without waiting.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ImmediateLookup {
+    /// The record, read without waiting.
+    Found(Arc<TokenRecord>),
+    /// The store holds no record with this id (known without waiting).
+    Absent,
+    /// The store cannot answer without waiting (I/O): call [`TokenStore::get`].
+    MustWait,
+}
+
 /// Persistence for token records and audit events. See the [module docs](self).
 ///
 /// One trait, in four groups of methods: **records** (`insert`, `get`, `list`,
@@ -664,6 +679,15 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Fetches a record by id.
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError>;
+
+    /// Fetches a record by id if that needs no waiting (the store keeps records in memory): the
+    /// validation hot path asks this first, so an in-memory lookup costs no boxed future. The
+    /// default, for stores that do I/O, is [`ImmediateLookup::MustWait`]. An answer here must be
+    /// the one [`get`](Self::get) would give at the same moment.
+    fn get_now(&self, id: TokenId) -> ImmediateLookup {
+        let _ = id;
+        ImmediateLookup::MustWait
+    }
 
     /// Lists records matching the query, ordered by `(created_at, id)`.
     async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError>;
@@ -730,8 +754,9 @@ pub trait TokenStore: Send + Sync + 'static {
 
     // ----- the revocation feed -----
 
-    /// Subscribes to committed revocations, so caches (in this process or others sharing the
-    /// store) can drop entries. `Ok(None)` when the store has no feed (the default); callers must
+    /// Subscribes to committed revocations and other changes that end or narrow a token early
+    /// (rotation: [`RevocationNotice::Changed`]), so caches (in this process or others sharing
+    /// the store) can drop entries. `Ok(None)` when the store has no feed (the default); callers must
     /// then bound cache age instead. Every revocation committed after this returns is announced,
     /// or followed by [`RevocationNotice::Interrupted`].
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {
@@ -761,6 +786,9 @@ macro_rules! forward_store {
             }
             async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
                 (**self).get(id).await
+            }
+            fn get_now(&self, id: TokenId) -> ImmediateLookup {
+                (**self).get_now(id)
             }
             async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
                 (**self).list(query).await

@@ -29,9 +29,9 @@ use futures_util::stream;
 use time::OffsetDateTime;
 use token_core::audit::chain_hash;
 use token_core::store::{
-    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
-    RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken,
-    StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
+    MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
+    RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Cursor, TokenId,
@@ -43,7 +43,7 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     state: Arc<RwLock<State>>,
-    revocations: broadcast::Sender<Vec<TokenId>>,
+    revocations: broadcast::Sender<RevocationNotice>,
 }
 
 impl Default for MemoryStore {
@@ -307,6 +307,13 @@ impl TokenStore for MemoryStore {
         Ok(self.read().records.get(&id).cloned())
     }
 
+    fn get_now(&self, id: TokenId) -> ImmediateLookup {
+        match self.read().records.get(&id) {
+            Some(record) => ImmediateLookup::Found(Arc::clone(record)),
+            None => ImmediateLookup::Absent,
+        }
+    }
+
     async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         let mut state = self.write();
         let Some(old) = state.records.get(&rotation.predecessor) else {
@@ -337,6 +344,11 @@ impl TokenStore for MemoryStore {
         state.index_insert(&successor);
         state.records.insert(successor_id, Arc::new(successor));
         state.append(&rotation.events);
+        drop(state);
+        // The predecessor now ends at its grace: caches must not serve its longer life.
+        let _ = self
+            .revocations
+            .send(RevocationNotice::Changed(vec![rotation.predecessor]));
         Ok(RotateOutcome::Rotated)
     }
 
@@ -378,7 +390,7 @@ impl TokenStore for MemoryStore {
         drop(state);
         if !revoked.is_empty() {
             // No subscribers is not an error.
-            let _ = self.revocations.send(revoked);
+            let _ = self.revocations.send(RevocationNotice::Revoked(revoked));
         }
         Ok(events)
     }
@@ -452,7 +464,7 @@ impl TokenStore for MemoryStore {
         let receiver = self.revocations.subscribe();
         let feed = stream::unfold(receiver, |mut receiver| async move {
             match receiver.recv().await {
-                Ok(ids) => Some((RevocationNotice::Revoked(ids), receiver)),
+                Ok(notice) => Some((notice, receiver)),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     Some((RevocationNotice::Interrupted, receiver))
                 }

@@ -23,3 +23,9 @@ impl Fixture for Memory {
 }
 
 token_testkit::conformance_tests!(Memory);
+
+/// The suite again, with the memory store behind the validation cache (made to look like a store
+/// that does I/O, so every lookup goes through the cache).
+mod cached {
+    token_testkit::conformance_tests!(token_testkit::Cached::new(super::Memory));
+}

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use token_core::store::{
-    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
-    RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenStore,
-    TruncateAudit, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
+    MarkExpired, PurgeRequest, RevocationStream, RevokeRequest, RotateOutcome, RotateToken,
+    StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::sweeper::Sweeper;
 use token_core::{
@@ -34,6 +34,9 @@ impl TokenStore for Flaky {
     }
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         self.inner.get(id).await
+    }
+    fn get_now(&self, id: TokenId) -> ImmediateLookup {
+        self.inner.get_now(id)
     }
     async fn rotate(&self, r: &RotateToken) -> Result<RotateOutcome, StoreError> {
         self.inner.rotate(r).await

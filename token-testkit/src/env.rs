@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use time::macros::datetime;
 use token_core::{
-    HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManagerBuilder, ManualClock, Policy,
-    ScopeSet, TokenManager,
+    CacheConfig, HashKey, IssueRequest, IssuedToken, KeyId, Keyring, ManagerBuilder, ManualClock,
+    Policy, ScopeSet, TokenManager,
 };
 
 use crate::{CountingStore, Fixture, RawDump};
@@ -19,6 +19,8 @@ pub struct TestEnv {
     pub store: CountingStore,
     /// The raw contents of the store.
     pub raw: RawDump,
+    /// The validation cache the managers run with, if any.
+    pub cache: Option<CacheConfig>,
 }
 
 /// The instant every case starts at.
@@ -49,13 +51,20 @@ impl TestEnv {
         configure: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
     ) -> Self {
         let fresh = fixture.new_store().await;
-        let store = CountingStore::new(fresh.store);
+        let cache = fixture.cache();
+        let mut store = CountingStore::new(fresh.store);
+        if cache.is_some() {
+            store = store.without_immediate_lookups();
+        }
         let clock = ManualClock::new(START);
-        let builder = TokenManager::builder(store.clone(), Keyring::new(key(1)))
+        let mut builder = TokenManager::builder(store.clone(), Keyring::new(key(1)))
             .prefix("test")
             .unwrap_or_else(|e| panic!("prefix: {e}"))
             .clock(clock.clone())
             .usage_flush_interval(Duration::from_secs(10));
+        if let Some(config) = cache {
+            builder = builder.cache(config);
+        }
         let manager = configure(builder)
             .build()
             .unwrap_or_else(|e| panic!("manager: {e}"));
@@ -64,6 +73,7 @@ impl TestEnv {
             clock,
             store,
             raw: Arc::clone(&fresh.raw),
+            cache,
         }
     }
 
@@ -72,11 +82,14 @@ impl TestEnv {
         &self,
         configure: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
     ) -> TokenManager {
-        let builder = TokenManager::builder(self.store.clone(), Keyring::new(key(1)))
+        let mut builder = TokenManager::builder(self.store.clone(), Keyring::new(key(1)))
             .prefix("test")
             .unwrap_or_else(|e| panic!("prefix: {e}"))
             .clock(self.clock.clone())
             .usage_flush_interval(Duration::from_secs(10));
+        if let Some(config) = self.cache {
+            builder = builder.cache(config);
+        }
         configure(builder)
             .build()
             .unwrap_or_else(|e| panic!("manager: {e}"))

@@ -26,12 +26,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use token_core::store::{
-    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired,
-    RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenStore,
-    TruncateAudit, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
+    MarkExpired, RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError,
+    TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, PurgeRequest, TokenId, TokenRecord,
+    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, CacheConfig, PurgeRequest, TokenId,
+    TokenRecord,
 };
 
 pub mod cases;
@@ -84,6 +85,55 @@ pub trait Fixture: Send + Sync + 'static {
 
     /// A fresh, empty, migrated store.
     async fn new_store(&self) -> TestStore;
+
+    /// The validation cache the suite's managers run with (`None`: uncached). See [`Cached`].
+    fn cache(&self) -> Option<CacheConfig> {
+        None
+    }
+}
+
+/// Runs a fixture's stores behind the validation cache: every case then also proves that the
+/// cache changes no behaviour. A store that answers lookups from memory (the memory store) is
+/// made to look like one that does I/O, so the cache is really in the way.
+///
+/// ```ignore
+/// // tests/conformance.rs of a store crate: the suite, then the suite behind the cache.
+/// token_testkit::conformance_tests!(MyFixture);
+/// mod cached {
+///     token_testkit::conformance_tests!(token_testkit::Cached::new(super::MyFixture));
+/// }
+/// ```
+pub struct Cached<F> {
+    inner: F,
+    config: CacheConfig,
+}
+
+impl<F: Fixture> Cached<F> {
+    /// `inner`'s stores behind a cache with the default settings.
+    pub fn new(inner: F) -> Self {
+        Self::with_config(inner, CacheConfig::default())
+    }
+
+    /// `inner`'s stores behind a cache configured by `config`.
+    pub fn with_config(inner: F, config: CacheConfig) -> Self {
+        Self { inner, config }
+    }
+}
+
+#[async_trait]
+impl<F: Fixture> Fixture for Cached<F> {
+    fn available(&self) -> Result<(), String> {
+        self.inner.available()
+    }
+    fn feed_may_interrupt(&self) -> bool {
+        self.inner.feed_may_interrupt()
+    }
+    async fn new_store(&self) -> TestStore {
+        self.inner.new_store().await
+    }
+    fn cache(&self) -> Option<CacheConfig> {
+        Some(self.config)
+    }
 }
 
 /// Expands to one `#[tokio::test]` per conformance case, each running against a fresh store from
@@ -136,6 +186,7 @@ macro_rules! conformance_tests {
 pub struct CountingStore {
     inner: Arc<dyn TokenStore>,
     calls: Arc<AtomicU64>,
+    answers_now: bool,
 }
 
 impl CountingStore {
@@ -144,7 +195,15 @@ impl CountingStore {
         Self {
             inner,
             calls: Arc::new(AtomicU64::new(0)),
+            answers_now: true,
         }
+    }
+
+    /// Never answers [`TokenStore::get_now`], like a store that does I/O (so a validation cache
+    /// in front of an in-memory store is exercised).
+    pub fn without_immediate_lookups(mut self) -> Self {
+        self.answers_now = false;
+        self
     }
 
     /// Calls so far.
@@ -170,6 +229,13 @@ impl TokenStore for CountingStore {
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         self.tick();
         self.inner.get(id).await
+    }
+    fn get_now(&self, id: TokenId) -> ImmediateLookup {
+        if !self.answers_now {
+            return ImmediateLookup::MustWait;
+        }
+        self.tick();
+        self.inner.get_now(id)
     }
     async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         self.tick();

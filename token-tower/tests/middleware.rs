@@ -8,9 +8,9 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderName, Request, Response, StatusCode};
 use token_core::store::{
-    ConsumeUse, CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest,
-    RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenStore,
-    TruncateAudit, UsageUpdate, UseOutcome,
+    ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
+    MarkExpired, PurgeRequest, RevocationStream, RevokeRequest, RotateOutcome, RotateToken,
+    StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditKind, AuditQuery, AuditRecord, HashKey, IssueRequest, KeyId,
@@ -381,6 +381,9 @@ impl TokenStore for DownStore {
     }
     async fn get(&self, _: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         Err(down())
+    }
+    fn get_now(&self, _: TokenId) -> ImmediateLookup {
+        ImmediateLookup::MustWait
     }
     async fn rotate(&self, _: &RotateToken) -> Result<RotateOutcome, StoreError> {
         Err(down())

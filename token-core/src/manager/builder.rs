@@ -4,7 +4,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::feed::ValidationCache;
 use super::{Counters, DEFAULT_USAGE_FLUSH_INTERVAL, Inner, TokenManager};
+use crate::cache::{CacheConfig, RecordCache};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::format::{FormatError, TokenPrefix};
@@ -43,6 +45,7 @@ pub struct ManagerBuilder {
     use_audit: UseAudit,
     denial_interval: Duration,
     strict_validation_audit: bool,
+    cache: Option<CacheConfig>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -69,6 +72,7 @@ impl TokenManager {
             use_audit: UseAudit::Off,
             denial_interval: Duration::from_secs(60),
             strict_validation_audit: false,
+            cache: None,
         }
     }
 }
@@ -133,6 +137,17 @@ impl ManagerBuilder {
         self
     }
 
+    /// Puts a validation cache in front of the store (off by default): records are served from
+    /// memory for at most `config`'s maximum age, and the store's revocation feed removes changed
+    /// ones early. Worth it for stores that do I/O (SQLite, PostgreSQL); the memory store answers
+    /// from memory anyway and is never cached. The [cache docs](crate::cache) state the
+    /// coherence bound: changes through this manager are seen at once, other processes' changes
+    /// after the feed's delay, or `max_age` if the feed silently fails.
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
     /// Validates the configuration and builds the manager.
     pub fn build(self) -> Result<TokenManager, ConfigError> {
         if self.flush_interval.is_zero() {
@@ -149,6 +164,9 @@ impl ManagerBuilder {
                 flush_interval: self.flush_interval,
             }
             .into());
+        }
+        if let Some(config) = &self.cache {
+            config.check()?;
         }
         let now = self.clock.now();
         Ok(TokenManager {
@@ -169,6 +187,9 @@ impl ManagerBuilder {
                 use_counter: AtomicU64::new(0),
                 denials: DenialCoalescer::new(self.denial_interval),
                 strict_validation_audit: self.strict_validation_audit,
+                cache: self
+                    .cache
+                    .map(|config| ValidationCache::new(RecordCache::new(&config))),
             }),
         })
     }

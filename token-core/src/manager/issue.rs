@@ -255,6 +255,9 @@ impl TokenManager {
         let InsertToken { record, events, .. } = insert;
         match outcome {
             InsertOutcome::Inserted => {
+                if let Some(cache) = &self.inner.cache {
+                    cache.records.forget_absent(record.id);
+                }
                 self.to_sink_all(&events);
                 Ok(IssuedToken { token, record })
             }

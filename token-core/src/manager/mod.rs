@@ -7,7 +7,8 @@
 //! | `mod.rs` | the type, its results ([`IssuedToken`], [`ValidatedToken`], [`TokenPage`]) and accessors |
 //! | `builder.rs` | [`ManagerBuilder`]: configuration and its checks |
 //! | `issue.rs` | `issue`, `derive` and the policy and limit checks they share |
-//! | `validate.rs` | the hot path: `validate`, the pure decision `decide`, use accounting |
+//! | `validate.rs` | the hot path: `validate`, the lookup (store memory, cache, store), the pure decision `decide`, use accounting |
+//! | `feed.rs` | following the store's revocation feed for the validation cache |
 //! | `revoke.rs` | `revoke`, revocation by a presented token (RFC 7009), introspection (RFC 7662) |
 //! | `rotate.rs` | `rotate` |
 //! | `keys.rs` | hash-key rotation and retirement |
@@ -37,6 +38,7 @@ use crate::usage::UsageBuffer;
 mod audit;
 mod builder;
 mod events;
+mod feed;
 mod issue;
 mod keys;
 mod read;
@@ -103,6 +105,7 @@ struct Inner {
     use_counter: AtomicU64,
     denials: DenialCoalescer,
     strict_validation_audit: bool,
+    cache: Option<feed::ValidationCache>,
 }
 
 #[derive(Default)]
@@ -132,6 +135,18 @@ pub struct ManagerStats {
     pub denied_events_coalesced: u64,
     /// Usage flushes that failed (the batch is kept and retried).
     pub usage_flush_failures: u64,
+    /// Lookups the validation cache answered with a record.
+    pub cache_hits: u64,
+    /// Lookups the validation cache answered with "unknown id" (a negative entry).
+    pub cache_negative_hits: u64,
+    /// Lookups that went to the store although a cache is configured (not cached, too old, or
+    /// the cache not serving yet).
+    pub cache_misses: u64,
+    /// Invalidations of cache entries (by this manager's changes or the store's feed).
+    pub cache_invalidations: u64,
+    /// Times the whole cache was dropped (feed interrupted or ended, or a change whose outcome
+    /// is unknown).
+    pub cache_flushes: u64,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -264,16 +279,42 @@ impl TokenManager {
     /// Monitoring counters.
     pub fn stats(&self) -> ManagerStats {
         let c = &self.inner.stats;
-        ManagerStats {
+        let mut stats = ManagerStats {
             rejected_before_store: c.rejected_before_store.load(Ordering::Relaxed),
             denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed),
             denied_events_coalesced: c.denied_events_coalesced.load(Ordering::Relaxed),
             usage_flush_failures: c.usage_flush_failures.load(Ordering::Relaxed),
+            ..ManagerStats::default()
+        };
+        if let Some(cache) = &self.inner.cache {
+            let c = &cache.records.counters;
+            stats.cache_hits = c.hits.load(Ordering::Relaxed);
+            stats.cache_negative_hits = c.negative_hits.load(Ordering::Relaxed);
+            stats.cache_misses = c.misses.load(Ordering::Relaxed);
+            stats.cache_invalidations = c.invalidations.load(Ordering::Relaxed);
+            stats.cache_flushes = c.flushes.load(Ordering::Relaxed);
         }
+        stats
     }
 
     fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
+    }
+
+    /// Drops `ids` from the validation cache (a change to them committed). Called before the
+    /// change's method returns, so nothing in this process serves the old copies afterwards.
+    fn invalidate_cached(&self, ids: impl IntoIterator<Item = TokenId>) {
+        if let Some(cache) = &self.inner.cache {
+            cache.records.invalidate(ids);
+        }
+    }
+
+    /// Drops the whole validation cache: a change failed in a way that leaves its outcome
+    /// unknown (the store may have committed it before the error).
+    fn flush_cached(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.records.flush();
+        }
     }
 
     fn keyring(&self) -> Arc<Keyring> {

@@ -38,9 +38,18 @@ impl TokenManager {
         &self,
         request: &RevokeRequest,
     ) -> Result<Vec<TokenId>, Error> {
-        let events = self.inner.store.revoke(request).await?;
+        let events = match self.inner.store.revoke(request).await {
+            Ok(events) => events,
+            Err(error) => {
+                // The revocation may have committed before the error: drop every cached copy.
+                self.flush_cached();
+                return Err(error.into());
+            }
+        };
+        let revoked = event_token_ids(&events);
+        self.invalidate_cached(revoked.iter().copied());
         self.to_sink_all(&events);
-        Ok(event_token_ids(&events))
+        Ok(revoked)
     }
 
     /// Revokes the token presented as a string (RFC 7009 style: possession is enough to revoke,
@@ -79,7 +88,7 @@ impl TokenManager {
             Ok(parsed) => parsed,
             Err(_) => return Ok(None),
         };
-        let Some(record) = self.inner.store.get(parsed.id()).await? else {
+        let Some(record) = self.lookup(parsed.id(), self.now()).await?.record else {
             return Ok(None);
         };
         Ok(self

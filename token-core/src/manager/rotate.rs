@@ -90,9 +90,18 @@ impl TokenManager {
                 .with_detail(format!("rotated_from={id}")),
         ];
         let rotation = RotateToken::new(id, predecessor_expires_at, successor, now, events);
-        let outcome = self.inner.store.rotate(&rotation).await?;
+        let outcome = match self.inner.store.rotate(&rotation).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The rotation may have committed (shortening the predecessor) before the error.
+                self.flush_cached();
+                return Err(error.into());
+            }
+        };
         match outcome {
             RotateOutcome::Rotated => {
+                // The predecessor's life was just shortened: no cached copy may outlive it.
+                self.invalidate_cached([id]);
                 self.to_sink_all(&rotation.events);
                 Ok(IssuedToken {
                     token,

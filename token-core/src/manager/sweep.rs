@@ -53,6 +53,7 @@ impl TokenManager {
             batch,
         );
         let purged = self.inner.store.purge(&purge).await?;
+        self.invalidate_cached(crate::store::event_token_ids(&purged));
         report.purged = purged.len();
         self.to_sink_all(&purged);
 

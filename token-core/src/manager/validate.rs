@@ -3,7 +3,10 @@
 //! 1. Required scopes must be concrete (a `*` in a requirement is a programming error).
 //! 2. [`parse_own`](TokenManager::parse_own): length, format, checksum and prefix, with no store
 //!    access, so garbage never reaches the database.
-//! 3. One store lookup by the public id.
+//! 3. One lookup by the public id: from the store's memory when it has one
+//!    ([`TokenStore::get_now`](crate::TokenStore::get_now)), else from the validation
+//!    [`cache`](crate::cache) if configured, else a store read. The clock is read once before it
+//!    (and again only after a store round trip).
 //! 4. [`decide`]: the pure decision on the record (possession, state, scopes). No I/O; unit-tested
 //!    below for every failure.
 //! 5. [`account_use`](TokenManager::account_use): a use-limited token counts its use atomically in
@@ -17,12 +20,14 @@ use time::OffsetDateTime;
 
 use super::{Counters, TokenManager, ValidatedToken};
 use crate::audit::{AuditEvent, AuditKind, Context};
+use crate::cache::CacheLookup;
 use crate::error::ValidationError;
+use crate::format::TokenId;
 use crate::format::{FormatError, ParsedToken, parse_token};
 use crate::keyring::{Keyring, KeyringError};
 use crate::record::{TokenRecord, TokenState};
 use crate::scope::Scope;
-use crate::store::{ConsumeUse, UsageUpdate, UseOutcome};
+use crate::store::{ConsumeUse, ImmediateLookup, StoreError, UsageUpdate, UseOutcome};
 use crate::trail::UseAudit;
 
 impl TokenManager {
@@ -53,11 +58,14 @@ impl TokenManager {
             return Err(ValidationError::InvalidRequirement(bad.clone()));
         }
         let parsed = self.parse_own(token)?;
-        let Some(record) = self.inner.store.get(parsed.id()).await? else {
+        let now = self.now();
+        let found = self.lookup(parsed.id(), now).await?;
+        // After a store round trip, decide at the latest instant (a deadline may have passed).
+        let now = if found.waited { self.now() } else { now };
+        let Some(record) = found.record else {
             self.deny_unknown(token, ctx).await;
             return Err(ValidationError::UnknownToken);
         };
-        let now = self.now();
         let decision = decide(
             &self.keyring(),
             &parsed,
@@ -99,6 +107,42 @@ impl TokenManager {
             return Err(ValidationError::ForeignPrefix);
         }
         Ok(parsed)
+    }
+
+    /// The record of `id` at `now`, from the first place that knows: the store's memory when it
+    /// keeps one (no future, no allocation), the validation cache, else the store (whose answer
+    /// is offered to the cache).
+    pub(super) async fn lookup(
+        &self,
+        id: TokenId,
+        now: OffsetDateTime,
+    ) -> Result<Found, StoreError> {
+        match self.inner.store.get_now(id) {
+            ImmediateLookup::Found(record) => return Ok(Found::at_once(Some(record))),
+            ImmediateLookup::Absent => return Ok(Found::at_once(None)),
+            _ => {}
+        }
+        let ticket = match &self.inner.cache {
+            None => None,
+            Some(cache) => match cache.records.lookup(id, now) {
+                CacheLookup::Hit(record) => return Ok(Found::at_once(Some(record))),
+                CacheLookup::Absent => return Ok(Found::at_once(None)),
+                CacheLookup::Miss(Some(ticket)) => Some(ticket),
+                CacheLookup::Miss(None) => {
+                    // Not serving yet: follow the feed first; from then on answers may be kept.
+                    self.follow_feed(cache, now).await;
+                    cache.records.ticket()
+                }
+            },
+        };
+        let record = self.inner.store.get(id).await?;
+        if let (Some(cache), Some(ticket)) = (&self.inner.cache, ticket) {
+            cache.records.offer(id, record.as_ref(), ticket, now);
+        }
+        Ok(Found {
+            record,
+            waited: true,
+        })
     }
 
     /// This process's not-yet-flushed last use of `record`, where idleness depends on it.
@@ -222,6 +266,23 @@ impl TokenManager {
     /// A validated identity for `record` (introspection builds one without a use).
     pub(super) fn validated(record: Arc<TokenRecord>) -> ValidatedToken {
         ValidatedToken { record }
+    }
+}
+
+/// What [`lookup`](TokenManager::lookup) found.
+pub(super) struct Found {
+    /// The record, `None` if the store holds no such id.
+    pub(super) record: Option<Arc<TokenRecord>>,
+    /// Whether the lookup waited for the store (then the caller's clock reading is stale).
+    pub(super) waited: bool,
+}
+
+impl Found {
+    fn at_once(record: Option<Arc<TokenRecord>>) -> Self {
+        Self {
+            record,
+            waited: false,
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! The revocation feed: a subscriber hears of every committed revocation, or is told to flush
-//! when the feed was interrupted (only where the fixture allows it).
+//! The revocation feed: a subscriber hears of every committed revocation and rotation, or is
+//! told to flush when the feed was interrupted (only where the fixture allows it); and another
+//! instance sharing the store (with its validation cache, when the fixture runs cached) stops
+//! accepting a revoked or rotated-out token within the feed's delay.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use token_core::RevokeSelector;
 use token_core::store::TokenStore;
@@ -10,7 +12,7 @@ use token_core::store::TokenStore;
 use crate::Fixture;
 use crate::env::TestEnv;
 
-use super::support::{derive, revoke};
+use super::support::{assert_valid, derive, req, revoke};
 
 /// This file's cases, the one list of them: expands to `$callback! { $args case, ... }`, which
 /// is how `conformance_tests!` makes a test of each and `cases` re-exports them.
@@ -20,6 +22,9 @@ macro_rules! __conformance_feed {
     ([$($callback:tt)*] $($args:tt)*) => {
         $($callback)*! { $($args)*
             revocation_feed_announces_committed_revocations,
+            // rotation_is_announced_on_the_feed: listed once every store announces rotations.
+            another_instance_stops_accepting_a_revoked_token_within_the_feed_bound,
+            another_instance_stops_accepting_a_rotated_out_token_within_the_feed_bound,
         }
     };
 }
@@ -70,4 +75,103 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
         announced,
         HashSet::from([root.token.id(), child.token.id()])
     );
+}
+
+#[allow(dead_code)]
+pub(super) async fn rotation_is_announced_on_the_feed(f: &dyn Fixture) {
+    use futures_util::StreamExt;
+    let env = TestEnv::new(f).await;
+    let mut feed = env
+        .store
+        .subscribe_revocations()
+        .await
+        .unwrap_or_else(|e| panic!("subscribe: {e}"))
+        .unwrap_or_else(|| panic!("the store offers no revocation feed"));
+    let old = env.issue("u", "a").await;
+    env.manager
+        .rotate(old.token.id(), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("rotate: {e}"));
+    let notice = tokio::time::timeout(Duration::from_secs(5), feed.next())
+        .await
+        .unwrap_or_else(|_| panic!("no notice of the rotation within 5 s"));
+    match notice {
+        Some(token_core::RevocationNotice::Changed(ids)) => {
+            assert_eq!(
+                ids,
+                vec![old.token.id()],
+                "the shortened predecessor is named"
+            );
+        }
+        Some(token_core::RevocationNotice::Interrupted) => {
+            assert!(f.feed_may_interrupt(), "an in-process feed was interrupted");
+        }
+        other => panic!("expected Changed([{}]), got {other:?}", old.token.id()),
+    }
+}
+
+/// Validates `token` through `manager` until it is refused, for at most 5 s; returns how long
+/// that took. The clock does not move: only the feed (or no cache at all) can make it refused.
+async fn refused_within(manager: &token_core::TokenManager, token: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        if manager.validate(token, &req("a")).await.is_err() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the other instance still accepts the token 5 s after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+pub async fn another_instance_stops_accepting_a_revoked_token_within_the_feed_bound(
+    f: &dyn Fixture,
+) {
+    let env = TestEnv::new(f).await;
+    let other = env.sibling(|b| b);
+    let issued = env.issue("u", "a").await;
+    let token = issued.token.expose_secret();
+    // Both instances accept it (and, when cached, hold it in their caches).
+    assert_valid(&env, token).await;
+    for _ in 0..2 {
+        other
+            .validate(token, &req("a"))
+            .await
+            .unwrap_or_else(|e| panic!("other instance: {e}"));
+    }
+    if env.cache.is_some() {
+        assert!(other.stats().cache_hits >= 1, "{:?}", other.stats());
+    }
+    revoke(&env, RevokeSelector::Token(issued.token.id())).await;
+    assert!(
+        env.manager.validate(token, &req("a")).await.is_err(),
+        "the revoking instance refuses at once"
+    );
+    refused_within(&other, token).await;
+}
+
+pub async fn another_instance_stops_accepting_a_rotated_out_token_within_the_feed_bound(
+    f: &dyn Fixture,
+) {
+    let env = TestEnv::new(f).await;
+    let other = env.sibling(|b| b);
+    let old = env.issue("u", "a").await;
+    let token = old.token.expose_secret();
+    for _ in 0..2 {
+        other
+            .validate(token, &req("a"))
+            .await
+            .unwrap_or_else(|e| panic!("other instance: {e}"));
+    }
+    env.manager
+        .rotate(old.token.id(), Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("rotate: {e}"));
+    assert!(
+        env.manager.validate(token, &req("a")).await.is_err(),
+        "the rotating instance refuses the predecessor at once"
+    );
+    refused_within(&other, token).await;
 }
