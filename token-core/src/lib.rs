@@ -20,7 +20,6 @@
 
 pub mod audit;
 pub mod clock;
-pub mod columns;
 mod error;
 pub mod format;
 pub mod keyring;
