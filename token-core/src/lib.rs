@@ -23,7 +23,6 @@
 pub mod audit;
 pub mod cache;
 pub mod clock;
-pub mod columns;
 mod error;
 pub mod format;
 pub mod keyring;

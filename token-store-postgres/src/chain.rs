@@ -7,8 +7,9 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 use token_core::audit::{AuditHash, chain_hash};
 use token_core::{AuditEvent, StoreError};
+use token_store_sql::{EVENT_COLUMNS, id_bytes, micros};
 
-use crate::codec::{EVENT_COLUMNS, audit_hash, event_from_row, id_bytes, micros};
+use crate::codec::{audit_hash, event_from_row};
 use crate::error::{backend, backend_in, corrupt};
 
 /// The advisory lock every append (and truncation) takes before reading the chain's head. Keyed

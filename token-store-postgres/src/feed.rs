@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use futures_util::stream;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions};
 use token_core::store::{RevocationNotice, RevocationStream};
 use token_core::{StoreError, TokenId};
 use tokio::sync::watch;
 
-use crate::error::backend;
+use crate::PgStore;
+use crate::error::{backend, backend_in};
 
 /// Most ids in one notification payload (PostgreSQL caps payloads below 8000 bytes; an id and
 /// its separator take 23).
@@ -32,6 +33,24 @@ pub(crate) fn payloads(ids: &[TokenId]) -> Vec<String> {
                 .join(" ")
         })
         .collect()
+}
+
+/// Announces `revoked` on the store's channel from inside the revoking transaction `conn`:
+/// PostgreSQL delivers the notifications when (and only if) it commits.
+pub(crate) async fn announce(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    revoked: &[TokenId],
+) -> Result<(), StoreError> {
+    for payload in payloads(revoked) {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&store.inner.channel)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_in)?;
+    }
+    Ok(())
 }
 
 /// Parses a payload; `None` when it is malformed (the feed then reports an interruption).
@@ -60,14 +79,15 @@ async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error>
     Ok(listener)
 }
 
-/// Opens a dedicated connection (not one of the store's pool, so a subscription never takes a
-/// slot from queries) and starts listening before returning, so every revocation committed after
-/// this returns is delivered or followed by an interruption notice.
-pub(crate) async fn subscribe(
-    store_pool: &PgPool,
-    channel: String,
-    closed: watch::Receiver<()>,
-) -> Result<RevocationStream, StoreError> {
+/// [`TokenStore::subscribe_revocations`](token_core::TokenStore::subscribe_revocations): opens a
+/// dedicated connection (not one of the store's pool, so a subscription never takes a slot from
+/// queries) and starts listening before returning, so every revocation committed after this
+/// returns is delivered or followed by an interruption notice. The stream ends when the last
+/// clone of `store` is dropped.
+pub(crate) async fn subscribe(store: &PgStore) -> Result<RevocationStream, StoreError> {
+    let store_pool = &store.inner.pool;
+    let channel = store.inner.channel.clone();
+    let closed = store.inner.closed.subscribe();
     let connect = (*store_pool.connect_options()).clone();
     let name = format!(
         "{}/feed",

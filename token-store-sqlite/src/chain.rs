@@ -8,8 +8,9 @@
 use sqlx::SqliteConnection;
 use token_core::audit::{AuditHash, chain_hash};
 use token_core::{AuditEvent, StoreError};
+use token_store_sql::{EVENT_COLUMNS, id_bytes, micros};
 
-use crate::codec::{EVENT_COLUMNS, audit_hash, event_from_row, id_bytes, micros};
+use crate::codec::{audit_hash, event_from_row};
 use crate::error::{backend, corrupt};
 
 /// Where the next event goes: the largest seq ever used and the hash it must chain from.

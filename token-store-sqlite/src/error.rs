@@ -4,14 +4,6 @@ use token_core::StoreError;
 
 pub(crate) const STORE: &str = "sqlite";
 
-pub(crate) fn not_migrated(found: Option<i64>, required: i64) -> StoreError {
-    StoreError::NotMigrated {
-        store: STORE,
-        found,
-        required,
-    }
-}
-
 pub(crate) fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt {
         store: STORE,

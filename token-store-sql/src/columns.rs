@@ -1,54 +1,44 @@
-//! Decoding stored rows into [`TokenRecord`]s and [`AuditRecord`]s, for store implementations.
+//! Decoding stored rows into [`TokenRecord`]s and [`AuditRecord`]s.
 //!
 //! Stores keep tokens and events in columns of primitive types (bytes, integers, text). This
 //! module holds the one place where those columns are checked and turned back into records, so
 //! every store refuses bad database contents the same way: a [`StoreError::Corrupt`] naming the
 //! table, the column and the row (`tokens.scopes of token 4dNXZcRQD2OKyayT4qYXmj: ...`), never a
 //! panic and never a record built from garbage.
-//!
-//! A store implements [`Columns`] for its driver's row type (three small methods) and calls
-//! [`decode_token`], [`decode_event`] or [`decode_audit_record`]. The expected column names are
-//! those of the SQL stores: `id`, `hash`, `hash_key_id`, `prefix`, `subject`, `scopes`
-//! (space-separated), `name`, `description`, `created_at`, `created_by`, `expires_at`,
-//! `not_before`, `idle_timeout_us`, `last_used_at`, `use_count`, `max_uses`, `parent_id`,
-//! `family_id`, `rotated_from`, `rotated_to`, `revoked_at`, `revoke_reason`, `revoked_by` for
-//! tokens (ids as 16 raw bytes, times as Unix microseconds); `seq`, `at`, `kind`, `token_id`,
-//! `fingerprint`, `subject`, `actor`, `client_ip`, `user_agent`, `request_id`, `reason`, `detail`
-//! and `hash` for events.
-//!
-//! ```
-//! use std::collections::HashMap;
-//! use token_core::columns::{Columns, decode_event};
-//!
-//! struct Row(HashMap<&'static str, i64>, HashMap<&'static str, String>);
-//! impl Columns for Row {
-//!     fn bytes(&self, _: &str) -> Result<Option<Vec<u8>>, String> { Ok(None) }
-//!     fn int(&self, c: &str) -> Result<Option<i64>, String> { Ok(self.0.get(c).copied()) }
-//!     fn text(&self, c: &str) -> Result<Option<String>, String> { Ok(self.1.get(c).cloned()) }
-//! }
-//! let row = Row(
-//!     HashMap::from([("seq", 7), ("at", 0)]),
-//!     HashMap::from([("kind", "teleported".to_owned())]),
-//! );
-//! let err = decode_event(&row, "example").unwrap_err();
-//! assert!(err.to_string().contains("audit_events.kind of seq 7"));
-//! ```
 
 use std::fmt::Display;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditRecord};
-use crate::clock::from_unix_micros;
-use crate::format::TokenId;
-use crate::keyring::{KeyId, TokenHash};
-use crate::record::{Labels, Revocation, TokenRecord};
-use crate::scope::ScopeSet;
-use crate::store::StoreError;
+use token_core::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditRecord};
+use token_core::clock::from_unix_micros;
+use token_core::keyring::{KeyId, TokenHash};
+use token_core::{Labels, Revocation, ScopeSet, StoreError, TokenId, TokenRecord};
 
 /// Read access to the columns of one row. `Ok(None)` is SQL `NULL`; `Err` says why a value could
 /// not be read as the asked type (it becomes part of a [`StoreError::Corrupt`] message).
+///
+/// A store implements it for (a newtype around) its driver's row type, then calls
+/// [`decode_token`], [`decode_event`] or [`decode_audit_record`]:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use token_store_sql::{Columns, decode_event};
+///
+/// struct Row(HashMap<&'static str, i64>, HashMap<&'static str, String>);
+/// impl Columns for Row {
+///     fn bytes(&self, _: &str) -> Result<Option<Vec<u8>>, String> { Ok(None) }
+///     fn int(&self, c: &str) -> Result<Option<i64>, String> { Ok(self.0.get(c).copied()) }
+///     fn text(&self, c: &str) -> Result<Option<String>, String> { Ok(self.1.get(c).cloned()) }
+/// }
+/// let row = Row(
+///     HashMap::from([("seq", 7), ("at", 0)]),
+///     HashMap::from([("kind", "teleported".to_owned())]),
+/// );
+/// let err = decode_event(&row, "example").unwrap_err();
+/// assert!(err.to_string().contains("audit_events.kind of seq 7"));
+/// ```
 pub trait Columns {
     /// A byte-string column (BLOB, BYTEA).
     fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, String>;
@@ -200,6 +190,12 @@ impl<'r, C: Columns + ?Sized> RowReader<'r, C> {
 
 /// Decodes a token row. `labels` reads the row's labels (stores keep them in different shapes);
 /// it gets the reader, already named after the token, for its errors.
+///
+/// The columns read are `id`, `hash`, `hash_key_id`, `prefix`, `subject`, `scopes`
+/// (space-separated), `name`, `description`, `created_at`, `created_by`, `expires_at`,
+/// `not_before`, `idle_timeout_us`, `last_used_at`, `use_count`, `max_uses`, `parent_id`,
+/// `family_id`, `rotated_from`, `rotated_to`, `revoked_at`, `revoke_reason` and `revoked_by`: ids
+/// as 16 raw bytes, times as Unix microseconds, durations in microseconds.
 pub fn decode_token<C: Columns + ?Sized>(
     row: &C,
     store: &'static str,
@@ -264,7 +260,8 @@ pub fn decode_token<C: Columns + ?Sized>(
     })
 }
 
-/// Decodes the sequence number and event of an audit row (the hash is not read).
+/// Decodes the sequence number and event of an audit row (the hash is not read): the columns
+/// of [`EVENT_COLUMNS`].
 pub fn decode_event<C: Columns + ?Sized>(
     row: &C,
     store: &'static str,
@@ -316,67 +313,6 @@ pub const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, 
 /// The `audit_events` columns [`decode_audit_record`] reads: [`EVENT_COLUMNS`] and the chain hash.
 pub const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
     client_ip, user_agent, request_id, reason, detail, hash";
-
-/// A value a store was asked to write cannot be represented in its columns (a duration or counter
-/// beyond `i64`). Reported as the source of [`StoreError::Backend`].
-///
-/// ```
-/// use std::time::Duration;
-/// use token_core::columns::{UnrepresentableValue, duration_to_column};
-///
-/// let err = duration_to_column("example", Duration::MAX, "idle timeout").unwrap_err();
-/// assert!(err.to_string().contains("idle timeout"));
-/// let source = std::error::Error::source(&err).unwrap();
-/// assert!(source.downcast_ref::<UnrepresentableValue>().is_some());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UnrepresentableValue {
-    /// What could not be stored.
-    pub message: String,
-}
-
-impl std::fmt::Display for UnrepresentableValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for UnrepresentableValue {}
-
-fn unrepresentable(store: &'static str, message: String) -> StoreError {
-    StoreError::Backend {
-        store,
-        source: Box::new(UnrepresentableValue { message }),
-    }
-}
-
-/// A counter (`use_count`, `max_uses`, a batch limit) as a signed 64-bit column value.
-pub fn count_to_column(store: &'static str, value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| {
-        unrepresentable(
-            store,
-            format!("{what} {value} exceeds the largest storable count (i64::MAX)"),
-        )
-    })
-}
-
-/// A duration in microseconds as a signed 64-bit column value.
-pub fn duration_to_column(
-    store: &'static str,
-    value: Duration,
-    what: &str,
-) -> Result<i64, StoreError> {
-    i64::try_from(value.as_micros()).map_err(|_| {
-        unrepresentable(
-            store,
-            format!(
-                "{what} of {} s exceeds the largest storable duration (i64::MAX microseconds)",
-                value.as_secs()
-            ),
-        )
-    })
-}
 
 /// A stored chain hash of event `seq` in `table`; anything but 32 bytes is corrupt.
 pub fn decode_audit_hash(

@@ -1,0 +1,104 @@
+//! The audit trail: appends (inside a change's transaction, see [`crate::chain`]), queries,
+//! the retention checkpoint and truncation.
+
+use sqlx::postgres::PgConnection;
+use token_core::{AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, StoreError, TruncateAudit};
+use token_store_sql::{decode_checkpoint, micros_ceil};
+
+use crate::codec::{audit_from_row, audit_hash};
+use crate::error::{STORE, backend_in};
+use crate::statements::{bind_all, q};
+use crate::{PgStore, commit, rollback};
+
+/// Appends `events` to the audit chain inside the caller's transaction (see
+/// [Audit hash chain](crate#audit-hash-chain)).
+pub(crate) async fn append_events(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
+    store.inner.sql.chain.append(conn, events).await
+}
+
+/// [`TokenStore::append_audit`](token_core::TokenStore::append_audit).
+pub(crate) async fn append_audit(store: &PgStore, events: &[AuditEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    append_events(store, &mut tx, events).await?;
+    commit(tx).await
+}
+
+/// [`TokenStore::query_audit`](token_core::TokenStore::query_audit).
+pub(crate) async fn query_audit(
+    store: &PgStore,
+    query: &AuditQuery,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let pool = store.ready().await?;
+    if query.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (sql, args) = store.inner.sql.audit_query_sql(query);
+    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+        .fetch_all(pool)
+        .await
+        .map_err(backend_in)?;
+    rows.iter().map(audit_from_row).collect()
+}
+
+/// [`TokenStore::audit_checkpoint`](token_core::TokenStore::audit_checkpoint).
+pub(crate) async fn audit_checkpoint(
+    store: &PgStore,
+) -> Result<Option<AuditCheckpoint>, StoreError> {
+    let pool = store.ready().await?;
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(q(&store.inner.sql.checkpoint))
+        .fetch_optional(pool)
+        .await
+        .map_err(backend_in)?;
+    row.map(|(seq, hash)| decode_checkpoint(STORE, seq, &hash))
+        .transpose()
+}
+
+/// [`TokenStore::truncate_audit`](token_core::TokenStore::truncate_audit): under the chain lock,
+/// deletes the longest prefix of old events and moves the checkpoint to its last event.
+pub(crate) async fn truncate_audit(
+    store: &PgStore,
+    request: &TruncateAudit,
+) -> Result<u64, StoreError> {
+    let (before, limit) = (request.before, request.limit);
+    if limit == 0 {
+        return Ok(0);
+    }
+    let before = micros_ceil(before);
+    let mut tx = store.begin().await?;
+    // The chain lock: no append (nor another truncation) runs meanwhile, so the prefix read
+    // below is the chain's real start and the checkpoint never moves backwards.
+    store.inner.sql.chain.lock(&mut tx).await?;
+    let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(q(&store.inner.sql.truncate_scan))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend_in)?;
+    // The longest prefix of old events: it ends at the first event at or after `before`.
+    let prefix = rows.iter().take_while(|(_, at, _)| *at < before).count();
+    let Some((last_seq, _, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
+        rollback(tx).await?;
+        return Ok(0);
+    };
+    let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+    let deleted = sqlx::query(q(&store.inner.sql.truncate_delete))
+        .bind(*last_seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_in)?
+        .rows_affected();
+    sqlx::query(q(&store.inner.sql.truncate_checkpoint))
+        .bind(*last_seq)
+        .bind(hash.as_bytes().to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_in)?;
+    commit(tx).await?;
+    Ok(deleted)
+}

@@ -1,0 +1,99 @@
+//! The audit trail: appends (inside a change's transaction, see [`crate::chain`]), queries,
+//! the retention checkpoint and truncation.
+
+use token_core::{AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, StoreError, TruncateAudit};
+use token_store_sql::{decode_checkpoint, micros_ceil};
+
+use crate::codec::{audit_from_row, audit_hash};
+use crate::error::{STORE, backend};
+use crate::statements::{
+    CHECKPOINT, TRUNCATE_CHECKPOINT, TRUNCATE_DELETE, TRUNCATE_SCAN_SQL, audit_query_sql, bind_all,
+};
+use crate::{SqliteStore, Tx, chain, commit, rollback};
+
+/// Appends `events` to the hash chain inside the write transaction `tx` (see [`chain::append`]).
+pub(crate) async fn append_events(tx: &mut Tx, events: &[AuditEvent]) -> Result<(), StoreError> {
+    chain::append(tx, events).await
+}
+
+/// [`TokenStore::append_audit`](token_core::TokenStore::append_audit).
+pub(crate) async fn append_audit(
+    store: &SqliteStore,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    append_events(&mut tx, events).await?;
+    commit(tx).await
+}
+
+/// [`TokenStore::query_audit`](token_core::TokenStore::query_audit).
+pub(crate) async fn query_audit(
+    store: &SqliteStore,
+    query: &AuditQuery,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let pool = store.ready().await?;
+    if query.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (sql, args) = audit_query_sql(query);
+    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+        .fetch_all(pool)
+        .await
+        .map_err(backend)?;
+    rows.iter().map(audit_from_row).collect()
+}
+
+/// [`TokenStore::audit_checkpoint`](token_core::TokenStore::audit_checkpoint).
+pub(crate) async fn audit_checkpoint(
+    store: &SqliteStore,
+) -> Result<Option<AuditCheckpoint>, StoreError> {
+    let pool = store.ready().await?;
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(CHECKPOINT)
+        .fetch_optional(pool)
+        .await
+        .map_err(backend)?;
+    row.map(|(seq, hash)| decode_checkpoint(STORE, seq, &hash))
+        .transpose()
+}
+
+/// [`TokenStore::truncate_audit`](token_core::TokenStore::truncate_audit): under the write lock,
+/// deletes the longest prefix of old events and moves the checkpoint to its last event.
+pub(crate) async fn truncate_audit(
+    store: &SqliteStore,
+    request: &TruncateAudit,
+) -> Result<u64, StoreError> {
+    let (before, limit) = (request.before, request.limit);
+    if limit == 0 {
+        return Ok(0);
+    }
+    let before = micros_ceil(before);
+    let mut tx = store.begin().await?;
+    let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(TRUNCATE_SCAN_SQL)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    // The longest prefix of old events: it ends at the first event at or after `before`.
+    let prefix = rows.iter().take_while(|(_, at, _)| *at < before).count();
+    let Some((last_seq, _, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
+        rollback(tx).await?;
+        return Ok(0);
+    };
+    let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+    sqlx::query(TRUNCATE_DELETE)
+        .bind(*last_seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query(TRUNCATE_CHECKPOINT)
+        .bind(*last_seq)
+        .bind(hash.as_bytes().to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    commit(tx).await?;
+    Ok(prefix as u64)
+}

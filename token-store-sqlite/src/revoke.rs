@@ -1,0 +1,53 @@
+//! Revocation: the selector's matches and all their descendants in one recursive query, revoked
+//! under the write lock with an event each, then announced on the feed.
+
+use token_core::{AuditEvent, RevokeRequest, StoreError};
+use token_store_sql::{micros, revoke_event, row_id};
+
+use crate::audit::append_events;
+use crate::codec::Row;
+use crate::error::backend;
+use crate::statements::{REVOKE, bind_all, revoke_sql};
+use crate::{SqliteStore, commit, feed};
+
+/// [`TokenStore::revoke`](token_core::TokenStore::revoke): one transaction under SQLite's write
+/// lock, which a concurrent derive also needs, so no child escapes.
+pub(crate) async fn revoke(
+    store: &SqliteStore,
+    request: &RevokeRequest,
+) -> Result<Vec<AuditEvent>, StoreError> {
+    if request.limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    let Some((sql, args)) = revoke_sql(request) else {
+        return Ok(Vec::new());
+    };
+    let mut tx = store.begin().await?;
+    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let revocation = request.revocation();
+    let mut revoked = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows.iter().map(Row) {
+        // A row whose id cannot even be read cannot be named; it matched by its raw key, so
+        // revoke it by that key anyway.
+        let raw_id = row.raw_id()?;
+        events.extend(revoke_event(request, &row));
+        sqlx::query(REVOKE)
+            .bind(micros(revocation.at))
+            .bind(revocation.reason.clone())
+            .bind(revocation.actor.clone())
+            .bind(raw_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        revoked.extend(row_id(&row));
+    }
+    append_events(&mut tx, &events).await?;
+    commit(tx).await?;
+    // After the commit.
+    feed::announce(store, revoked);
+    Ok(events)
+}
