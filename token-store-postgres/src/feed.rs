@@ -53,7 +53,36 @@ pub(crate) async fn announce(
     Ok(())
 }
 
-/// Parses a payload; `None` when it is malformed (the feed then reports an interruption).
+/// What starts the payload of a rotation's notice (base62 ids never contain a `:`), so a
+/// rotated predecessor is announced as [`RevocationNotice::Changed`], not as revoked.
+const CHANGED: &str = "changed:";
+
+/// Announces, from inside the rotating transaction `conn`, that the rotation shortened
+/// `predecessor`'s life; delivered when (and only if) it commits.
+pub(crate) async fn announce_rotation(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    predecessor: TokenId,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(&store.inner.channel)
+        .bind(format!("{CHANGED}{predecessor}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_in)?;
+    Ok(())
+}
+
+/// The notice a payload carries; `None` when it is malformed (the feed then reports an
+/// interruption).
+pub(crate) fn parse_notice(payload: &str) -> Option<RevocationNotice> {
+    match payload.strip_prefix(CHANGED) {
+        Some(ids) => parse_payload(ids).map(RevocationNotice::Changed),
+        None => parse_payload(payload).map(RevocationNotice::Revoked),
+    }
+}
+
+/// Parses a payload of ids; `None` when it is malformed.
 pub(crate) fn parse_payload(payload: &str) -> Option<Vec<TokenId>> {
     let ids: Vec<TokenId> = payload
         .split(' ')
@@ -153,8 +182,8 @@ impl Feed {
                 received = listener.try_recv() => received,
             };
             return Some(match received {
-                Ok(Some(notification)) => match parse_payload(notification.payload()) {
-                    Some(ids) => RevocationNotice::Revoked(ids),
+                Ok(Some(notification)) => match parse_notice(notification.payload()) {
+                    Some(notice) => notice,
                     // Unreadable: a revocation may hide in it, so caches must flush.
                     None => RevocationNotice::Interrupted,
                 },
@@ -193,6 +222,20 @@ mod tests {
             back.extend(parse_payload(chunk).unwrap_or_default());
         }
         assert_eq!(back, ids);
+    }
+
+    #[test]
+    fn rotation_payloads_are_changed_notices_not_revocations() {
+        let id = TokenId::from_bytes([7; 16]);
+        assert_eq!(
+            parse_notice(&format!("{CHANGED}{id}")),
+            Some(RevocationNotice::Changed(vec![id]))
+        );
+        assert_eq!(
+            parse_notice(&id.to_string()),
+            Some(RevocationNotice::Revoked(vec![id]))
+        );
+        assert_eq!(parse_notice(CHANGED), None);
     }
 
     #[test]

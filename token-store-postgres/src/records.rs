@@ -145,6 +145,7 @@ pub(crate) async fn rotate(
         .await
         .map_err(backend_in)?;
     append_events(store, &mut tx, &rotation.events).await?;
+    crate::feed::announce_rotation(store, &mut tx, rotation.predecessor).await?;
     commit(tx).await?;
     Ok(RotateOutcome::Rotated)
 }

@@ -60,3 +60,8 @@ impl Fixture for PgFixture {
 }
 
 token_testkit::conformance_tests!(PgFixture::new());
+
+/// The suite again, with the validation cache in front of the store (the feed is LISTEN/NOTIFY).
+mod cached {
+    token_testkit::conformance_tests!(token_testkit::Cached::new(super::PgFixture::new()));
+}

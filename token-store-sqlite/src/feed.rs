@@ -1,6 +1,6 @@
-//! The revocation feed: an in-process broadcast of the ids each committed revocation revoked,
-//! to every subscriber of the store and its clones. Other processes sharing the file are not
-//! notified.
+//! The revocation feed: an in-process broadcast of the ids each committed revocation revoked
+//! (and of each rotated predecessor, whose life the rotation shortened), to every subscriber of
+//! the store and its clones. Other processes sharing the file are not notified.
 
 use futures_util::stream;
 use token_core::{RevocationNotice, RevocationStream, TokenId};
@@ -12,7 +12,7 @@ use crate::SqliteStore;
 const FEED_CAPACITY: usize = 1024;
 
 /// The sending side, shared by a store and its clones.
-pub(crate) type Sender = broadcast::Sender<Vec<TokenId>>;
+pub(crate) type Sender = broadcast::Sender<RevocationNotice>;
 
 /// A feed nobody listens to yet.
 pub(crate) fn channel() -> Sender {
@@ -22,8 +22,19 @@ pub(crate) fn channel() -> Sender {
 /// Announces `revoked` (after its commit). No subscribers is not an error.
 pub(crate) fn announce(store: &SqliteStore, revoked: Vec<TokenId>) {
     if !revoked.is_empty() {
-        let _ = store.inner.revocations.send(revoked);
+        let _ = store
+            .inner
+            .revocations
+            .send(RevocationNotice::Revoked(revoked));
     }
+}
+
+/// Announces that a rotation shortened `predecessor`'s life (after its commit).
+pub(crate) fn announce_rotation(store: &SqliteStore, predecessor: TokenId) {
+    let _ = store
+        .inner
+        .revocations
+        .send(RevocationNotice::Changed(vec![predecessor]));
 }
 
 /// [`TokenStore::subscribe_revocations`](token_core::TokenStore::subscribe_revocations): a
@@ -33,7 +44,7 @@ pub(crate) fn subscribe(store: &SqliteStore) -> RevocationStream {
     let receiver = store.inner.revocations.subscribe();
     let feed = stream::unfold(receiver, |mut receiver| async move {
         match receiver.recv().await {
-            Ok(ids) => Some((RevocationNotice::Revoked(ids), receiver)),
+            Ok(notice) => Some((notice, receiver)),
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 Some((RevocationNotice::Interrupted, receiver))
             }

@@ -143,6 +143,7 @@ pub(crate) async fn rotate(
     insert_record(&mut tx, &successor).await?;
     append_events(&mut tx, &rotation.events).await?;
     commit(tx).await?;
+    crate::feed::announce_rotation(store, rotation.predecessor);
     Ok(RotateOutcome::Rotated)
 }
 

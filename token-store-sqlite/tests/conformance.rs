@@ -36,3 +36,8 @@ impl Fixture for SqliteFixture {
 }
 
 token_testkit::conformance_tests!(SqliteFixture);
+
+/// The suite again, with the validation cache in front of the store.
+mod cached {
+    token_testkit::conformance_tests!(token_testkit::Cached::new(super::SqliteFixture));
+}

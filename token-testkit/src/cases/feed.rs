@@ -22,7 +22,7 @@ macro_rules! __conformance_feed {
     ([$($callback:tt)*] $($args:tt)*) => {
         $($callback)*! { $($args)*
             revocation_feed_announces_committed_revocations,
-            // rotation_is_announced_on_the_feed: listed once every store announces rotations.
+            rotation_is_announced_on_the_feed,
             another_instance_stops_accepting_a_revoked_token_within_the_feed_bound,
             another_instance_stops_accepting_a_rotated_out_token_within_the_feed_bound,
         }
@@ -77,8 +77,7 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
     );
 }
 
-#[allow(dead_code)]
-pub(super) async fn rotation_is_announced_on_the_feed(f: &dyn Fixture) {
+pub async fn rotation_is_announced_on_the_feed(f: &dyn Fixture) {
     use futures_util::StreamExt;
     let env = TestEnv::new(f).await;
     let mut feed = env
