@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use token_core::{
-    Context, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, RevokeSelector, Scope, ScopeSet,
-    TokenManager,
+    CacheConfig, Context, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, RevokeSelector, Scope,
+    ScopeSet, TokenManager,
 };
 use token_store_sqlite::SqliteStore;
 
@@ -32,6 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keyring = Keyring::new(key);
     let manager = TokenManager::builder(store, keyring)
         .prefix("demo")?
+        // Validations of known tokens are served from memory; revocations through this manager
+        // take effect at once. Remove this line to read the database on every validation.
+        .cache(CacheConfig::default())
         .build()?;
 
     let issued = manager

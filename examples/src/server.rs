@@ -111,7 +111,12 @@ pub async fn open_manager(
             format!("unsupported database URL {url:?}; use sqlite://path or postgres://…").into(),
         );
     };
-    Ok(builder.prefix("example")?.build()?)
+    // The validation cache: one line to opt out (changes through this server are seen at once;
+    // other instances' within the store's feed delay, or the cache's 1 s maximum age).
+    Ok(builder
+        .prefix("example")?
+        .cache(token_core::CacheConfig::default())
+        .build()?)
 }
 
 /// Issues the bootstrap admin token (`tokens:admin tokens:introspect`, one hour).

@@ -17,14 +17,20 @@
 //!   ([`TokenStore::subscribe_revocations`](crate::TokenStore::subscribe_revocations)), which
 //!   announces every change that ends or narrows a token early (revocation, rotation shortening
 //!   the predecessor's life). A feed interruption (listener reconnect, a lagging consumer) flushes
-//!   the whole cache; the cache serves nothing until the manager follows the feed.
+//!   the whole cache; the cache serves nothing until the manager follows the feed, and stops
+//!   serving (flushed) if the follower ends for any reason. While a PostgreSQL listener is
+//!   reconnecting after a lost connection, the cache serves what it read after the flush; a
+//!   revocation committed in that window reaches it at the reconnect's `Interrupted` (another
+//!   flush) or at `max_age`, whichever comes first.
 //! - Every entry lives at most [`CacheConfig::max_age`] (default 1 s) on the manager's clock: the
 //!   bound if a notification is silently lost, and the only bound for a store without a feed
 //!   (SQLite or memory shared by several processes: their feeds are in-process).
 //!
 //! The documented worst case for another process's revocation is therefore **the feed's delay
-//! (measured p99 in BENCHMARKS.md), or `max_age` if the feed silently fails**; in this process it
-//! is zero.
+//! (measured p99 in BENCHMARKS.md), or `max_age` if the feed silently fails**; through this
+//! manager it is zero. Another manager in the same process (two prefixes over one store, say) is
+//! "another process" for this purpose: it learns of the change through the feed, after the
+//! in-process broadcast's scheduling delay.
 //!
 //! **Bounds.** Entries are weighed by the bytes they hold (the record, its strings and scopes,
 //! and the cache's own bookkeeping; see [`CacheConfig::max_bytes`]), and every entry weighs at
@@ -368,11 +374,6 @@ impl RecordCache {
         CacheLookup::Miss(Some(ticket))
     }
 
-    /// A ticket for an answer about to be read, if the cache is serving (see [`Self::lookup`]).
-    pub(crate) fn ticket(&self) -> Option<u64> {
-        self.serving().then(|| self.epoch.load(Ordering::Acquire))
-    }
-
     /// Offers what the store answered for `id` (read after `ticket` was taken, at or after
     /// `cached_at`); kept only if nothing was invalidated since.
     pub(crate) fn offer(
@@ -417,6 +418,24 @@ impl RecordCache {
         for id in ids {
             self.records.remove(&id);
             self.absent.remove(&id);
+        }
+        self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops `id` and every cached member of its family (the family of the cached copy of `id`,
+    /// if there is one): what a revocation of `id` may have ended, descendants included.
+    pub(crate) fn invalidate_family_of(&self, id: TokenId) {
+        let family = self.records.peek(&id).map(|cached| cached.record.family_id);
+        let _guard = self
+            .invalidation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.records.remove(&id);
+        self.absent.remove(&id);
+        if let Some(family) = family {
+            self.records
+                .retain(|_, cached| cached.record.family_id != family);
         }
         self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
     }

@@ -53,14 +53,14 @@ impl UsageBuffer {
         self.shard(id).get(id).copied()
     }
 
-    /// Records a use; returns the batch to flush if the interval has passed (to exactly one of
-    /// the callers that see it pass).
+    /// Records a use; `true` (to exactly one of the callers that see it) when the flush
+    /// interval has passed and a batch should be written.
     pub(crate) fn record(
         &self,
         id: TokenId,
         now: OffsetDateTime,
         interval: time::Duration,
-    ) -> Option<Vec<UsageUpdate>> {
+    ) -> bool {
         merge(
             &mut self.shard(&id),
             UsageUpdate {
@@ -72,35 +72,39 @@ impl UsageBuffer {
         let now_us = to_unix_micros(now);
         let interval_us = i64::try_from(interval.whole_microseconds()).unwrap_or(i64::MAX);
         let last = self.last_flush.load(Ordering::Relaxed);
-        if now_us.saturating_sub(last) < interval_us {
-            return None;
-        }
-        self.last_flush
-            .compare_exchange(last, now_us, Ordering::AcqRel, Ordering::Relaxed)
-            .ok()
-            .map(|_| self.drain())
+        now_us.saturating_sub(last) >= interval_us
+            && self
+                .last_flush
+                .compare_exchange(last, now_us, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
-    /// Takes everything buffered.
-    pub(crate) fn take(&self, now: OffsetDateTime) -> Vec<UsageUpdate> {
+    /// A copy of everything buffered, to be written. The uses stay in the buffer (so idle
+    /// decisions and `inspect` keep seeing them) until [`settle`](Self::settle) removes what was
+    /// written; the caller must hold the manager's single usage-writer lock, so two batches
+    /// never carry the same uses.
+    pub(crate) fn snapshot(&self, now: OffsetDateTime) -> Vec<UsageUpdate> {
         self.last_flush
             .store(to_unix_micros(now), Ordering::Release);
-        self.drain()
-    }
-
-    /// Puts back a batch whose flush failed, merging with newer uses.
-    pub(crate) fn restore(&self, batch: Vec<UsageUpdate>) {
-        for update in batch {
-            merge(&mut self.shard(&update.id), update);
-        }
-    }
-
-    fn drain(&self) -> Vec<UsageUpdate> {
         let mut batch = Vec::new();
         for shard in &self.shards {
-            batch.extend(lock(shard).drain().map(|(_, u)| u));
+            batch.extend(lock(shard).values().copied());
         }
         batch
+    }
+
+    /// Removes a written batch: its uses are subtracted, and an entry with no use left since is
+    /// dropped (a use recorded meanwhile stays for the next batch).
+    pub(crate) fn settle(&self, written: &[UsageUpdate]) {
+        for update in written {
+            let mut shard = self.shard(&update.id);
+            if let Some(entry) = shard.get_mut(&update.id) {
+                entry.uses = entry.uses.saturating_sub(update.uses);
+                if entry.uses == 0 && entry.last_used_at <= update.last_used_at {
+                    shard.remove(&update.id);
+                }
+            }
+        }
     }
 
     fn shard(&self, id: &TokenId) -> MutexGuard<'_, Shard> {
@@ -132,16 +136,21 @@ mod tests {
         TokenId::from_bytes([n; 16])
     }
 
+    fn at(s: i64) -> OffsetDateTime {
+        T0 + time::Duration::seconds(s)
+    }
+
     #[test]
-    fn uses_merge_and_the_batch_comes_due_once_per_interval() {
+    fn uses_merge_and_a_batch_comes_due_once_per_interval() {
         let buffer = UsageBuffer::new(T0);
         let interval = time::Duration::seconds(10);
-        let at = |s: i64| T0 + time::Duration::seconds(s);
-        assert!(buffer.record(id(1), at(1), interval).is_none());
-        assert!(buffer.record(id(1), at(3), interval).is_none());
-        assert!(buffer.record(id(2), at(2), interval).is_none());
+        assert!(!buffer.record(id(1), at(1), interval));
+        assert!(!buffer.record(id(1), at(3), interval));
+        assert!(!buffer.record(id(2), at(2), interval));
         assert_eq!(buffer.last_used(&id(1)), Some(at(3)));
-        let mut batch = buffer.record(id(3), at(10), interval).expect("due");
+        assert!(buffer.record(id(3), at(10), interval), "due");
+        assert!(!buffer.record(id(3), at(10), interval), "claimed once");
+        let mut batch = buffer.snapshot(at(10));
         batch.sort_by_key(|u| u.id);
         let got: Vec<(TokenId, u64, OffsetDateTime)> = batch
             .iter()
@@ -149,24 +158,34 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![(id(1), 2, at(3)), (id(2), 1, at(2)), (id(3), 1, at(10))]
+            vec![(id(1), 2, at(3)), (id(2), 1, at(2)), (id(3), 2, at(10))]
         );
-        // Taken: the next use starts a new batch, not due before another interval.
-        assert!(buffer.pending(&id(1)).is_none());
-        assert!(buffer.record(id(1), at(11), interval).is_none());
-        assert!(buffer.record(id(1), at(19), interval).is_none());
-        assert!(buffer.record(id(1), at(20), interval).is_some());
     }
 
     #[test]
-    fn a_restored_batch_merges_with_newer_uses() {
+    fn uses_stay_visible_until_their_batch_is_written() {
         let buffer = UsageBuffer::new(T0);
-        let at = |s: i64| T0 + time::Duration::seconds(s);
         buffer.record(id(1), at(1), time::Duration::HOUR);
-        let batch = buffer.take(at(2));
+        let batch = buffer.snapshot(at(2));
+        // In flight: still seen by idle decisions and inspect.
+        assert_eq!(buffer.last_used(&id(1)), Some(at(1)));
+        // A use while the batch is written stays for the next batch.
         buffer.record(id(1), at(5), time::Duration::HOUR);
-        buffer.restore(batch);
-        let pending = buffer.pending(&id(1)).expect("pending");
-        assert_eq!((pending.uses, pending.last_used_at), (2, at(5)));
+        buffer.settle(&batch);
+        let pending = buffer.pending(&id(1)).expect("the later use");
+        assert_eq!((pending.uses, pending.last_used_at), (1, at(5)));
+        let next = buffer.snapshot(at(6));
+        buffer.settle(&next);
+        assert!(buffer.pending(&id(1)).is_none());
+    }
+
+    #[test]
+    fn a_failed_batch_is_simply_not_settled() {
+        let buffer = UsageBuffer::new(T0);
+        buffer.record(id(1), at(1), time::Duration::HOUR);
+        let _failed = buffer.snapshot(at(2));
+        let retry = buffer.snapshot(at(3));
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].uses, 1);
     }
 }

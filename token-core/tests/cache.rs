@@ -51,9 +51,11 @@ impl TokenStore for Remote {
     }
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
-        // A real store suspends here.
+        let record = self.inner.get(id).await;
+        // A real store suspends between reading the row and handing it back: a revocation can
+        // commit (and invalidate) in between, and the stale answer must then not be cached.
         tokio::task::yield_now().await;
-        self.inner.get(id).await
+        record
     }
     fn get_now(&self, _: TokenId) -> ImmediateLookup {
         ImmediateLookup::MustWait
@@ -130,10 +132,15 @@ async fn issue(manager: &TokenManager) -> (TokenId, String) {
     (issued.token.id(), issued.token.expose_secret().to_owned())
 }
 
-/// Warms the cache with `token` and proves the next validation is a hit.
+/// Validates `token` until it is served from the cache (the feed subscription starts in the
+/// background on the first lookup), and proves the next validation is a hit too.
 async fn cached(manager: &TokenManager, token: &str) {
-    for _ in 0..2 {
+    for _ in 0..1000 {
         manager.validate(token, &read()).await.unwrap();
+        if manager.stats().cache_hits > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let hits = manager.stats().cache_hits;
     manager.validate(token, &read()).await.unwrap();
@@ -283,4 +290,78 @@ impl NowForTest for ManualClock {
     fn now_for_test(&self) -> time::OffsetDateTime {
         token_core::Clock::now(self)
     }
+}
+
+#[tokio::test]
+async fn revoking_a_token_already_revoked_elsewhere_drops_the_stale_copy() {
+    let (store, _feed_never_speaks) = Remote::new();
+    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
+    let here = manager(store.clone(), clock.clone());
+    let parent = here
+        .issue(IssueRequest::new(
+            "user:1",
+            ScopeSet::parse("widgets").unwrap(),
+        ))
+        .await
+        .unwrap();
+    let child = here
+        .derive(
+            parent.token.id(),
+            token_core::DeriveRequest::new(ScopeSet::parse("widgets:read").unwrap()),
+        )
+        .await
+        .unwrap();
+    let (parent_token, child_token) = (
+        parent.token.expose_secret().to_owned(),
+        child.token.expose_secret().to_owned(),
+    );
+    cached(&here, &parent_token).await;
+    cached(&here, &child_token).await;
+    // Another process revoked the family; its notice has not arrived.
+    store
+        .inner
+        .revoke(&RevokeRequest::new(
+            RevokeSelector::Token(parent.token.id()),
+            clock.now_for_test(),
+            "leaked",
+            Context::new(),
+        ))
+        .await
+        .unwrap();
+    // Revoking again here changes nothing in the store, but must drop the stale copies.
+    let revoked = here
+        .revoke(RevokeSelector::Token(parent.token.id()), "leaked")
+        .await
+        .unwrap();
+    assert!(revoked.is_empty(), "already revoked");
+    assert!(here.validate(&parent_token, &read()).await.is_err());
+    assert!(
+        here.validate(&child_token, &read()).await.is_err(),
+        "the family goes too"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_revocation_that_finds_everything_revoked_still_drops_cached_copies() {
+    let (store, _feed_never_speaks) = Remote::new();
+    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
+    let here = manager(store.clone(), clock.clone());
+    let (id, token) = issue(&here).await;
+    cached(&here, &token).await;
+    store
+        .inner
+        .revoke(&RevokeRequest::new(
+            RevokeSelector::Token(id),
+            clock.now_for_test(),
+            "leaked",
+            Context::new(),
+        ))
+        .await
+        .unwrap();
+    let revoked = here
+        .revoke(RevokeSelector::Subject("user:1".into()), "offboarded")
+        .await
+        .unwrap();
+    assert!(revoked.is_empty());
+    assert!(here.validate(&token, &read()).await.is_err());
 }

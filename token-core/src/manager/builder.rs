@@ -177,6 +177,7 @@ impl ManagerBuilder {
                 policy: self.policy,
                 clock: self.clock,
                 usage: UsageBuffer::new(now),
+                usage_writer: tokio::sync::Mutex::new(()),
                 flush_interval: time::Duration::try_from(self.flush_interval)
                     .unwrap_or(time::Duration::MAX),
                 min_idle_timeout,

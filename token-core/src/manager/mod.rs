@@ -96,6 +96,8 @@ struct Inner {
     policy: Policy,
     clock: Arc<dyn Clock>,
     usage: UsageBuffer,
+    /// Held while a batch of usage is written: an explicit flush waits for one in flight.
+    usage_writer: tokio::sync::Mutex<()>,
     flush_interval: time::Duration,
     min_idle_timeout: Duration,
     stats: Counters,

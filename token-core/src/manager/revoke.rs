@@ -47,9 +47,31 @@ impl TokenManager {
             }
         };
         let revoked = event_token_ids(&events);
-        self.invalidate_cached(revoked.iter().copied());
+        self.invalidate_revoked(&request.selector, &revoked);
         self.to_sink_all(&events);
         Ok(revoked)
+    }
+
+    /// Drops from the cache what `selector` may have ended: the ids this call revoked, and also
+    /// matches that were *already* revoked (by a concurrent call, another process, or an earlier
+    /// call cancelled after its commit), whose cached copies may not have been dropped yet. The
+    /// store reports only what this call changed, so: a token revocation drops the token and its
+    /// cached family; a bulk selector drops everything (bulk revocations are rare, and the cache
+    /// refills from the store).
+    fn invalidate_revoked(&self, selector: &RevokeSelector, revoked: &[TokenId]) {
+        let Some(cache) = &self.inner.cache else {
+            return;
+        };
+        match selector {
+            RevokeSelector::Token(id) => {
+                cache.records.invalidate(revoked.iter().copied());
+                cache.records.invalidate_family_of(*id);
+            }
+            // Retention's batches: what they find already revoked was revoked by a change whose
+            // own invalidation (here or through the feed) covers it.
+            RevokeSelector::UnusedSince(_) => cache.records.invalidate(revoked.iter().copied()),
+            _ => cache.records.flush(),
+        }
     }
 
     /// Revokes the token presented as a string (RFC 7009 style: possession is enough to revoke,

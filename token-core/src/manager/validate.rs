@@ -27,7 +27,7 @@ use crate::format::{FormatError, ParsedToken, parse_token};
 use crate::keyring::{Keyring, KeyringError};
 use crate::record::{TokenRecord, TokenState};
 use crate::scope::Scope;
-use crate::store::{ConsumeUse, ImmediateLookup, StoreError, UsageUpdate, UseOutcome};
+use crate::store::{ConsumeUse, ImmediateLookup, StoreError, UseOutcome};
 use crate::trail::UseAudit;
 
 impl TokenManager {
@@ -129,9 +129,10 @@ impl TokenManager {
                 CacheLookup::Absent => return Ok(Found::at_once(None)),
                 CacheLookup::Miss(Some(ticket)) => Some(ticket),
                 CacheLookup::Miss(None) => {
-                    // Not serving yet: follow the feed first; from then on answers may be kept.
-                    self.follow_feed(cache, now).await;
-                    cache.records.ticket()
+                    // Not serving yet: start following the feed (in the background); answers
+                    // are kept once it is established.
+                    self.follow_feed(cache);
+                    None
                 }
             },
         };
@@ -179,12 +180,20 @@ impl TokenManager {
                 }
             }
             Accounting::Coalesce => {
-                if let Some(batch) =
-                    self.inner
-                        .usage
-                        .record(record.id, now, self.inner.flush_interval)
-                {
-                    self.write_usage(batch).await;
+                let due = self
+                    .inner
+                    .usage
+                    .record(record.id, now, self.inner.flush_interval);
+                if due {
+                    // Write-behind: the validation that found the batch due does not wait for
+                    // it (a batch is one write per token used in the interval). Without a Tokio
+                    // runtime there is nowhere else to write it.
+                    if tokio::runtime::Handle::try_current().is_ok() {
+                        let manager = self.clone();
+                        tokio::spawn(async move { manager.write_buffered_usage().await });
+                    } else {
+                        let _ = self.write_buffered_usage().await;
+                    }
                 }
                 Ok(())
             }
@@ -207,18 +216,6 @@ impl TokenManager {
             ),
             None => ValidationError::UnknownToken,
         })
-    }
-
-    /// Writes a batch of coalesced usage that came due on the hot path; a failed batch is kept
-    /// for the next flush and counted.
-    async fn write_usage(&self, batch: Vec<UsageUpdate>) {
-        if batch.is_empty() {
-            return;
-        }
-        if self.inner.store.record_usage(&batch).await.is_err() {
-            Counters::bump(&self.inner.stats.usage_flush_failures);
-            self.inner.usage.restore(batch);
-        }
     }
 
     /// Writes a `Used` event if configured; `Err` only in strict mode when it cannot be written.

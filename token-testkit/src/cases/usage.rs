@@ -67,16 +67,27 @@ pub async fn usage_is_flushed_to_the_store(f: &dyn Fixture) {
         .unwrap_or_else(|| panic!("missing"));
     assert_eq!(inspected.use_count, 3);
     assert_eq!(inspected.last_used_at, Some(START));
-    // The first validation after the flush interval writes the batch.
+    // The first validation after the flush interval hands the batch to a background write
+    // (it does not wait for it); the store has it shortly after, without any explicit flush.
     env.advance(Duration::from_secs(11));
     assert_valid(&env, issued.token.expose_secret()).await;
-    let stored = env
-        .store
-        .get(issued.token.id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
-    assert_eq!(stored.use_count, 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let stored = loop {
+        let stored = env
+            .store
+            .get(issued.token.id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("missing"));
+        if stored.use_count == 4 || std::time::Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert_eq!(
+        stored.use_count, 4,
+        "the batch reached the store within 5 s"
+    );
     assert_eq!(
         stored.last_used_at,
         Some(START + time::Duration::seconds(11))
@@ -156,6 +167,25 @@ async fn token_idle_only_in_the_store(env: &TestEnv) -> token_core::IssuedToken 
     let issued_at = env.clock_now();
     env.advance(Duration::from_secs(50 * 60));
     assert_valid(env, token).await; // flushed with this batch: the store has +0:50:00
+    // The batch is written in the background: wait until the store has it.
+    let flushed_at = env.clock_now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = env
+            .store
+            .get(issued.token.id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("missing"));
+        if stored.last_used_at == Some(flushed_at) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch did not reach the store"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     env.advance(Duration::from_secs(9));
     assert_valid(env, token).await; // within the flush interval: buffered (+0:50:09)
     // Just past the store's idea of the idle deadline, before this process's.
