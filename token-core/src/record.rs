@@ -161,8 +161,10 @@ impl TokenRecord {
             return false;
         };
         let since = self.idle_since(last_used_at.max(self.last_used_at));
+        // `now - since >= timeout` rather than `now >= since + timeout`: a difference of two
+        // instants is cheaper than normalizing a sum, and cannot overflow here.
         match time::Duration::try_from(timeout) {
-            Ok(timeout) => now >= since.saturating_add(timeout),
+            Ok(timeout) => now - since >= timeout,
             Err(_) => false,
         }
     }

@@ -98,7 +98,12 @@ pub enum ScopeError {
 /// # Ok::<(), token_core::ScopeError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scope(Box<str>);
+pub struct Scope {
+    text: Box<str>,
+    /// Whether a segment is `*`, decided once at parse time (matching runs on every validation).
+    /// A function of `text`, so the derived comparisons agree with comparing the text.
+    wildcard: bool,
+}
 
 impl Scope {
     /// Parses and validates a scope.
@@ -125,29 +130,32 @@ impl Scope {
         if count > SCOPE_MAX_SEGMENTS {
             return Err(ScopeError::TooManySegments { count });
         }
-        Ok(Self(text.into()))
+        Ok(Self {
+            text: text.into(),
+            // `*` is only ever a whole segment (refused inside one above).
+            wildcard: text.as_bytes().contains(&b'*'),
+        })
     }
 
     /// The scope as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The `:`-separated segments.
     pub fn segments(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.split(':')
+        self.text.split(':')
     }
 
     /// Whether the scope has no wildcard segment (required scopes must be concrete).
     pub fn is_concrete(&self) -> bool {
-        // `*` is only ever a whole segment (parsing refuses it inside one).
-        !self.0.as_bytes().contains(&b'*')
+        !self.wildcard
     }
 
     /// Whether this grant covers `other`: no more segments, each `*` or equal.
     pub fn covers(&self, other: &Scope) -> bool {
-        let (mine, theirs) = (self.0.as_bytes(), other.0.as_bytes());
-        if !mine.contains(&b'*') {
+        let (mine, theirs) = (self.text.as_bytes(), other.text.as_bytes());
+        if !self.wildcard {
             // Without a wildcard, covering is being equal or a prefix ending at a segment
             // boundary: one comparison of bytes instead of a walk over split segments (this runs
             // on every validation).
@@ -185,19 +193,19 @@ impl FromStr for Scope {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(&self.text, f)
     }
 }
 
 impl Serialize for Scope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.text)
     }
 }
 
@@ -255,7 +263,8 @@ impl ScopeSet {
 
     /// Whether any scope in the set permits `required`.
     pub fn permits(&self, required: &Scope) -> bool {
-        self.0.iter().any(|granted| granted.permits(required))
+        // A requirement with `*` fails closed (checked once, not per grant).
+        required.is_concrete() && self.0.iter().any(|granted| granted.covers(required))
     }
 
     /// Whether every scope of `other` is covered by some scope of `self`.

@@ -55,12 +55,7 @@ impl UsageBuffer {
 
     /// Records a use; `true` (to exactly one of the callers that see it) when the flush
     /// interval has passed and a batch should be written.
-    pub(crate) fn record(
-        &self,
-        id: TokenId,
-        now: OffsetDateTime,
-        interval: time::Duration,
-    ) -> bool {
+    pub(crate) fn record(&self, id: TokenId, now: OffsetDateTime, interval_us: i64) -> bool {
         merge(
             &mut self.shard(&id),
             UsageUpdate {
@@ -70,7 +65,6 @@ impl UsageBuffer {
             },
         );
         let now_us = to_unix_micros(now);
-        let interval_us = i64::try_from(interval.whole_microseconds()).unwrap_or(i64::MAX);
         let last = self.last_flush.load(Ordering::Relaxed);
         now_us.saturating_sub(last) >= interval_us
             && self
@@ -143,7 +137,7 @@ mod tests {
     #[test]
     fn uses_merge_and_a_batch_comes_due_once_per_interval() {
         let buffer = UsageBuffer::new(T0);
-        let interval = time::Duration::seconds(10);
+        let interval = 10_000_000;
         assert!(!buffer.record(id(1), at(1), interval));
         assert!(!buffer.record(id(1), at(3), interval));
         assert!(!buffer.record(id(2), at(2), interval));
@@ -165,12 +159,12 @@ mod tests {
     #[test]
     fn uses_stay_visible_until_their_batch_is_written() {
         let buffer = UsageBuffer::new(T0);
-        buffer.record(id(1), at(1), time::Duration::HOUR);
+        buffer.record(id(1), at(1), 3_600_000_000);
         let batch = buffer.snapshot(at(2));
         // In flight: still seen by idle decisions and inspect.
         assert_eq!(buffer.last_used(&id(1)), Some(at(1)));
         // A use while the batch is written stays for the next batch.
-        buffer.record(id(1), at(5), time::Duration::HOUR);
+        buffer.record(id(1), at(5), 3_600_000_000);
         buffer.settle(&batch);
         let pending = buffer.pending(&id(1)).expect("the later use");
         assert_eq!((pending.uses, pending.last_used_at), (1, at(5)));
@@ -182,7 +176,7 @@ mod tests {
     #[test]
     fn a_failed_batch_is_simply_not_settled() {
         let buffer = UsageBuffer::new(T0);
-        buffer.record(id(1), at(1), time::Duration::HOUR);
+        buffer.record(id(1), at(1), 3_600_000_000);
         let _failed = buffer.snapshot(at(2));
         let retry = buffer.snapshot(at(3));
         assert_eq!(retry.len(), 1);

@@ -178,8 +178,8 @@ impl ManagerBuilder {
                 clock: self.clock,
                 usage: UsageBuffer::new(now),
                 usage_writer: tokio::sync::Mutex::new(()),
-                flush_interval: time::Duration::try_from(self.flush_interval)
-                    .unwrap_or(time::Duration::MAX),
+                flush_interval_us: i64::try_from(self.flush_interval.as_micros())
+                    .unwrap_or(i64::MAX),
                 min_idle_timeout,
                 stats: Counters::default(),
                 retention: self.retention,

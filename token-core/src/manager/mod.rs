@@ -98,7 +98,8 @@ struct Inner {
     usage: UsageBuffer,
     /// Held while a batch of usage is written: an explicit flush waits for one in flight.
     usage_writer: tokio::sync::Mutex<()>,
-    flush_interval: time::Duration,
+    /// The usage flush interval `F`, in microseconds.
+    flush_interval_us: i64,
     min_idle_timeout: Duration,
     stats: Counters,
     retention: Retention,

@@ -63,29 +63,28 @@ impl TokenManager {
         // After a store round trip, decide at the latest instant (a deadline may have passed).
         let now = if found.waited { self.now() } else { now };
         let Some(record) = found.record else {
-            self.deny_unknown(token, ctx).await;
+            // Cold paths are boxed: their audit events would otherwise make every
+            // validation's future (moved on each poll) several hundred bytes larger.
+            Box::pin(self.deny_unknown(token, ctx)).await;
             return Err(ValidationError::UnknownToken);
         };
-        let decision = decide(
-            &self.keyring(),
-            &parsed,
-            &record,
-            required,
-            now,
-            self.buffered_use(&record),
-        );
+        let decision = decide(&self.keyring(), &parsed, &record, required, now, || {
+            self.buffered_use(&record)
+        });
         let result = match decision {
             Ok(accounting) => self.account_use(&record, now, accounting).await,
             Err(error) => Err(error),
         };
         match result {
             Ok(()) => {
-                self.note_use(&record, ctx, now).await?;
+                if self.inner.use_audit != UseAudit::Off {
+                    Box::pin(self.note_use(&record, ctx, now)).await?;
+                }
                 Ok(ValidatedToken { record })
             }
             Err(error) => {
                 if !matches!(error, ValidationError::Store(_)) {
-                    self.deny_record(&record, &error, ctx, now).await;
+                    Box::pin(self.deny_record(&record, &error, ctx, now)).await;
                 }
                 Err(error)
             }
@@ -183,7 +182,7 @@ impl TokenManager {
                 let due = self
                     .inner
                     .usage
-                    .record(record.id, now, self.inner.flush_interval);
+                    .record(record.id, now, self.inner.flush_interval_us);
                 if due {
                     // Write-behind: the validation that found the batch due does not wait for
                     // it (a batch is one write per token used in the interval). Without a Tokio
@@ -294,27 +293,31 @@ pub(crate) enum Accounting {
 
 /// The pure validation decision on a looked-up record: possession (constant-time hash compare
 /// under the record's key, and the prefix it was issued under), state at `now` (revoked,
-/// expired, not yet valid, idle — counting this process's `buffered_use` — used up), then the
-/// required scopes. No I/O: everything it needs is in its arguments.
+/// expired, not yet valid, idle — counting this process's `buffered_use`, asked for only when
+/// the record alone looks idle — used up), then the required scopes. No I/O: everything it
+/// needs is in its arguments.
 pub(crate) fn decide(
     keyring: &Keyring,
     parsed: &ParsedToken<'_>,
     record: &TokenRecord,
     required: &[Scope],
     now: OffsetDateTime,
-    buffered_use: Option<OffsetDateTime>,
+    buffered_use: impl FnOnce() -> Option<OffsetDateTime>,
 ) -> Result<Accounting, ValidationError> {
     verify_possession(keyring, parsed, record)?;
-    if let Some(error) = ValidationError::from_state(record.state_with_last_use(now, buffered_use))
-    {
+    let mut state = record.state_at(now);
+    if state == TokenState::IdleExpired {
+        state = record.state_with_last_use(now, buffered_use());
+    }
+    if let Some(error) = ValidationError::from_state(state) {
         return Err(error);
     }
-    let missing: Vec<Scope> = required
-        .iter()
-        .filter(|r| !record.scopes.permits(r))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
+    if !required.iter().all(|r| record.scopes.permits(r)) {
+        let missing = required
+            .iter()
+            .filter(|r| !record.scopes.permits(r))
+            .cloned()
+            .collect();
         return Err(ValidationError::InsufficientScope { missing });
     }
     Ok(if record.max_uses.is_some() {
@@ -419,7 +422,7 @@ mod tests {
         buffered: Option<OffsetDateTime>,
     ) -> Result<Accounting, ValidationError> {
         let parsed = parse_token(f.token.expose_secret()).unwrap();
-        decide(&f.keyring, &parsed, &f.record, required, NOW, buffered)
+        decide(&f.keyring, &parsed, &f.record, required, NOW, || buffered)
     }
 
     #[test]
