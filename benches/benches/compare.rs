@@ -104,10 +104,11 @@ fn issue_all(count: usize) -> Tokens {
     }
 }
 
-/// Copies the records into `store` (no audit events: bench data), 8 inserts at a time.
-async fn load(store: &Arc<dyn TokenStore>, records: &[TokenRecord]) {
+/// Copies the records into `store` (no audit events: bench data), `parallel` inserts at a time
+/// (1 for SQLite: concurrent writers only wait on each other's locks).
+async fn load(store: &Arc<dyn TokenStore>, records: &[TokenRecord], parallel: usize) {
     let now = time::OffsetDateTime::now_utc();
-    for chunk in records.chunks(8) {
+    for chunk in records.chunks(parallel) {
         let inserts = chunk.iter().map(|record| {
             let store = Arc::clone(store);
             let insert = InsertToken::new(record.clone(), None, now, Vec::new());
@@ -346,7 +347,7 @@ fn bench_sqlite(
         let store = SqliteStore::connect_with(options).await.expect("connect");
         store.migrate().await.expect("migrate");
         let shared: Arc<dyn TokenStore> = Arc::new(store.clone());
-        load(&shared, &tokens.records).await;
+        load(&shared, &tokens.records, 1).await;
         store
     });
     let pool = store.pool().clone();
@@ -427,7 +428,7 @@ fn bench_postgres(
         .expect("drop schema");
         let store = pg_store(url, &schema).await;
         let shared: Arc<dyn TokenStore> = Arc::new(store.clone());
-        load(&shared, &tokens.records).await;
+        load(&shared, &tokens.records, 8).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {schema}.tokens")))
             .execute(store.pool())
             .await

@@ -319,6 +319,11 @@ impl RecordCache {
         }
     }
 
+    /// The maximum entry age, in microseconds.
+    pub(crate) fn max_age_us(&self) -> i64 {
+        i64::try_from(self.max_age.whole_microseconds()).unwrap_or(i64::MAX)
+    }
+
     pub(crate) fn feed_state(&self) -> FeedState {
         match self.feed.load(Ordering::Acquire) {
             2 => FeedState::Following,

@@ -48,9 +48,9 @@ impl UsageBuffer {
         self.shard(id).get(id).map(|u| u.last_used_at)
     }
 
-    /// The buffered update of `id`, if any.
+    /// The buffered update of `id` not yet written, if any.
     pub(crate) fn pending(&self, id: &TokenId) -> Option<UsageUpdate> {
-        self.shard(id).get(id).copied()
+        self.shard(id).get(id).copied().filter(|u| u.uses > 0)
     }
 
     /// Records a use; `true` (to exactly one of the callers that see it) when the flush
@@ -82,21 +82,23 @@ impl UsageBuffer {
             .store(to_unix_micros(now), Ordering::Release);
         let mut batch = Vec::new();
         for shard in &self.shards {
-            batch.extend(lock(shard).values().copied());
+            batch.extend(lock(shard).values().filter(|u| u.uses > 0).copied());
         }
         batch
     }
 
-    /// Removes a written batch: its uses are subtracted, and an entry with no use left since is
-    /// dropped (a use recorded meanwhile stays for the next batch).
-    pub(crate) fn settle(&self, written: &[UsageUpdate]) {
+    /// Removes a written batch: its uses are subtracted. An entry with no use left keeps its
+    /// `last_used_at` for `keep_us` more (it goes at a later settle), because a record read from
+    /// the store (or cached) just before the batch landed does not show it yet: idle decisions
+    /// must still see that use. A use recorded meanwhile stays for the next batch.
+    pub(crate) fn settle(&self, written: &[UsageUpdate], now: OffsetDateTime, keep_us: i64) {
+        let horizon = to_unix_micros(now).saturating_sub(keep_us);
+        for shard in &self.shards {
+            lock(shard).retain(|_, u| u.uses > 0 || to_unix_micros(u.last_used_at) > horizon);
+        }
         for update in written {
-            let mut shard = self.shard(&update.id);
-            if let Some(entry) = shard.get_mut(&update.id) {
+            if let Some(entry) = self.shard(&update.id).get_mut(&update.id) {
                 entry.uses = entry.uses.saturating_sub(update.uses);
-                if entry.uses == 0 && entry.last_used_at <= update.last_used_at {
-                    shard.remove(&update.id);
-                }
             }
         }
     }
@@ -165,12 +167,17 @@ mod tests {
         assert_eq!(buffer.last_used(&id(1)), Some(at(1)));
         // A use while the batch is written stays for the next batch.
         buffer.record(id(1), at(5), 3_600_000_000);
-        buffer.settle(&batch);
+        buffer.settle(&batch, at(5), 10_000_000);
         let pending = buffer.pending(&id(1)).expect("the later use");
         assert_eq!((pending.uses, pending.last_used_at), (1, at(5)));
         let next = buffer.snapshot(at(6));
-        buffer.settle(&next);
-        assert!(buffer.pending(&id(1)).is_none());
+        buffer.settle(&next, at(6), 10_000_000);
+        assert!(buffer.pending(&id(1)).is_none(), "written");
+        // Written, but remembered a while for records read before the write landed.
+        assert_eq!(buffer.last_used(&id(1)), Some(at(5)));
+        assert!(buffer.snapshot(at(7)).is_empty(), "not written twice");
+        buffer.settle(&[], at(16), 10_000_000);
+        assert_eq!(buffer.last_used(&id(1)), None, "forgotten after keep");
     }
 
     #[test]

@@ -27,7 +27,10 @@ fn confirmed(id: &str, secret: &str, checksum: &str) -> bool {
 #[test]
 fn the_pattern_is_the_documented_one() {
     for (name, text) in [
-        ("token-core/src/format.rs", include_str!("../src/format.rs")),
+        (
+            "token-core/src/format/mod.rs",
+            include_str!("../src/format/mod.rs"),
+        ),
         ("README.md", include_str!("../../README.md")),
     ] {
         assert!(text.contains(PATTERN), "{name} documents another pattern");

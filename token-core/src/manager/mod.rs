@@ -312,6 +312,14 @@ impl TokenManager {
         }
     }
 
+    /// The validation cache's maximum entry age in microseconds (0 without a cache).
+    fn cache_max_age_us(&self) -> i64 {
+        self.inner
+            .cache
+            .as_ref()
+            .map_or(0, |cache| cache.records.max_age_us())
+    }
+
     /// Drops the whole validation cache: a change failed in a way that leaves its outcome
     /// unknown (the store may have committed it before the error).
     fn flush_cached(&self) {

@@ -37,7 +37,10 @@ impl TokenManager {
         }
         match self.inner.store.record_usage(&batch).await {
             Ok(()) => {
-                self.inner.usage.settle(&batch);
+                // Written uses stay visible for a flush interval (or a cache entry's lifetime,
+                // if longer): a record read just before the write landed does not show them.
+                let keep_us = self.inner.flush_interval_us.max(self.cache_max_age_us());
+                self.inner.usage.settle(&batch, self.now(), keep_us);
                 Ok(())
             }
             Err(error) => {
