@@ -107,8 +107,9 @@ impl CacheConfig {
     }
 
     /// At most this many bytes of cached records (default 64 MiB). An entry's weight is the
-    /// estimate [`entry_bytes`] gives: about 620 bytes for a record with a short subject and
-    /// three scopes (the record itself is 448 of them).
+    /// estimate [`entry_bytes`] gives: about 660 bytes for a record with a short subject and
+    /// three scopes (the record itself is 448 of them; 699 bytes measured with the cache's own
+    /// tables, `benches/benches/cache_memory.rs`).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
         self

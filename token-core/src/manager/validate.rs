@@ -191,7 +191,7 @@ impl TokenManager {
                         let manager = self.clone();
                         tokio::spawn(async move { manager.write_buffered_usage().await });
                     } else {
-                        let _ = self.write_buffered_usage().await;
+                        let _ = Box::pin(self.write_buffered_usage()).await;
                     }
                 }
                 Ok(())
