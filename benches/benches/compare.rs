@@ -27,13 +27,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use benches::{Walk, data_dir};
+use benches::{Jwts, Walk, data_dir};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
 use futures_util::FutureExt;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use token_core::{
     CacheConfig, HashKey, InsertToken, IssueRequest, KeyId, Keyring, RevokeSelector, Scope,
     ScopeSet, TokenId, TokenIdHasherBuilder, TokenManager, TokenRecord, TokenStore, parse_token,
@@ -80,6 +78,24 @@ fn sql_builder(
     clock: &token_core::ManualClock,
 ) -> token_core::ManagerBuilder {
     builder(store).clock(clock.clone())
+}
+
+/// An uncached and a cached manager over `store` (see [`sql_builder`]), the cached one warmed
+/// with every token.
+fn sql_managers<S: TokenStore + Clone>(
+    store: S,
+    tokens: &Tokens,
+    runtime: &tokio::runtime::Runtime,
+) -> (TokenManager, TokenManager) {
+    let uncached = sql_builder(store.clone(), &tokens.clock)
+        .build()
+        .expect("manager");
+    let cached = sql_builder(store, &tokens.clock)
+        .cache(cache_for(tokens.strings.len()))
+        .build()
+        .expect("manager");
+    runtime.block_on(warm(&cached, &tokens.strings));
+    (uncached, cached)
 }
 
 fn builder(store: impl TokenStore) -> token_core::ManagerBuilder {
@@ -213,39 +229,11 @@ fn bench_floor(group: &mut BenchmarkGroup<'_, WallTime>, tokens: &Tokens) {
     });
 }
 
-#[derive(Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    scope: String,
-    exp: u64,
-    iat: u64,
-    jti: String,
-}
-
 fn bench_jwt(group: &mut BenchmarkGroup<'_, WallTime>) {
-    let encoding = EncodingKey::from_secret(&KEY).expect("encoding key");
-    let now = (unix_micros() / 1_000_000) as u64;
-    let jwts: Vec<String> = (0..1000)
-        .map(|i| {
-            let claims = Claims {
-                sub: format!("user:{i}"),
-                scope: SCOPES.to_owned(),
-                exp: now + 3600,
-                iat: now,
-                jti: format!("{i:022}"),
-            };
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &encoding).expect("jwt")
-        })
-        .collect();
-    let decoding = DecodingKey::from_secret(&KEY).expect("decoding key");
-    let validation = Validation::new(Algorithm::HS256);
+    let jwts = Jwts::new(&KEY, SCOPES, 1000);
     let mut walk = Walk(0x1234_5678_9ABC_DEF1);
     group.bench_function("jwt_hs256", |b| {
-        b.iter(|| {
-            let jwt = &jwts[walk.next_index(jwts.len())];
-            let data = jsonwebtoken::decode::<Claims>(jwt, &decoding, &validation).expect("jwt");
-            black_box(data.claims.scope.split(' ').any(|s| s == "widgets:read"))
-        })
+        b.iter(|| black_box(jwts.verify(walk.next_index(jwts.len()), "widgets:read")))
     });
 }
 
@@ -368,14 +356,7 @@ fn bench_sqlite(
         store
     });
     let pool = store.pool().clone();
-    let uncached = sql_builder(store.clone(), &tokens.clock)
-        .build()
-        .expect("manager");
-    let cached = sql_builder(store, &tokens.clock)
-        .cache(cache_for(count))
-        .build()
-        .expect("manager");
-    runtime.block_on(warm(&cached, &tokens.strings));
+    let (uncached, cached) = sql_managers(store, tokens, runtime);
     bench_sql(
         group,
         runtime,
@@ -456,14 +437,7 @@ fn bench_postgres(
         store
     });
     let pool = store.pool().clone();
-    let uncached = sql_builder(store.clone(), &tokens.clock)
-        .build()
-        .expect("manager");
-    let cached = sql_builder(store, &tokens.clock)
-        .cache(cache_for(count))
-        .build()
-        .expect("manager");
-    runtime.block_on(warm(&cached, &tokens.strings));
+    let (uncached, cached) = sql_managers(store, tokens, runtime);
     let select = format!("SELECT * FROM {schema}.tokens WHERE id = $1");
     bench_sql(
         group,

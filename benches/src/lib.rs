@@ -35,3 +35,73 @@ impl Walk {
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % len as u64) as usize
     }
 }
+
+/// The JWT arm the benches compare against: HS256 tokens carrying a claim set comparable to a
+/// token record (`sub`, `scope`, `exp`, `iat`, `jti`), verified with `jsonwebtoken`, plus the
+/// scope check a JWT verifier must still do.
+///
+/// ```
+/// let jwts = benches::Jwts::new(&[7; 32], "widgets:read widgets:write", 10);
+/// assert!(jwts.verify(3, "widgets:read"));
+/// assert!(!jwts.verify(3, "billing"));
+/// ```
+pub struct Jwts {
+    tokens: Vec<String>,
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claims {
+    sub: String,
+    scope: String,
+    exp: u64,
+    iat: u64,
+    jti: String,
+}
+
+impl Jwts {
+    /// `count` tokens signed with `key`, each carrying `scope` (space-separated), valid an hour.
+    pub fn new(key: &[u8], scope: &str, count: usize) -> Self {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let encoding = EncodingKey::from_secret(key).expect("encoding key");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let tokens = (0..count)
+            .map(|i| {
+                let claims = Claims {
+                    sub: format!("user:{i}"),
+                    scope: scope.to_owned(),
+                    exp: now + 3600,
+                    iat: now,
+                    jti: format!("{i:022}"),
+                };
+                jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &encoding)
+                    .expect("encode")
+            })
+            .collect();
+        Self {
+            tokens,
+            key: jsonwebtoken::DecodingKey::from_secret(key).expect("decoding key"),
+            validation: jsonwebtoken::Validation::new(Algorithm::HS256),
+        }
+    }
+
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Verifies token `index` and checks that its scope claim holds `required`.
+    pub fn verify(&self, index: usize, required: &str) -> bool {
+        let data = jsonwebtoken::decode::<Claims>(&self.tokens[index], &self.key, &self.validation)
+            .expect("jwt");
+        data.claims.scope.split(' ').any(|s| s == required)
+    }
+}

@@ -479,30 +479,14 @@ mod tests {
     const T0: OffsetDateTime = time::macros::datetime!(2030-01-01 0:00 UTC);
 
     fn record(n: u8) -> Arc<TokenRecord> {
-        let id = TokenId::from_bytes([n; 16]);
         Arc::new(TokenRecord {
-            id,
-            hash: TokenHash::from_bytes([0; 32]),
-            hash_key_id: KeyId::new(1),
-            prefix: "acme".into(),
-            subject: "user:42".into(),
             scopes: ScopeSet::parse("widgets:read widgets:write billing").unwrap(),
-            name: None,
-            description: None,
-            labels: Default::default(),
-            created_at: T0,
-            created_by: None,
-            expires_at: None,
-            not_before: None,
-            idle_timeout: None,
-            last_used_at: None,
-            use_count: 0,
-            max_uses: None,
-            parent_id: None,
-            family_id: id,
-            rotated_from: None,
-            rotated_to: None,
-            revocation: None,
+            ..TokenRecord::for_tests(
+                TokenId::from_bytes([n; 16]),
+                TokenHash::from_bytes([0; 32]),
+                KeyId::new(1),
+                T0,
+            )
         })
     }
 

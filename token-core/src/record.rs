@@ -176,35 +176,58 @@ impl TokenRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    fn record() -> TokenRecord {
-        let id = TokenId::from_bytes([1; 16]);
-        TokenRecord {
+impl TokenRecord {
+    /// A live root record for unit tests: prefix `acme`, subject `user:42`, scope
+    /// `widgets:read`, no expiry, no limits. Tests set the fields they are about.
+    pub(crate) fn for_tests(
+        id: TokenId,
+        hash: TokenHash,
+        hash_key_id: KeyId,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
             id,
-            hash: TokenHash::from_bytes([0; 32]),
-            hash_key_id: KeyId::new(1),
-            prefix: "t".into(),
-            subject: "s".into(),
-            scopes: ScopeSet::parse("a").unwrap(),
+            hash,
+            hash_key_id,
+            prefix: "acme".into(),
+            subject: "user:42".into(),
+            scopes: ScopeSet::parse("widgets:read").unwrap_or_default(),
             name: None,
             description: None,
             labels: Labels::new(),
-            created_at: datetime!(2030-01-01 0:00 UTC),
+            created_at,
             created_by: None,
-            expires_at: Some(datetime!(2030-01-02 0:00 UTC)),
+            expires_at: None,
             not_before: None,
-            idle_timeout: Some(Duration::from_secs(3600)),
+            idle_timeout: None,
             last_used_at: None,
             use_count: 0,
-            max_uses: Some(2),
+            max_uses: None,
             parent_id: None,
             family_id: id,
             rotated_from: None,
             rotated_to: None,
             revocation: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            expires_at: Some(datetime!(2030-01-02 0:00 UTC)),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_uses: Some(2),
+            ..TokenRecord::for_tests(
+                TokenId::from_bytes([1; 16]),
+                TokenHash::from_bytes([0; 32]),
+                KeyId::new(1),
+                datetime!(2030-01-01 0:00 UTC),
+            )
         }
     }
 

@@ -12,7 +12,7 @@ use token_core::store::{
     RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, CacheConfig, Context, HashKey,
+    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, CacheConfig, Clock, Context, HashKey,
     IssueRequest, KeyId, Keyring, ManualClock, RevokeSelector, Scope, ScopeSet, TokenId,
     TokenManager, TokenRecord,
 };
@@ -107,6 +107,31 @@ impl TokenStore for Remote {
 
 const MAX_AGE: Duration = Duration::from_secs(1);
 
+/// A fresh remote store, the sender that drives its feed, a manual clock and a cached manager.
+fn setup() -> (
+    Remote,
+    mpsc::UnboundedSender<RevocationNotice>,
+    ManualClock,
+    TokenManager,
+) {
+    let (store, feed) = Remote::new();
+    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
+    let manager = manager(store.clone(), clock.clone());
+    (store, feed, clock, manager)
+}
+
+/// Another process revokes `id` and its descendants, straight in the store: no manager here
+/// hears of it except through the feed the test drives.
+async fn revoke_elsewhere(store: &Remote, clock: &ManualClock, id: TokenId) {
+    let request = RevokeRequest::new(
+        RevokeSelector::Token(id),
+        clock.now(),
+        "leaked",
+        Context::new(),
+    );
+    store.inner.revoke(&request).await.unwrap();
+}
+
 fn manager(store: Remote, clock: ManualClock) -> TokenManager {
     TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [3; 32])))
         .prefix("acme")
@@ -153,22 +178,11 @@ async fn cached(manager: &TokenManager, token: &str) {
 
 #[tokio::test]
 async fn a_silently_lost_notice_is_bounded_by_max_age() {
-    let (store, _feed_never_speaks) = Remote::new();
-    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let here = manager(store.clone(), clock.clone());
+    let (store, _feed_never_speaks, clock, here) = setup();
     let (id, token) = issue(&here).await;
     cached(&here, &token).await;
     // Another process revokes (straight in the store); its notice never arrives.
-    store
-        .inner
-        .revoke(&RevokeRequest::new(
-            RevokeSelector::Token(id),
-            clock.now_for_test(),
-            "leaked",
-            Context::new(),
-        ))
-        .await
-        .unwrap();
+    revoke_elsewhere(&store, &clock, id).await;
     clock.advance(MAX_AGE - Duration::from_millis(1));
     assert!(
         here.validate(&token, &read()).await.is_ok(),
@@ -183,21 +197,10 @@ async fn a_silently_lost_notice_is_bounded_by_max_age() {
 
 #[tokio::test]
 async fn an_interrupted_feed_flushes_the_cache() {
-    let (store, feed) = Remote::new();
-    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let here = manager(store.clone(), clock.clone());
+    let (store, feed, clock, here) = setup();
     let (id, token) = issue(&here).await;
     cached(&here, &token).await;
-    store
-        .inner
-        .revoke(&RevokeRequest::new(
-            RevokeSelector::Token(id),
-            clock.now_for_test(),
-            "leaked",
-            Context::new(),
-        ))
-        .await
-        .unwrap();
+    revoke_elsewhere(&store, &clock, id).await;
     // The listener reconnected and may have missed that revocation: everything goes.
     feed.send(RevocationNotice::Interrupted).unwrap();
     let flushes = wait_for(|| here.stats().cache_flushes >= 1).await;
@@ -207,21 +210,10 @@ async fn an_interrupted_feed_flushes_the_cache() {
 
 #[tokio::test]
 async fn a_notice_from_another_process_drops_the_entry() {
-    let (store, feed) = Remote::new();
-    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let here = manager(store.clone(), clock.clone());
+    let (store, feed, clock, here) = setup();
     let (id, token) = issue(&here).await;
     cached(&here, &token).await;
-    store
-        .inner
-        .revoke(&RevokeRequest::new(
-            RevokeSelector::Token(id),
-            clock.now_for_test(),
-            "leaked",
-            Context::new(),
-        ))
-        .await
-        .unwrap();
+    revoke_elsewhere(&store, &clock, id).await;
     feed.send(RevocationNotice::Revoked(vec![id])).unwrap();
     assert!(wait_for(|| here.stats().cache_invalidations >= 1).await);
     assert!(here.validate(&token, &read()).await.is_err());
@@ -229,9 +221,7 @@ async fn a_notice_from_another_process_drops_the_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_validation_started_after_revoke_returned_is_accepted() {
-    let (store, _feed) = Remote::new();
-    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let here = manager(store.clone(), clock.clone());
+    let (_store, _feed, _clock, here) = setup();
     let (id, token) = issue(&here).await;
     cached(&here, &token).await;
     let returned = Arc::new(AtomicBool::new(false));
@@ -282,21 +272,9 @@ async fn wait_for(condition: impl Fn() -> bool) -> bool {
     false
 }
 
-trait NowForTest {
-    fn now_for_test(&self) -> time::OffsetDateTime;
-}
-
-impl NowForTest for ManualClock {
-    fn now_for_test(&self) -> time::OffsetDateTime {
-        token_core::Clock::now(self)
-    }
-}
-
 #[tokio::test]
 async fn revoking_a_token_already_revoked_elsewhere_drops_the_stale_copy() {
-    let (store, _feed_never_speaks) = Remote::new();
-    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let here = manager(store.clone(), clock.clone());
+    let (store, _feed_never_speaks, clock, here) = setup();
     let parent = here
         .issue(IssueRequest::new(
             "user:1",
@@ -318,16 +296,7 @@ async fn revoking_a_token_already_revoked_elsewhere_drops_the_stale_copy() {
     cached(&here, &parent_token).await;
     cached(&here, &child_token).await;
     // Another process revoked the family; its notice has not arrived.
-    store
-        .inner
-        .revoke(&RevokeRequest::new(
-            RevokeSelector::Token(parent.token.id()),
-            clock.now_for_test(),
-            "leaked",
-            Context::new(),
-        ))
-        .await
-        .unwrap();
+    revoke_elsewhere(&store, &clock, parent.token.id()).await;
     // Revoking again here changes nothing in the store, but must drop the stale copies.
     let revoked = here
         .revoke(RevokeSelector::Token(parent.token.id()), "leaked")
@@ -343,21 +312,10 @@ async fn revoking_a_token_already_revoked_elsewhere_drops_the_stale_copy() {
 
 #[tokio::test]
 async fn a_bulk_revocation_that_finds_everything_revoked_still_drops_cached_copies() {
-    let (store, _feed_never_speaks) = Remote::new();
-    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let here = manager(store.clone(), clock.clone());
+    let (store, _feed_never_speaks, clock, here) = setup();
     let (id, token) = issue(&here).await;
     cached(&here, &token).await;
-    store
-        .inner
-        .revoke(&RevokeRequest::new(
-            RevokeSelector::Token(id),
-            clock.now_for_test(),
-            "leaked",
-            Context::new(),
-        ))
-        .await
-        .unwrap();
+    revoke_elsewhere(&store, &clock, id).await;
     let revoked = here
         .revoke(RevokeSelector::Subject("user:1".into()), "offboarded")
         .await

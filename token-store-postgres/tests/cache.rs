@@ -11,7 +11,7 @@ use token_core::{
 };
 use token_store_postgres::PgStore;
 
-use common::{admin, drop_schema, fresh_schema, scopes, second_instance, url_or_skip};
+use common::{drop_schema, fresh_schema, scopes, second_instance, terminate, url_or_skip};
 
 fn cached(store: PgStore) -> TokenManager {
     TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [7; 32])))
@@ -104,15 +104,8 @@ async fn a_terminated_listener_flushes_the_cache() {
     let token = issued.token.expose_secret();
     cache_on(&b, token).await;
     let flushes = b.stats().cache_flushes;
-    let mut conn = admin(&url).await;
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(format!("{app}-b/feed"))
-    .fetch_all(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(killed.len(), 1, "B's one listener connection");
+    let killed = terminate(&url, &format!("{app}-b/feed")).await;
+    assert_eq!(killed, 1, "B's one listener connection");
     let start = Instant::now();
     while b.stats().cache_flushes == flushes {
         assert!(

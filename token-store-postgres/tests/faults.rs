@@ -12,19 +12,7 @@ use token_core::{
 };
 use token_store_postgres::{PgStore, PgStoreOptions};
 
-use common::{admin, drop_schema, fresh_schema, manager, scopes, url_or_skip};
-
-async fn terminate(url: &str, application_name: &str) -> i64 {
-    let mut conn = admin(url).await;
-    let rows: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(application_name)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("terminate: {e}"));
-    rows.len() as i64
-}
+use common::{drop_schema, fresh_schema, manager, scopes, terminate, url_or_skip};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_typed_error_and_validation_fails_closed() {

@@ -365,7 +365,7 @@ mod tests {
     use crate::format::{PlaintextToken, TokenPrefix, parse_token};
     use crate::keyring::{HashKey, KeyId, Keyring};
     use crate::record::{Revocation, TokenRecord};
-    use crate::scope::{Scope, ScopeSet};
+    use crate::scope::Scope;
 
     const NOW: OffsetDateTime = time::macros::datetime!(2026-12-01 12:00 UTC);
 
@@ -382,28 +382,13 @@ mod tests {
         let token = PlaintextToken::generate(&prefix).unwrap();
         let (hash_key_id, hash) = keyring.hash_current(&token.id(), token.secret_bytes());
         let record = TokenRecord {
-            id: token.id(),
-            hash,
-            hash_key_id,
-            prefix: "acme".to_owned(),
-            subject: "user:42".to_owned(),
-            scopes: ScopeSet::parse("widgets:read").unwrap(),
-            name: None,
-            description: None,
-            labels: Default::default(),
-            created_at: NOW - time::Duration::hours(1),
-            created_by: None,
             expires_at: Some(NOW + time::Duration::hours(1)),
-            not_before: None,
-            idle_timeout: None,
-            last_used_at: None,
-            use_count: 0,
-            max_uses: None,
-            parent_id: None,
-            family_id: token.id(),
-            rotated_from: None,
-            rotated_to: None,
-            revocation: None,
+            ..TokenRecord::for_tests(
+                token.id(),
+                hash,
+                hash_key_id,
+                NOW - time::Duration::hours(1),
+            )
         };
         Fixture {
             keyring,

@@ -87,6 +87,20 @@ pub async fn admin(url: &str) -> PgConnection {
         .unwrap_or_else(|e| panic!("admin connect: {e}"))
 }
 
+/// Terminates every server backend whose `application_name` is `application_name`; returns how
+/// many there were.
+pub async fn terminate(url: &str, application_name: &str) -> i64 {
+    let mut conn = admin(url).await;
+    let rows: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(application_name)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("terminate: {e}"));
+    rows.len() as i64
+}
+
 /// Drops `schema` and everything in it.
 pub async fn drop_schema(url: &str, schema: &str) {
     let mut conn = admin(url).await;

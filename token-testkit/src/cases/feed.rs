@@ -12,7 +12,7 @@ use token_core::store::TokenStore;
 use crate::Fixture;
 use crate::env::TestEnv;
 
-use super::support::{assert_valid, derive, req, revoke};
+use super::support::{assert_valid, derive, req, revoke, stored};
 
 /// This file's cases, the one list of them: expands to `$callback! { $args case, ... }`, which
 /// is how `conformance_tests!` makes a test of each and `cases` re-exports them.
@@ -29,15 +29,19 @@ macro_rules! __conformance_feed {
     };
 }
 
-pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
-    use futures_util::StreamExt;
-    let env = TestEnv::new(f).await;
-    let mut feed = env
-        .store
+/// The store's feed; every store under the suite has one.
+async fn subscribe(env: &TestEnv) -> token_core::RevocationStream {
+    env.store
         .subscribe_revocations()
         .await
         .unwrap_or_else(|e| panic!("subscribe: {e}"))
-        .unwrap_or_else(|| panic!("the store offers no revocation feed"));
+        .unwrap_or_else(|| panic!("the store offers no revocation feed"))
+}
+
+pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
+    use futures_util::StreamExt;
+    let env = TestEnv::new(f).await;
+    let mut feed = subscribe(&env).await;
     let root = env.issue("u", "a").await;
     let child = derive(&env, root.token.id(), "a").await;
     env.issue("u", "a").await;
@@ -57,12 +61,7 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
                     "an in-process feed was interrupted without losing anything"
                 );
                 for id in &revoked {
-                    let record = env
-                        .store
-                        .get(*id)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"))
-                        .unwrap_or_else(|| panic!("missing"));
+                    let record = stored(&env, *id).await;
                     assert!(record.is_revoked());
                 }
                 return;
@@ -80,12 +79,7 @@ pub async fn revocation_feed_announces_committed_revocations(f: &dyn Fixture) {
 pub async fn rotation_is_announced_on_the_feed(f: &dyn Fixture) {
     use futures_util::StreamExt;
     let env = TestEnv::new(f).await;
-    let mut feed = env
-        .store
-        .subscribe_revocations()
-        .await
-        .unwrap_or_else(|e| panic!("subscribe: {e}"))
-        .unwrap_or_else(|| panic!("the store offers no revocation feed"));
+    let mut feed = subscribe(&env).await;
     let old = env.issue("u", "a").await;
     env.manager
         .rotate(old.token.id(), Duration::from_secs(60))

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use token_core::store::TokenStore;
 use token_core::{Error, IssueRequest, RevokeSelector};
 
 use crate::Fixture;
 use crate::env::{START, TestEnv, scopes_of};
 
-use super::support::{DAY, HOUR, assert_rejected, assert_valid, revoke};
+use super::support::{DAY, HOUR, assert_rejected, assert_valid, revoke, stored};
 
 /// This file's cases, the one list of them: expands to `$callback! { $args case, ... }`, which
 /// is how `conformance_tests!` makes a test of each and `cases` re-exports them.
@@ -141,12 +140,7 @@ pub async fn rotating_a_use_limited_token_never_grants_uses_twice(f: &dyn Fixtur
         .unwrap_or_else(|e| panic!("{e}"));
     // No grace for use-limited tokens: two live copies would double the budget.
     assert_rejected(&env, old.token.expose_secret(), "expired").await;
-    let stored = env
-        .store
-        .get(new.token.id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+    let stored = stored(&env, new.token.id()).await;
     assert_eq!(stored.max_uses, Some(2));
     let mut ok = 0;
     for _ in 0..5 {

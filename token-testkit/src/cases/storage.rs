@@ -9,7 +9,7 @@ use token_core::{AuditEvent, AuditKind, Context, DeriveRequest, IssueRequest, To
 use crate::Fixture;
 use crate::env::{START, TestEnv, scopes_of};
 
-use super::support::{HOUR, req};
+use super::support::{HOUR, req, stored};
 
 /// This file's cases, the one list of them: expands to `$callback! { $args case, ... }`, which
 /// is how `conformance_tests!` makes a test of each and `cases` re-exports them.
@@ -126,12 +126,7 @@ pub async fn record_round_trips_every_field(f: &dyn Fixture) {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let stored = env
-        .store
-        .get(issued.token.id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+    let stored = stored(&env, issued.token.id()).await;
     assert_eq!(*stored, issued.record);
     assert_eq!(stored.created_by.as_deref(), Some("creator"));
     assert_eq!(stored.idle_timeout, Some(Duration::from_secs(1800)));

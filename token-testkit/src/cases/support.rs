@@ -3,10 +3,11 @@
 //! topic's file.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use token_core::{Context, DeriveRequest, RevokeSelector, Scope, TokenId};
+use token_core::{Context, DeriveRequest, RevokeSelector, Scope, TokenId, TokenRecord};
 
 use crate::env::{TestEnv, scopes_of};
 
@@ -32,6 +33,33 @@ pub(super) async fn assert_rejected(env: &TestEnv, token: &str, expected: &str) 
 pub(super) async fn assert_valid(env: &TestEnv, token: &str) {
     if let Err(e) = env.manager.validate(token, &[]).await {
         panic!("expected a valid token, got: {e}");
+    }
+}
+
+/// The stored record of `id` (it must exist).
+pub(super) async fn stored(env: &TestEnv, id: TokenId) -> Arc<TokenRecord> {
+    token_core::TokenStore::get(&env.store, id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("token {id} missing from the store"))
+}
+
+/// The stored record of `id` once `condition` holds (usage batches are written in the
+/// background), for at most 5 s.
+pub(super) async fn stored_when(
+    env: &TestEnv,
+    id: TokenId,
+    what: &str,
+    condition: impl Fn(&TokenRecord) -> bool,
+) -> Arc<TokenRecord> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let record = stored(env, id).await;
+        if condition(&record) {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} within 5 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -12,7 +12,9 @@ use token_core::{IssueRequest, RevokeSelector, TokenState, ValidationError};
 use crate::Fixture;
 use crate::env::{START, TestEnv, scopes_of};
 
-use super::support::{HOUR, assert_rejected, assert_valid, derive, req, revoke};
+use super::support::{
+    HOUR, assert_rejected, assert_valid, derive, req, revoke, stored, stored_when,
+};
 
 /// This file's cases, the one list of them: expands to `$callback! { $args case, ... }`, which
 /// is how `conformance_tests!` makes a test of each and `cases` re-exports them.
@@ -52,12 +54,7 @@ pub async fn usage_is_flushed_to_the_store(f: &dyn Fixture) {
         assert_valid(&env, issued.token.expose_secret()).await;
     }
     // Not yet flushed: the store has no usage, the manager merges its buffer.
-    let stored = env
-        .store
-        .get(issued.token.id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+    let stored = stored(&env, issued.token.id()).await;
     assert_eq!(stored.use_count, 0);
     let inspected = env
         .manager
@@ -71,23 +68,14 @@ pub async fn usage_is_flushed_to_the_store(f: &dyn Fixture) {
     // (it does not wait for it); the store has it shortly after, without any explicit flush.
     env.advance(Duration::from_secs(11));
     assert_valid(&env, issued.token.expose_secret()).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let stored = loop {
-        let stored = env
-            .store
-            .get(issued.token.id())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("missing"));
-        if stored.use_count == 4 || std::time::Instant::now() > deadline {
-            break stored;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    assert_eq!(
-        stored.use_count, 4,
-        "the batch reached the store within 5 s"
-    );
+    let stored = stored_when(
+        &env,
+        issued.token.id(),
+        "the batch reached the store",
+        |r| r.use_count == 4,
+    )
+    .await;
+    assert_eq!(stored.use_count, 4);
     assert_eq!(
         stored.last_used_at,
         Some(START + time::Duration::seconds(11))
@@ -123,12 +111,7 @@ pub async fn no_use_is_counted_on_a_revoked_or_expired_token(f: &dyn Fixture) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, token_core::UseOutcome::NotActive);
     for id in [revoked.token.id(), expiring.token.id()] {
-        let record = env
-            .store
-            .get(id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("missing"));
+        let record = stored(&env, id).await;
         assert_eq!(record.use_count, 0);
     }
 }
@@ -169,34 +152,16 @@ async fn token_idle_only_in_the_store(env: &TestEnv) -> token_core::IssuedToken 
     assert_valid(env, token).await; // flushed with this batch: the store has +0:50:00
     // The batch is written in the background: wait until the store has it.
     let flushed_at = env.clock_now();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let stored = env
-            .store
-            .get(issued.token.id())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("missing"));
-        if stored.last_used_at == Some(flushed_at) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the batch did not reach the store"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    stored_when(env, issued.token.id(), "the batch reached the store", |r| {
+        r.last_used_at == Some(flushed_at)
+    })
+    .await;
     env.advance(Duration::from_secs(9));
     assert_valid(env, token).await; // within the flush interval: buffered (+0:50:09)
     // Just past the store's idea of the idle deadline, before this process's.
     env.clock
         .set(issued_at + time::Duration::minutes(110) + time::Duration::seconds(5));
-    let stored = env
-        .store
-        .get(issued.token.id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+    let stored = stored(env, issued.token.id()).await;
     assert_eq!(
         stored.state_at(env.clock_now()),
         TokenState::IdleExpired,
