@@ -161,8 +161,9 @@ pub enum Error {
         /// Its state.
         state: TokenState,
     },
-    /// The token already has a successor; rotate the successor instead.
-    #[error("token {id} was already rotated to {successor}; rotate {successor} instead")]
+    /// The token already has a successor (it is in its grace window): rotate, or derive from,
+    /// the successor instead.
+    #[error("token {id} was already rotated to {successor}; use {successor} instead")]
     AlreadyRotated {
         /// The token.
         id: TokenId,
@@ -196,6 +197,18 @@ pub enum Error {
         requested: OffsetDateTime,
         /// Parent's expiry.
         parent: OffsetDateTime,
+    },
+    /// A revocation of every token issued before `cutoff` has committed, and this token would
+    /// have been issued at `issued_at`, before it: nothing was written. The issue raced the
+    /// revocation (retry), or this instance's clock lags the one that revoked (fix the clock).
+    #[error(
+        "every token issued before {cutoff} was revoked, and this one would be issued at {issued_at}; nothing was issued: retry, and if this repeats, this instance's clock lags the revoker's"
+    )]
+    BeforeRevocationCutoff {
+        /// The refused token's issue time (the manager's clock).
+        issued_at: OffsetDateTime,
+        /// The store's revocation cut-off.
+        cutoff: OffsetDateTime,
     },
     /// A keyring operation was refused.
     #[error(transparent)]

@@ -74,6 +74,8 @@ struct State {
     by_expiry: BTreeSet<(OffsetDateTime, TokenId)>,
     /// Every revoked record, for purging.
     by_revocation: BTreeSet<(OffsetDateTime, TokenId)>,
+    /// The latest `IssuedBefore` cut-off revoked: no record created before it is inserted.
+    cutoff: Option<OffsetDateTime>,
 }
 
 impl State {
@@ -270,6 +272,9 @@ impl TokenStore for MemoryStore {
         if state.records.contains_key(&record.id) {
             return Err(StoreError::AlreadyExists { id: record.id });
         }
+        if let Some(cutoff) = InsertToken::before_cutoff(record.created_at, state.cutoff) {
+            return Ok(InsertOutcome::BeforeRevocationCutoff { cutoff });
+        }
         if let Some(parent) = record.parent_id {
             let parent_record = state.records.get(&parent);
             let parent_state = parent_record.map(|p| p.state_at(insert.now));
@@ -277,6 +282,9 @@ impl TokenStore for MemoryStore {
                 return Ok(InsertOutcome::ParentNotActive {
                     state: parent_state,
                 });
+            }
+            if let Some(successor) = parent_record.and_then(|p| p.rotated_to) {
+                return Ok(InsertOutcome::ParentRotated { successor });
             }
             if let Some(parent_expires_at) =
                 parent_record.and_then(|p| InsertToken::child_outlives(p, record))
@@ -326,6 +334,11 @@ impl TokenStore for MemoryStore {
         if old_state != TokenState::Active {
             return Ok(RotateOutcome::NotActive(old_state));
         }
+        if let Some(cutoff) =
+            InsertToken::before_cutoff(rotation.successor.created_at, state.cutoff)
+        {
+            return Ok(RotateOutcome::BeforeRevocationCutoff { cutoff });
+        }
         let mut successor = rotation.successor.clone();
         if let Some(max) = old.max_uses {
             successor.max_uses = Some(max.saturating_sub(old.use_count));
@@ -341,6 +354,19 @@ impl TokenStore for MemoryStore {
         if let Some(parent) = successor.parent_id {
             state.children.entry(parent).or_default().push(successor_id);
         }
+        // The predecessor's children follow the successor: revoking it reaches them.
+        let children = state
+            .children
+            .remove(&rotation.predecessor)
+            .unwrap_or_default();
+        for child in &children {
+            state.update(*child, |c| c.parent_id = Some(successor_id));
+        }
+        state
+            .children
+            .entry(successor_id)
+            .or_default()
+            .extend(children);
         state.index_insert(&successor);
         state.records.insert(successor_id, Arc::new(successor));
         state.append(&rotation.events);
@@ -354,6 +380,9 @@ impl TokenStore for MemoryStore {
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         let mut state = self.write();
+        if let RevokeSelector::IssuedBefore(cutoff) = request.selector {
+            state.cutoff = state.cutoff.max(Some(cutoff));
+        }
         let mut matched = state.select(&request.selector, request.at);
         if let Some(limit) = request.limit {
             // Only unrevoked matches count; the longest-unused go first.

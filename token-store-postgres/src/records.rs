@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use sqlx::postgres::PgConnection;
+use time::OffsetDateTime;
 use token_core::{
     CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, RotateOutcome, RotateToken,
     StoreError, TokenId, TokenRecord,
 };
-use token_store_sql::{id_bytes, micros, parent_refusal, rotation_successor, token_params};
+use token_store_sql::{
+    cutoff_refusal, id_bytes, micros, parent_refusal, rotation_successor, token_params,
+};
 
 use crate::audit::append_events;
 use crate::codec::record_from_row;
@@ -27,6 +30,22 @@ async fn fetch_record(
         .await
         .map_err(backend_in)?;
     row.as_ref().map(record_from_row).transpose()
+}
+
+/// The revocation cut-off if a record created at `created_at` falls before it, read `FOR SHARE`
+/// in the caller's transaction: a revocation raising the cut-off updates that row first, so it
+/// either waits for this transaction (and then revokes what it inserted) or committed before
+/// (and the raised cut-off is read here).
+async fn before_cutoff(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    created_at: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let cutoff: Option<Option<i64>> = sqlx::query_scalar(q(&store.inner.sql.cutoff_for_share))
+        .fetch_optional(conn)
+        .await
+        .map_err(backend_in)?;
+    cutoff_refusal(STORE, created_at, cutoff.flatten())
 }
 
 async fn insert_record(
@@ -72,6 +91,10 @@ pub(crate) async fn insert(
     let sql = &store.inner.sql;
     let mut tx = store.begin().await?;
     let record = &insert.record;
+    if let Some(cutoff) = before_cutoff(store, &mut tx, record.created_at).await? {
+        rollback(tx).await?;
+        return Ok(InsertOutcome::BeforeRevocationCutoff { cutoff });
+    }
     if let Some(parent) = record.parent_id {
         // FOR SHARE conflicts with the FOR UPDATE a revocation takes: the parent cannot be
         // revoked between this check and our commit, and a revocation that locked it first
@@ -127,6 +150,10 @@ pub(crate) async fn rotate(
 ) -> Result<RotateOutcome, StoreError> {
     let sql = &store.inner.sql;
     let mut tx = store.begin().await?;
+    if let Some(cutoff) = before_cutoff(store, &mut tx, rotation.successor.created_at).await? {
+        rollback(tx).await?;
+        return Ok(RotateOutcome::BeforeRevocationCutoff { cutoff });
+    }
     // Locked FOR UPDATE: the uses left as read under the row lock, so none is granted twice.
     let old = fetch_record(&mut tx, &sql.get_for_update, rotation.predecessor).await?;
     let successor = match rotation_successor(rotation, old.as_ref()) {
@@ -141,6 +168,15 @@ pub(crate) async fn rotate(
         .bind(id_bytes(rotation.predecessor))
         .bind(id_bytes(successor.id))
         .bind(micros(rotation.predecessor_expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_in)?;
+    // The children follow the successor, so revoking it reaches them. A derive under the
+    // predecessor holds it FOR SHARE, which our FOR UPDATE waited for: it committed before this
+    // statement's snapshot (and is moved) or it waits and then sees the predecessor rotated.
+    sqlx::query(q(&sql.reparent))
+        .bind(id_bytes(rotation.predecessor))
+        .bind(id_bytes(successor.id))
         .execute(&mut *tx)
         .await
         .map_err(backend_in)?;

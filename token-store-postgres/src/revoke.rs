@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
-use token_core::{AuditEvent, RevokeRequest, StoreError, TokenId};
-use token_store_sql::{micros, revoke_event, unnamed_revoke_event};
+use token_core::{AuditEvent, RevokeRequest, RevokeSelector, StoreError, TokenId};
+use token_store_sql::{micros, micros_ceil, revoke_event, unnamed_revoke_event};
 
 use crate::audit::append_events;
 use crate::codec::Row;
@@ -30,6 +30,16 @@ pub(crate) async fn revoke(
         return Ok(Vec::new());
     }
     let mut tx = store.begin().await?;
+    if let RevokeSelector::IssuedBefore(cutoff) = request.selector {
+        // First, so every insert and rotation that read the old cut-off (FOR SHARE) has
+        // committed before the selection below reads its snapshot, and every later one waits
+        // for our commit and then reads the new cut-off.
+        sqlx::query(q(&store.inner.sql.raise_cutoff))
+            .bind(micros_ceil(cutoff))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_in)?;
+    }
     // Every id found so far (revoked or not), and the unrevoked rows we locked.
     let mut known: Vec<Vec<u8>> = Vec::new();
     let mut known_set: HashSet<Vec<u8>> = HashSet::new();
@@ -75,7 +85,12 @@ pub(crate) async fn revoke(
         });
     }
     if locked.is_empty() {
-        rollback(tx).await?;
+        // Nothing to revoke; a raised cut-off still commits.
+        if matches!(request.selector, RevokeSelector::IssuedBefore(_)) {
+            commit(tx).await?;
+        } else {
+            rollback(tx).await?;
+        }
         return Ok(Vec::new());
     }
     let revocation = request.revocation();

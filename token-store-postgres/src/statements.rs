@@ -25,6 +25,9 @@ pub(crate) struct Sql {
     pub(crate) insert_labels: Arc<str>,
     pub(crate) chain: Chain,
     pub(crate) rotate: Arc<str>,
+    pub(crate) reparent: Arc<str>,
+    pub(crate) cutoff_for_share: Arc<str>,
+    pub(crate) raise_cutoff: Arc<str>,
     pub(crate) lock_for_revoke: Arc<str>,
     pub(crate) revoke: Arc<str>,
     pub(crate) consume_use: Arc<str>,
@@ -78,6 +81,17 @@ impl Sql {
             chain: Chain::new(schema, s),
             rotate: arc(format!(
                 "UPDATE {s}.tokens SET rotated_to = $2, expires_at = $3 WHERE id = $1"
+            )),
+            reparent: arc(format!(
+                "UPDATE {s}.tokens SET parent_id = $2 WHERE parent_id = $1"
+            )),
+            cutoff_for_share: arc(format!(
+                "SELECT issued_before FROM {s}.revocation_cutoff WHERE id = 1 FOR SHARE"
+            )),
+            raise_cutoff: arc(format!(
+                "INSERT INTO {s}.revocation_cutoff (id, issued_before) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                 issued_before = GREATEST({s}.revocation_cutoff.issued_before, EXCLUDED.issued_before)"
             )),
             lock_for_revoke: arc(format!(
                 "SELECT {cols} FROM {s}.tokens t WHERE t.id = ANY($1::bytea[]) \

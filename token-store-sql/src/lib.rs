@@ -20,7 +20,8 @@
 //! - **Rows that fail to decode** ([`sweeper_event`], [`revoke_event`],
 //!   [`unnamed_revoke_event`], [`row_id`], [`row_subject`]): sweeps and revocations must not
 //!   stall on a corrupt row, so their events name it by what can still be read.
-//! - **Checks inside a transaction** ([`parent_refusal`], [`rotation_successor`]) on records the
+//! - **Checks inside a transaction** ([`parent_refusal`], [`rotation_successor`],
+//!   [`cutoff_refusal`]) on records the
 //!   store read (and locked) there, and the **conditions of an audit query**
 //!   ([`audit_conditions`]), each store adding its own placeholders.
 //! - **Migration bookkeeping** ([`Migrations`], [`Migration`], [`Step`], [`MIGRATIONS_TABLE`]):
@@ -54,7 +55,7 @@ pub use crate::columns::{
     AUDIT_COLUMNS, Columns, EVENT_COLUMNS, RowReader, decode_audit_hash, decode_audit_record,
     decode_checkpoint, decode_event, decode_token,
 };
-pub use crate::lifecycle::{parent_refusal, rotation_successor};
+pub use crate::lifecycle::{cutoff_refusal, parent_refusal, rotation_successor};
 pub use crate::migrate::{MIGRATIONS_TABLE, Migration, Migrations, Step};
 pub use crate::query::{Param, TOKEN_INSERT_COLUMNS, audit_conditions, token_params};
 pub use crate::rows::{

@@ -1,18 +1,51 @@
 //! The checks a store makes inside an insert's or a rotation's transaction, on the records it
 //! read (and locked) there.
 
-use token_core::{InsertOutcome, InsertToken, RotateOutcome, RotateToken, TokenRecord, TokenState};
+use time::OffsetDateTime;
+use token_core::clock::from_unix_micros;
+use token_core::{
+    InsertOutcome, InsertToken, RotateOutcome, RotateToken, StoreError, TokenRecord, TokenState,
+};
+
+/// The store's revocation cut-off if a record created at `created_at` falls before it
+/// ([`InsertToken::before_cutoff`]). `cutoff_micros` is `revocation_cutoff.issued_before` as read
+/// inside the insert's or rotation's transaction (under the lock a
+/// [`RevokeSelector::IssuedBefore`](token_core::RevokeSelector::IssuedBefore) revocation also
+/// takes); the revocation stores its instant rounded up to a microsecond, as its selector
+/// compares. An unreadable value is [`StoreError::Corrupt`]: the record is refused, not let
+/// through.
+pub fn cutoff_refusal(
+    store: &'static str,
+    created_at: OffsetDateTime,
+    cutoff_micros: Option<i64>,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let cutoff = cutoff_micros
+        .map(|micros| {
+            from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
+                store,
+                message: format!(
+                    "revocation_cutoff.issued_before: timestamp {micros} µs is out of range"
+                ),
+            })
+        })
+        .transpose()?;
+    Ok(InsertToken::before_cutoff(created_at, cutoff))
+}
 
 /// Why `insert`, a derived token, may not be inserted under `parent` (the parent as read inside
 /// the insert's transaction, under the lock a revocation of it also takes; `None`: not found):
-/// the parent is not active, the child would outlive it, or it would grant more uses than the
-/// parent has left. `None`: it may.
+/// the parent is not active, it was rotated (a token in its grace window gets no new children,
+/// which would hang out of its successor's reach), the child would outlive it, or it would grant
+/// more uses than the parent has left. `None`: it may.
 pub fn parent_refusal(insert: &InsertToken, parent: Option<&TokenRecord>) -> Option<InsertOutcome> {
     let state = parent.map(|p| p.state_at(insert.now));
     if state != Some(TokenState::Active) {
         return Some(InsertOutcome::ParentNotActive { state });
     }
     let parent = parent?;
+    if let Some(successor) = parent.rotated_to {
+        return Some(InsertOutcome::ParentRotated { successor });
+    }
     if let Some(parent_expires_at) = InsertToken::child_outlives(parent, &insert.record) {
         return Some(InsertOutcome::OutlivesParent { parent_expires_at });
     }
@@ -91,6 +124,33 @@ mod tests {
             parent_refusal(&child(500, None), Some(&parent)),
             Some(InsertOutcome::UsesExceedParent { remaining: 8 })
         );
+    }
+
+    #[test]
+    fn a_rotated_parent_gets_no_children() {
+        let mut parent = full_record();
+        parent.rotated_to = Some(TokenId::from_bytes([9; 16]));
+        assert_eq!(
+            parent_refusal(&child(500, Some(8)), Some(&parent)),
+            Some(InsertOutcome::ParentRotated {
+                successor: TokenId::from_bytes([9; 16])
+            })
+        );
+    }
+
+    #[test]
+    fn records_created_before_the_cutoff_are_refused() {
+        let cutoff = 20_000_000; // 20 s
+        let refusal = |created: i64, cutoff: Option<i64>| {
+            cutoff_refusal("t", at(created), cutoff).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(refusal(19, Some(cutoff)), Some(at(20)));
+        assert_eq!(refusal(20, Some(cutoff)), None);
+        assert_eq!(refusal(19, None), None);
+        assert!(matches!(
+            cutoff_refusal("t", at(19), Some(i64::MAX)),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

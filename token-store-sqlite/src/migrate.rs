@@ -14,7 +14,7 @@ use crate::error::{STORE, backend};
 pub const MIGRATIONS_TABLE: &str = token_store_sql::MIGRATIONS_TABLE;
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The steps of migrations that run in Rust.
 enum RustStep {
@@ -42,6 +42,13 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
                 Step::Rust(RustStep::ChainV1Events),
                 Step::Sql(include_str!("../migrations/0002_audit_indexes.sql")),
             ],
+        },
+        Migration {
+            version: 3,
+            description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused)",
+            steps: &[Step::Sql(include_str!(
+                "../migrations/0003_revocation_cutoff.sql"
+            ))],
         },
     ],
 );

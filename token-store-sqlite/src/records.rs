@@ -2,18 +2,21 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
 use token_core::{
     CountLiveWithKey, InsertOutcome, InsertToken, ListQuery, RotateOutcome, RotateToken,
     StoreError, TokenId, TokenRecord,
 };
-use token_store_sql::{id_bytes, micros, parent_refusal, rotation_successor, token_params};
+use token_store_sql::{
+    cutoff_refusal, id_bytes, micros, parent_refusal, rotation_successor, token_params,
+};
 
 use crate::audit::append_events;
 use crate::codec::record_from_row;
 use crate::error::{STORE, backend, is_unique_violation};
 use crate::statements::{
-    COUNT_LIVE_KEY, COUNT_LIVE_SUBJECT, EXISTS, INSERT_LABEL, INSERT_TOKEN, LOOKUP_SQL, ROTATE,
-    bind_all, list_sql,
+    COUNT_LIVE_KEY, COUNT_LIVE_SUBJECT, CUTOFF, EXISTS, INSERT_LABEL, INSERT_TOKEN, LOOKUP_SQL,
+    REPARENT, ROTATE, bind_all, list_sql,
 };
 use crate::{SqliteStore, Tx, commit, rollback};
 
@@ -25,6 +28,19 @@ async fn fetch_record(tx: &mut Tx, id: TokenId) -> Result<Option<TokenRecord>, S
         .await
         .map_err(backend)?;
     row.as_ref().map(record_from_row).transpose()
+}
+
+/// The revocation cut-off if a record created at `created_at` falls before it, read inside the
+/// write transaction `tx` (a revocation raising it holds the same write lock).
+async fn before_cutoff(
+    tx: &mut Tx,
+    created_at: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let cutoff: Option<Option<i64>> = sqlx::query_scalar(CUTOFF)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    cutoff_refusal(STORE, created_at, cutoff.flatten())
 }
 
 async fn exists(tx: &mut Tx, id: TokenId) -> Result<bool, StoreError> {
@@ -72,6 +88,10 @@ pub(crate) async fn insert(
     if exists(&mut tx, record.id).await? {
         rollback(tx).await?;
         return Err(StoreError::AlreadyExists { id: record.id });
+    }
+    if let Some(cutoff) = before_cutoff(&mut tx, record.created_at).await? {
+        rollback(tx).await?;
+        return Ok(InsertOutcome::BeforeRevocationCutoff { cutoff });
     }
     if let Some(parent) = record.parent_id {
         // Under the write lock: a concurrent family revocation either committed before (the
@@ -129,6 +149,10 @@ pub(crate) async fn rotate(
             return Ok(refusal);
         }
     };
+    if let Some(cutoff) = before_cutoff(&mut tx, successor.created_at).await? {
+        rollback(tx).await?;
+        return Ok(RotateOutcome::BeforeRevocationCutoff { cutoff });
+    }
     if exists(&mut tx, successor.id).await? {
         rollback(tx).await?;
         return Err(StoreError::AlreadyExists { id: successor.id });
@@ -136,6 +160,13 @@ pub(crate) async fn rotate(
     sqlx::query(ROTATE)
         .bind(id_bytes(successor.id))
         .bind(micros(rotation.predecessor_expires_at))
+        .bind(id_bytes(rotation.predecessor))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    // The children follow the successor, so revoking it reaches them.
+    sqlx::query(REPARENT)
+        .bind(id_bytes(successor.id))
         .bind(id_bytes(rotation.predecessor))
         .execute(&mut *tx)
         .await

@@ -1,13 +1,13 @@
 //! Revocation: the selector's matches and all their descendants in one recursive query, revoked
 //! under the write lock with an event each, then announced on the feed.
 
-use token_core::{AuditEvent, RevokeRequest, StoreError};
-use token_store_sql::{micros, revoke_event, row_id};
+use token_core::{AuditEvent, RevokeRequest, RevokeSelector, StoreError};
+use token_store_sql::{micros, micros_ceil, revoke_event, row_id};
 
 use crate::audit::append_events;
 use crate::codec::Row;
 use crate::error::backend;
-use crate::statements::{REVOKE, bind_all, revoke_sql};
+use crate::statements::{RAISE_CUTOFF, REVOKE, bind_all, revoke_sql};
 use crate::{SqliteStore, commit, feed};
 
 /// [`TokenStore::revoke`](token_core::TokenStore::revoke): one transaction under SQLite's write
@@ -23,6 +23,14 @@ pub(crate) async fn revoke(
         return Ok(Vec::new());
     };
     let mut tx = store.begin().await?;
+    if let RevokeSelector::IssuedBefore(cutoff) = request.selector {
+        // Under the same write lock as every insert and rotation, which check it.
+        sqlx::query(RAISE_CUTOFF)
+            .bind(micros_ceil(cutoff))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
     let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
         .fetch_all(&mut *tx)
         .await

@@ -253,6 +253,17 @@ pub(crate) static COUNT_LIVE_KEY: LazyLock<String> =
 /// The predecessor of a rotation: its successor and its end of grace.
 pub(crate) const ROTATE: &str = "UPDATE tokens SET rotated_to = ?, expires_at = ? WHERE id = ?";
 
+/// Moves a rotated token's children under its successor (`parent_id`).
+pub(crate) const REPARENT: &str = "UPDATE tokens SET parent_id = ? WHERE parent_id = ?";
+
+/// The revocation cut-off (`revoke(IssuedBefore)`'s latest instant, micros rounded up).
+pub(crate) const CUTOFF: &str = "SELECT issued_before FROM revocation_cutoff WHERE id = 1";
+
+/// Raises the revocation cut-off to `?` (never lowers it).
+pub(crate) const RAISE_CUTOFF: &str = "INSERT INTO revocation_cutoff (id, issued_before) \
+    VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET \
+    issued_before = max(coalesce(issued_before, excluded.issued_before), excluded.issued_before)";
+
 /// Revokes one row, by its raw key.
 pub(crate) const REVOKE: &str = "UPDATE tokens SET revoked_at = ?, revoke_reason = ?, \
     revoked_by = ? WHERE id = ? AND revoked_at IS NULL";

@@ -205,11 +205,11 @@ async fn version_1_database_is_upgraded_and_its_events_chained() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 
-    // The library needs version 2 now.
+    // The library needs the latest version now.
     match store.get(id).await {
         Err(StoreError::NotMigrated {
             found: Some(1),
-            required: 2,
+            required: SCHEMA_VERSION,
             ..
         }) => {}
         other => panic!("expected NotMigrated at 1, got {other:?}"),
@@ -219,7 +219,7 @@ async fn version_1_database_is_upgraded_and_its_events_chained() {
         .migrate()
         .await
         .unwrap_or_else(|e| panic!("migrate to {SCHEMA_VERSION}: {e}"));
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     assert!(table_exists(&store, "audit_checkpoint").await);
     assert!(!table_exists(&store, "audit_events_v2").await);
 

@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use token_core::store::{
@@ -34,6 +34,7 @@ use token_core::{
     AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, CacheConfig, PurgeRequest, TokenId,
     TokenRecord,
 };
+use tokio::sync::Notify;
 
 pub mod cases;
 mod env;
@@ -158,6 +159,7 @@ macro_rules! conformance_tests {
             __conformance_feed,
             __conformance_sweep,
             __conformance_concurrency,
+            __conformance_races,
         );
     };
     (@topics $fixture:expr; $($topic:ident),* $(,)?) => {
@@ -181,12 +183,32 @@ macro_rules! conformance_tests {
 }
 
 /// Wraps a store and counts calls that reach it, to prove that garbage is rejected before any
-/// store access.
+/// store access. It can also park the next write ([`park_next_write`](Self::park_next_write)),
+/// to put a change in flight while another one commits.
 #[derive(Clone)]
 pub struct CountingStore {
     inner: Arc<dyn TokenStore>,
     calls: Arc<AtomicU64>,
     answers_now: bool,
+    gate: Arc<WriteGate>,
+}
+
+/// Holds back one `insert` or `rotate`: it announces itself and waits to be released.
+#[derive(Default)]
+struct WriteGate {
+    armed: AtomicBool,
+    arrived: Notify,
+    released: Notify,
+}
+
+impl WriteGate {
+    /// Parks the caller if the gate is armed (disarming it), until released.
+    async fn pass(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.arrived.notify_one();
+            self.released.notified().await;
+        }
+    }
 }
 
 impl CountingStore {
@@ -196,7 +218,24 @@ impl CountingStore {
             inner,
             calls: Arc::new(AtomicU64::new(0)),
             answers_now: true,
+            gate: Arc::default(),
         }
+    }
+
+    /// Parks the next `insert` or `rotate` before it reaches the store: it waits in
+    /// [`parked_write`](Self::parked_write)'s sense until [`release_write`](Self::release_write).
+    pub fn park_next_write(&self) {
+        self.gate.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once the parked write has arrived (and is waiting).
+    pub async fn parked_write(&self) {
+        self.gate.arrived.notified().await;
+    }
+
+    /// Lets the parked write go on to the store.
+    pub fn release_write(&self) {
+        self.gate.released.notify_one();
     }
 
     /// Never answers [`TokenStore::get_now`], like a store that does I/O (so a validation cache
@@ -224,6 +263,7 @@ impl TokenStore for CountingStore {
     }
     async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
         self.tick();
+        self.gate.pass().await;
         self.inner.insert(insert).await
     }
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
@@ -239,6 +279,7 @@ impl TokenStore for CountingStore {
     }
     async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
         self.tick();
+        self.gate.pass().await;
         self.inner.rotate(rotation).await
     }
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {

@@ -174,6 +174,7 @@ impl ManagerBuilder {
                 store: self.store,
                 prefix: self.prefix,
                 keyring: RwLock::new(Arc::new(self.keyring)),
+                hashing: tokio::sync::RwLock::new(()),
                 policy: self.policy,
                 clock: self.clock,
                 usage: UsageBuffer::new(now),

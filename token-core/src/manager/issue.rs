@@ -24,6 +24,7 @@ impl TokenManager {
     /// Issues a root token after checking the policy (TTL cap, expiry required, scope ceiling,
     /// live tokens per subject). The record and its `Issued` event are written atomically.
     pub async fn issue(&self, request: IssueRequest) -> Result<IssuedToken, Error> {
+        let _hashing = self.inner.hashing.read().await;
         let now = self.now();
         check_subject(&request.subject)?;
         let IssueRequest { subject, spec } = request;
@@ -47,6 +48,7 @@ impl TokenManager {
         request: DeriveRequest,
     ) -> Result<IssuedToken, Error> {
         let mut spec = request.spec;
+        let _hashing = self.inner.hashing.read().await;
         self.flush_usage_of(parent).await?;
         let parent_record = self
             .inner
@@ -281,6 +283,16 @@ impl TokenManager {
                 requested: record.expires_at.unwrap_or_else(end_of_time),
                 parent: parent_expires_at,
             }),
+            InsertOutcome::ParentRotated { successor } => Err(Error::AlreadyRotated {
+                id: record.parent_id.unwrap_or(record.id),
+                successor,
+            }),
+            InsertOutcome::BeforeRevocationCutoff { cutoff } => {
+                Err(Error::BeforeRevocationCutoff {
+                    issued_at: record.created_at,
+                    cutoff,
+                })
+            }
             InsertOutcome::ParentNotActive { state } => {
                 let id = record.parent_id.unwrap_or(record.id);
                 Err(match state {

@@ -27,7 +27,14 @@ impl TokenManager {
     }
 
     /// Removes a non-current key, refused while live (unrevoked, unexpired) tokens still use it.
+    ///
+    /// Issues, derivations and rotations of this manager in flight finish first (the count sees
+    /// them), and new ones wait for the retirement, so a token hashed with the key can never
+    /// land after the count. Other instances sharing the store have their own keyrings: make the
+    /// new key current on every instance ([`rotate_hash_key`](Self::rotate_hash_key)) before
+    /// retiring the old one anywhere, or they keep issuing under it.
     pub async fn retire_hash_key(&self, key: KeyId) -> Result<(), Error> {
+        let _quiet = self.inner.hashing.write().await;
         self.keyring().without(key)?;
         let records = self
             .inner

@@ -93,6 +93,9 @@ struct Inner {
     store: Arc<dyn TokenStore>,
     prefix: TokenPrefix,
     keyring: RwLock<Arc<Keyring>>,
+    /// Held shared from an issue's (derive's, rotation's) hashing to its commit, and exclusively
+    /// by `retire_hash_key`: a key is never retired between a token's hashing and its insert.
+    hashing: tokio::sync::RwLock<()>,
     policy: Policy,
     clock: Arc<dyn Clock>,
     usage: UsageBuffer,

@@ -13,7 +13,9 @@ use crate::store::{RevokeRequest, RevokeSelector, StoreError, event_token_ids};
 impl TokenManager {
     /// Revokes what `selector` matches, plus everything derived from it. Idempotent: returns the
     /// ids revoked by this call (already-revoked tokens are not repeated). Once this returns, no
-    /// validation through this store accepts the tokens.
+    /// validation through this store accepts the tokens. [`RevokeSelector::IssuedBefore`] also
+    /// sets the store's cut-off: an issue created before it that commits later is refused with
+    /// [`Error::BeforeRevocationCutoff`]; a cut-off after now is [`Error::InvalidRequest`].
     pub async fn revoke(
         &self,
         selector: RevokeSelector,
@@ -29,7 +31,20 @@ impl TokenManager {
         reason: impl Into<String>,
         ctx: &Context,
     ) -> Result<Vec<TokenId>, Error> {
-        let request = RevokeRequest::new(selector, self.now(), reason, ctx.clone());
+        let now = self.now();
+        if let RevokeSelector::IssuedBefore(cutoff) = selector
+            && cutoff > now
+        {
+            // The store keeps the cut-off and refuses every token created before it: a future
+            // one would block all issuing until then.
+            return Err(Error::InvalidRequest {
+                field: "selector",
+                problem: format!(
+                    "IssuedBefore({cutoff}) is after now ({now}); it would refuse every issue until then. Use IssuedBefore(now) or earlier"
+                ),
+            });
+        }
+        let request = RevokeRequest::new(selector, now, reason, ctx.clone());
         self.revoke_request(&request).await
     }
 

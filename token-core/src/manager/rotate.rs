@@ -28,6 +28,7 @@ impl TokenManager {
         grace: Duration,
         ctx: &Context,
     ) -> Result<IssuedToken, Error> {
+        let _hashing = self.inner.hashing.read().await;
         self.flush_usage_of(id).await?;
         let old = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
         // After the round trips, as in `derive`.
@@ -112,6 +113,12 @@ impl TokenManager {
             RotateOutcome::NotActive(state) => Err(Error::NotActive { id, state }),
             RotateOutcome::AlreadyRotated(successor) => {
                 Err(Error::AlreadyRotated { id, successor })
+            }
+            RotateOutcome::BeforeRevocationCutoff { cutoff } => {
+                Err(Error::BeforeRevocationCutoff {
+                    issued_at: now,
+                    cutoff,
+                })
             }
         }
     }

@@ -17,8 +17,12 @@ use crate::record::{Revocation, TokenRecord, TokenState};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct InsertToken {
-    /// The record to insert. If `record.parent_id` is set, the parent must be
-    /// [`TokenState::Active`] at `now`, checked in the same transaction (under a lock that a
+    /// The record to insert. Its `created_at` must not fall before the store's revocation
+    /// cut-off ([`InsertToken::before_cutoff`]), checked in the same transaction (under the lock
+    /// a [`RevokeSelector::IssuedBefore`] revocation also takes), so a token issued "before" a
+    /// committed bulk revocation is never born live. If `record.parent_id` is set, the parent
+    /// must be [`TokenState::Active`] at `now` and not rotated (a token in its grace window has
+    /// no new children: they would not follow the successor), checked in the same transaction (under a lock that a
     /// revocation of the parent also takes), so no child escapes a concurrent family revocation;
     /// and the child must not outlive the parent nor have more uses than the parent has left, as
     /// read there ([`InsertToken::child_outlives`], [`InsertToken::child_exceeds_uses`]), so a
@@ -33,6 +37,17 @@ pub struct InsertToken {
 }
 
 impl InsertToken {
+    /// The cut-off if a record created at `created_at` falls before it (reference check for
+    /// stores). `cutoff` is the latest instant any committed [`RevokeSelector::IssuedBefore`]
+    /// named: a store keeps it (the maximum, never lowered) and checks every insert and rotation
+    /// successor against it under the same lock or transaction as the revocation.
+    pub fn before_cutoff(
+        created_at: OffsetDateTime,
+        cutoff: Option<OffsetDateTime>,
+    ) -> Option<OffsetDateTime> {
+        cutoff.filter(|cutoff| created_at < *cutoff)
+    }
+
     /// The parent's uses left if `child` may be used more often than that (reference check for
     /// stores): a use-limited parent only has use-limited children.
     pub fn child_exceeds_uses(parent: &TokenRecord, child: &TokenRecord) -> Option<u64> {
@@ -92,9 +107,24 @@ pub enum InsertOutcome {
         /// The parent's expiry as read in the transaction.
         parent_expires_at: OffsetDateTime,
     },
+    /// The parent was rotated (it is in its grace window): derive from the successor; nothing
+    /// was written.
+    ParentRotated {
+        /// The parent's successor.
+        successor: TokenId,
+    },
+    /// The record's `created_at` falls before a committed [`RevokeSelector::IssuedBefore`]
+    /// cut-off (the issue raced the revocation, or this instance's clock lags the revoker's);
+    /// nothing was written.
+    BeforeRevocationCutoff {
+        /// The store's cut-off.
+        cutoff: OffsetDateTime,
+    },
 }
 
-/// A rotation: mark the predecessor replaced, shorten its life, insert the successor.
+/// A rotation: mark the predecessor replaced, shorten its life, insert the successor, and move
+/// the predecessor's derived children under the successor (`parent_id`), so revoking the
+/// successor reaches them and purging the predecessor orphans nothing.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RotateToken {
@@ -143,6 +173,12 @@ pub enum RotateOutcome {
     NotActive(TokenState),
     /// The predecessor already has a successor (it is in, or past, its grace window).
     AlreadyRotated(TokenId),
+    /// The successor's `created_at` falls before a committed [`RevokeSelector::IssuedBefore`]
+    /// cut-off ([`InsertToken::before_cutoff`]); nothing was written.
+    BeforeRevocationCutoff {
+        /// The store's cut-off.
+        cutoff: OffsetDateTime,
+    },
 }
 
 /// Which tokens a revocation targets. Every selector also revokes all tokens derived (directly or
@@ -160,7 +196,11 @@ pub enum RotateOutcome {
 pub enum RevokeSelector {
     /// One token (and its derived descendants).
     Token(TokenId),
-    /// Every token of a subject.
+    /// Every token of a subject held by the store when the revocation commits. An issue for the
+    /// subject that commits afterwards is a new token, and live: issuing is the application's
+    /// decision (the user signed in again), not a token's, so there is no cut-off per subject
+    /// (the same holds for [`Label`](Self::Label)). To lock a subject out, stop issuing for it,
+    /// then revoke.
     Subject(String),
     /// The whole family the token belongs to: the root, everything derived from it and every
     /// rotation successor (all records sharing its `family_id`).
@@ -172,7 +212,11 @@ pub enum RevokeSelector {
         /// Label value.
         value: String,
     },
-    /// Every token created strictly before this instant (e.g. after a breach).
+    /// Every token created strictly before this instant (e.g. after a breach). The store also
+    /// keeps the instant as its revocation cut-off: an insert or rotation whose record was created
+    /// before it, committing later (an issue in flight, or an instance whose clock lags), is
+    /// refused ([`InsertOutcome::BeforeRevocationCutoff`]). The manager refuses a cut-off in its
+    /// future, which would block every issue until then.
     IssuedBefore(OffsetDateTime),
     /// Every live token (not revoked, not expired at the request time) not used since this instant
     /// (`last_used_at`, or `created_at` if never used, strictly before it). Used by retention.

@@ -21,6 +21,7 @@
 //! | `feed.rs`        | the revocation feed                                                    |
 //! | `sweep.rs`       | retention sweeps: expiry, unused tokens, purge, audit truncation       |
 //! | `concurrency.rs` | limits under concurrent validations, issues, rotations, sweeps, writes |
+//! | `races.rs`       | revocation wins races: in-flight issues, lagging clocks, rotated trees |
 //!
 //! Helpers several topics use are in `support.rs`; a helper one topic uses is in that topic's
 //! file.
@@ -60,6 +61,7 @@ mod feed;
 mod keys;
 mod list;
 mod policy;
+mod races;
 mod revoke;
 mod rotate;
 mod storage;
@@ -87,3 +89,4 @@ crate::__conformance_audit!([reexport] audit;);
 crate::__conformance_feed!([reexport] feed;);
 crate::__conformance_sweep!([reexport] sweep;);
 crate::__conformance_concurrency!([reexport] concurrency;);
+crate::__conformance_races!([reexport] races;);

@@ -1,0 +1,26 @@
+-- token-store-postgres schema version 3: the revocation cut-off, and the row invariants SQLite
+-- has always checked. {schema} is substituted by the runner, as in 0001_initial.sql.
+
+-- revoke(IssuedBefore(t)) raises issued_before to t (micros, rounded up as the selector is) with
+-- an UPDATE of this row, its first statement; every insert and rotation reads the row FOR SHARE
+-- first. The row lock orders them: an insert that read an older cut-off commits before the
+-- revocation selects (and is revoked with the rest); one that waits reads the new cut-off and is
+-- refused. So an issue in flight when the revocation commits, or minted by an instance whose
+-- clock lags, is never born live.
+CREATE TABLE {schema}.revocation_cutoff (
+    id            SMALLINT PRIMARY KEY CHECK (id = 1),
+    issued_before BIGINT
+);
+INSERT INTO {schema}.revocation_cutoff (id, issued_before) VALUES (1, NULL);
+
+-- Row invariants. NOT VALID: enforced on every insert and update from now on, without scanning
+-- (or failing on) rows written before; a row that already breaks one is reported by the
+-- statements that meet it (see the crate docs, Bad data) and can be repaired, then
+-- `ALTER TABLE ... VALIDATE CONSTRAINT`.
+ALTER TABLE {schema}.tokens
+    ADD CONSTRAINT tokens_id_16_bytes CHECK (octet_length(id) = 16) NOT VALID,
+    ADD CONSTRAINT tokens_hash_32_bytes CHECK (octet_length(hash) = 32) NOT VALID,
+    ADD CONSTRAINT tokens_family_id_16_bytes CHECK (octet_length(family_id) = 16) NOT VALID,
+    ADD CONSTRAINT tokens_use_count_not_negative CHECK (use_count >= 0) NOT VALID,
+    ADD CONSTRAINT tokens_max_uses_not_negative CHECK (max_uses >= 0) NOT VALID,
+    ADD CONSTRAINT tokens_idle_timeout_not_negative CHECK (idle_timeout_us >= 0) NOT VALID;

@@ -1,0 +1,11 @@
+-- token-store-sqlite schema version 3: the revocation cut-off.
+--
+-- revoke(IssuedBefore(t)) raises issued_before to t (micros, rounded up as the selector is) in its
+-- write transaction; every insert and rotation reads it in its own and refuses a record created
+-- before it. Both hold SQLite's write lock (BEGIN IMMEDIATE), so an issue in flight when the
+-- revocation commits (or minted by an instance whose clock lags) is never born live.
+CREATE TABLE revocation_cutoff (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    issued_before INTEGER
+);
+INSERT INTO revocation_cutoff (id, issued_before) VALUES (1, NULL);
