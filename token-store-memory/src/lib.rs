@@ -448,15 +448,16 @@ impl TokenStore for MemoryStore {
         Ok(UseOutcome::Counted(count))
     }
 
-    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
         let mut state = self.write();
         for update in updates {
             state.update(update.id, |r| {
-                r.use_count += update.uses;
+                r.use_count = r.use_count.saturating_add(update.uses);
                 r.last_used_at = r.last_used_at.max(Some(update.last_used_at));
             });
         }
-        Ok(())
+        // Records in memory are always valid: no update is ever refused.
+        Ok(Vec::new())
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {

@@ -47,7 +47,7 @@ impl TokenStore for Flaky {
     async fn consume_use(&self, u: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.inner.consume_use(u).await
     }
-    async fn record_usage(&self, u: &[UsageUpdate]) -> Result<(), StoreError> {
+    async fn record_usage(&self, u: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
         self.inner.record_usage(u).await
     }
     async fn list(&self, q: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {

@@ -33,15 +33,47 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     sqlstate(error).as_deref() == Some("23505")
 }
 
+/// How [`backend`] starts the message of a serialization failure's [`StoreError::Conflict`].
+const SERIALIZATION_FAILURE: &str = "serialization failure: ";
+/// How [`backend`] starts the message of a deadlock's [`StoreError::Conflict`].
+const DEADLOCK: &str = "deadlock detected: ";
+
+/// Whether `error` is a conflict that running the whole transaction again resolves (a deadlock
+/// the server broke, or a serialization failure), as [`backend`] maps them.
+pub(crate) fn is_retryable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Conflict { message }
+        if message.starts_with(SERIALIZATION_FAILURE) || message.starts_with(DEADLOCK))
+}
+
+/// Whether a change of the schema by another deployment could explain `error`: a missing table,
+/// column or function, or a value a constraint or type the library does not know refuses.
+pub(crate) fn schema_may_explain(error: &StoreError) -> bool {
+    match error {
+        StoreError::NotMigrated { .. } => true,
+        StoreError::Backend { source, .. } => source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlstate)
+            .is_some_and(|code| {
+                // undefined_function, datatype_mismatch, not_null_violation, check_violation,
+                // foreign_key_violation
+                matches!(
+                    code.as_str(),
+                    "42883" | "42804" | "23502" | "23514" | "23503"
+                )
+            }),
+        _ => false,
+    }
+}
+
 /// Maps a driver error: serialization failures and deadlocks are [`StoreError::Conflict`]
 /// (retrying may succeed); everything else is [`StoreError::Backend`].
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {
     match sqlstate(&error).as_deref() {
         Some("40001") => StoreError::Conflict {
-            message: format!("serialization failure: {error}"),
+            message: format!("{SERIALIZATION_FAILURE}{error}"),
         },
         Some("40P01") => StoreError::Conflict {
-            message: format!("deadlock detected: {error}"),
+            message: format!("{DEADLOCK}{error}"),
         },
         Some("55P03") => StoreError::Conflict {
             message: format!("lock not available: {error}"),

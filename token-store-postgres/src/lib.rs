@@ -227,6 +227,54 @@ impl PgStore {
     }
 }
 
+/// Most times a transaction that failed on a deadlock or a serialization failure is run (see
+/// [`PgStore::retrying`]).
+const MAX_ATTEMPTS: u32 = 4;
+
+impl PgStore {
+    /// Runs `op` (one whole transaction) again when it failed on a deadlock the server broke or
+    /// a serialization failure, up to [`MAX_ATTEMPTS`] times in all, with a short growing pause;
+    /// then reports the last conflict. Used by revocation, usage flushes and sweeps, whose
+    /// transactions lock many rows.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(error) if attempt < MAX_ATTEMPTS && error::is_retryable(&error) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// `result`, or the schema's own error when a change of the schema (by a newer deployment,
+    /// or a partial rollback) explains its failure: the cached version check is dropped and the
+    /// version read again, so a schema migrated past this library after connecting is reported
+    /// as [`StoreError::SchemaTooNew`] (or [`StoreError::NotMigrated`]) instead of a driver
+    /// error, on the first statement it breaks.
+    async fn explained<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Err(error) if error::schema_may_explain(&error) => {
+                self.inner.schema_ok.store(false, Ordering::Release);
+                match migrate::check(&self.inner.pool, &self.inner.quoted).await {
+                    Ok(()) => {
+                        self.inner.schema_ok.store(true, Ordering::Release);
+                        Err(error)
+                    }
+                    Err(schema) => Err(schema),
+                }
+            }
+            result => result,
+        }
+    }
+}
+
 /// A transaction of the store (see [`PgStore::begin`]).
 type Tx = Transaction<'static, Postgres>;
 

@@ -31,7 +31,9 @@ pub(crate) struct Sql {
     pub(crate) lock_for_revoke: Arc<str>,
     pub(crate) revoke: Arc<str>,
     pub(crate) consume_use: Arc<str>,
+    pub(crate) lock_for_usage: Arc<str>,
     pub(crate) record_usage: Arc<str>,
+    pub(crate) existing: Arc<str>,
     pub(crate) count_live_key: Arc<str>,
     audit_base: String,
     pub(crate) checkpoint: Arc<str>,
@@ -109,12 +111,24 @@ impl Sql {
                  AND (expires_at IS NULL OR expires_at > $2) \
                  RETURNING use_count"
             )),
+            // In id order, as revocations lock: two flushes (or a flush and a revocation)
+            // never wait on each other in a cycle.
+            lock_for_usage: arc(format!(
+                "SELECT id FROM {s}.tokens WHERE id = ANY($1::bytea[]) \
+                 ORDER BY id FOR NO KEY UPDATE"
+            )),
+            // Only rows whose use_count is a valid count (a negative one would overflow the
+            // saturation below); the ids updated are returned.
             record_usage: arc(format!(
                 "UPDATE {s}.tokens t SET \
                    use_count = t.use_count + LEAST(u.uses, 9223372036854775807 - t.use_count), \
                    last_used_at = GREATEST(t.last_used_at, u.at) \
                  FROM UNNEST($1::bytea[], $2::bigint[], $3::bigint[]) AS u(id, at, uses) \
-                 WHERE t.id = u.id"
+                 WHERE t.id = u.id AND t.use_count >= 0 \
+                 RETURNING t.id"
+            )),
+            existing: arc(format!(
+                "SELECT id FROM {s}.tokens WHERE id = ANY($1::bytea[])"
             )),
             count_live_key: arc(format!(
                 "SELECT count(*) FROM {s}.tokens WHERE hash_key_id = $1 AND revoked_at IS NULL \

@@ -10,6 +10,7 @@ use token_core::{
     RevokeSelector, StoreError, TokenId, TokenPrefix, TokenStore,
 };
 use token_store_postgres::{InvalidSchemaName, PgStore, PgStoreOptions, SCHEMA_VERSION};
+use token_store_sql::id_bytes;
 
 use common::{admin, drop_schema, fresh_schema, manager, migrated_store, scopes, url_or_skip};
 
@@ -306,6 +307,128 @@ async fn corrupt_rows_are_reported_and_never_validate() {
         matches!(&err, Some(StoreError::Corrupt { message, .. }) if message.contains("audit_events") && message.contains("kind")),
         "{err:?}"
     );
+    drop(manager);
+    drop_schema(&url, &schema).await;
+}
+
+/// A row that cannot take a usage update (here a negative `use_count`, as a database written
+/// before schema version 3 may hold) must not poison usage flushes: the batch's other updates are
+/// written, the bad one is reported (by id) and dropped, and the next flush, derive, rotation and
+/// sweep work. Before the fix the whole flush failed (`bigint out of range`) and kept failing.
+#[tokio::test]
+async fn a_corrupt_row_does_not_poison_usage_flushes() {
+    let Some(url) = url_or_skip("a_corrupt_row_does_not_poison_usage_flushes") else {
+        return;
+    };
+    poisoned_flush(&url, |schema, hex| {
+        vec![format!(
+            "UPDATE \"{schema}\".tokens SET use_count = -1 WHERE id = '\\x{hex}'::bytea"
+        )]
+    })
+    .await;
+}
+
+/// The same with a row that breaks one of version 3's `NOT VALID` checks (written before it):
+/// every update of that row fails the check, so the batch statement fails and each update is
+/// retried alone.
+#[tokio::test]
+async fn a_row_breaking_a_check_does_not_poison_usage_flushes() {
+    let Some(url) = url_or_skip("a_row_breaking_a_check_does_not_poison_usage_flushes") else {
+        return;
+    };
+    poisoned_flush(&url, |schema, hex| {
+        vec![
+            format!("UPDATE \"{schema}\".tokens SET hash = substring(hash from 1 for 31) WHERE id = '\\x{hex}'::bytea"),
+            format!("ALTER TABLE \"{schema}\".tokens ADD CONSTRAINT tokens_hash_32_bytes CHECK (octet_length(hash) = 32) NOT VALID"),
+        ]
+    })
+    .await;
+}
+
+/// Two tokens with buffered uses; `corrupt(schema, hex id)` spoils the first one's row (with the
+/// row checks dropped); then the flush must write the second and report the first.
+async fn poisoned_flush(url: &str, corrupt: impl Fn(&str, &str) -> Vec<String>) {
+    let url = url.to_owned();
+    let store = migrated_store(&url, 2).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    without_row_checks(&url, &schema).await;
+    let manager = manager(store.clone());
+    let issue = || async {
+        manager
+            .issue(IssueRequest::new("u", scopes("a")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (bad, good) = (issue().await, issue().await);
+    for token in [&bad, &good] {
+        manager
+            .validate(token.token.expose_secret(), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let hex: String = bad
+        .token
+        .id()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for statement in corrupt(&schema, &hex) {
+        exec(&url, statement).await;
+    }
+
+    let reported = manager.flush_usage().await;
+    match &reported {
+        Err(token_core::Error::Store(StoreError::Corrupt { message, .. })) => {
+            assert!(message.contains(&bad.token.id().to_string()), "{message}");
+            assert!(!message.contains(&good.token.id().to_string()), "{message}");
+        }
+        other => panic!("expected the bad row reported as Corrupt, got {other:?}"),
+    }
+    let written = |id| {
+        let store = store.clone();
+        async move {
+            let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT use_count FROM \"{}\".tokens WHERE id = $1",
+                store.schema()
+            )))
+            .bind(id_bytes(id))
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            count
+        }
+    };
+    assert_eq!(
+        written(good.token.id()).await,
+        1,
+        "the good update is written"
+    );
+    assert!(
+        written(bad.token.id()).await <= 0,
+        "the bad row is left as it was"
+    );
+
+    // Nothing stays poisoned.
+    manager
+        .validate(good.token.expose_secret(), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    manager
+        .flush_usage()
+        .await
+        .unwrap_or_else(|e| panic!("the next flush: {e}"));
+    assert_eq!(written(good.token.id()).await, 2);
+    manager
+        .derive(good.token.id(), token_core::DeriveRequest::new(scopes("a")))
+        .await
+        .unwrap_or_else(|e| panic!("derive: {e}"));
+    manager
+        .sweep()
+        .await
+        .unwrap_or_else(|e| panic!("sweep: {e}"));
     drop(manager);
     drop_schema(&url, &schema).await;
 }

@@ -45,6 +45,13 @@ pub(crate) fn backend(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether `error` is a constraint violation (a `CHECK`, `NOT NULL` or key the row breaks).
+pub(crate) fn is_constraint_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_check_violation()
+        || db.is_unique_violation() || db.is_foreign_key_violation()
+        || matches!(db.kind(), sqlx::error::ErrorKind::NotNullViolation))
+}
+
 /// Whether `error` is a uniqueness (primary key) violation.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())

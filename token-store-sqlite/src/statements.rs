@@ -281,8 +281,12 @@ pub(crate) const ACTIVE: &str = "SELECT revoked_at IS NULL AND rotated_to IS NUL
     AND (expires_at IS NULL OR expires_at > ?) FROM tokens WHERE id = ?";
 
 /// Adds coalesced uses of one token.
-pub(crate) const RECORD_USAGE: &str = "UPDATE tokens SET use_count = use_count + ?, \
-    last_used_at = max(coalesce(last_used_at, ?), ?) WHERE id = ?";
+/// Adds uses (saturating at `i64::MAX`) to a row whose `use_count` is a valid count; a row
+/// holding anything else is left alone (see [`EXISTS`] for telling it from a purged one).
+pub(crate) const RECORD_USAGE: &str = "UPDATE tokens SET \
+    use_count = use_count + min(?, 9223372036854775807 - use_count), \
+    last_used_at = max(coalesce(last_used_at, ?), ?) \
+    WHERE id = ? AND typeof(use_count) = 'integer' AND use_count >= 0";
 
 pub(crate) const CHECKPOINT: &str = "SELECT seq, hash FROM audit_checkpoint WHERE id = 1";
 pub(crate) const TRUNCATE_DELETE: &str = "DELETE FROM audit_events WHERE seq <= ?";

@@ -40,7 +40,7 @@ impl TokenStore for SqliteStore {
         usage::consume_use(self, request).await
     }
 
-    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
         usage::record_usage(self, updates).await
     }
 

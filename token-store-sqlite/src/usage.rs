@@ -1,11 +1,11 @@
 //! Usage accounting: the atomic conditional count of a use-limited token, and coalesced usage
 //! flushes.
 
-use token_core::{ConsumeUse, StoreError, UsageUpdate, UseOutcome};
-use token_store_sql::{count_to_column, id_bytes, micros};
+use token_core::{ConsumeUse, StoreError, TokenId, UsageUpdate, UseOutcome};
+use token_store_sql::{id_bytes, micros};
 
-use crate::error::{STORE, backend, corrupt};
-use crate::statements::{ACTIVE, CONSUME_USE, RECORD_USAGE};
+use crate::error::{backend, corrupt, is_constraint_violation};
+use crate::statements::{ACTIVE, CONSUME_USE, EXISTS, RECORD_USAGE};
 use crate::{SqliteStore, commit};
 
 /// [`TokenStore::consume_use`](token_core::TokenStore::consume_use).
@@ -46,25 +46,44 @@ pub(crate) async fn consume_use(
 }
 
 /// [`TokenStore::record_usage`](token_core::TokenStore::record_usage): one statement per update,
-/// in one transaction.
+/// in one transaction. A row that cannot take its update (an invalid `use_count`, or a column
+/// breaking a `CHECK` the update re-evaluates) is skipped and returned: a failed statement undoes
+/// only itself in SQLite, so the others commit.
 pub(crate) async fn record_usage(
     store: &SqliteStore,
     updates: &[UsageUpdate],
-) -> Result<(), StoreError> {
+) -> Result<Vec<TokenId>, StoreError> {
     if updates.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let mut refused = Vec::new();
     let mut tx = store.begin().await?;
     for update in updates {
         let at = micros(update.last_used_at);
-        sqlx::query(RECORD_USAGE)
-            .bind(count_to_column(STORE, update.uses, "uses")?)
+        let uses = i64::try_from(update.uses).unwrap_or(i64::MAX);
+        let result = sqlx::query(RECORD_USAGE)
+            .bind(uses)
             .bind(at)
             .bind(at)
             .bind(id_bytes(update.id))
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await;
+        let skipped = match result {
+            Ok(done) if done.rows_affected() == 1 => false,
+            // Not updated: purged (ignored), or a row whose use_count is not a valid count.
+            Ok(_) => sqlx::query_scalar::<_, i64>(EXISTS)
+                .bind(id_bytes(update.id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .is_some(),
+            Err(e) if is_constraint_violation(&e) => true,
+            Err(e) => return Err(backend(e)),
+        };
+        if skipped {
+            refused.push(update.id);
+        }
     }
-    commit(tx).await
+    commit(tx).await?;
+    Ok(refused)
 }

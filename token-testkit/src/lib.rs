@@ -290,7 +290,7 @@ impl TokenStore for CountingStore {
         self.tick();
         self.inner.consume_use(request).await
     }
-    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
         self.tick();
         self.inner.record_usage(updates).await
     }

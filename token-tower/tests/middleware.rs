@@ -394,7 +394,7 @@ impl TokenStore for DownStore {
     async fn consume_use(&self, _: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         Err(down())
     }
-    async fn record_usage(&self, _: &[UsageUpdate]) -> Result<(), StoreError> {
+    async fn record_usage(&self, _: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
         Err(down())
     }
     async fn list(&self, _: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {

@@ -120,6 +120,7 @@ struct Counters {
     denied_events_dropped: AtomicU64,
     denied_events_coalesced: AtomicU64,
     usage_flush_failures: AtomicU64,
+    usage_updates_refused: AtomicU64,
 }
 
 impl Counters {
@@ -141,6 +142,9 @@ pub struct ManagerStats {
     pub denied_events_coalesced: u64,
     /// Usage flushes that failed (the batch is kept and retried).
     pub usage_flush_failures: u64,
+    /// Usage updates the store refused because the token's row is invalid (it is reported by
+    /// [`TokenManager::flush_usage`] and dropped; the rest of its batch was written).
+    pub usage_updates_refused: u64,
     /// Lookups the validation cache answered with a record.
     pub cache_hits: u64,
     /// Lookups the validation cache answered with "unknown id" (a negative entry).
@@ -290,6 +294,7 @@ impl TokenManager {
             denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed),
             denied_events_coalesced: c.denied_events_coalesced.load(Ordering::Relaxed),
             usage_flush_failures: c.usage_flush_failures.load(Ordering::Relaxed),
+            usage_updates_refused: c.usage_updates_refused.load(Ordering::Relaxed),
             ..ManagerStats::default()
         };
         if let Some(cache) = &self.inner.cache {

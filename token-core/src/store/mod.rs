@@ -197,8 +197,11 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError>;
 
     /// Applies coalesced usage: `use_count += uses`, `last_used_at = max(last_used_at, ..)`.
-    /// Unknown ids are ignored (the token may have been purged).
-    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError>;
+    /// Unknown ids are ignored (the token may have been purged). A row that cannot take its
+    /// update (invalid contents, such as a negative `use_count` or a column breaking the schema's
+    /// checks) is skipped, never failing the others: every other update is applied, and the
+    /// skipped ids are returned. `Err` only when nothing could be written (the backend failed).
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError>;
 
     // ----- the audit log -----
 
@@ -288,7 +291,10 @@ macro_rules! forward_store {
             async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
                 (**self).consume_use(request).await
             }
-            async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+            async fn record_usage(
+                &self,
+                updates: &[UsageUpdate],
+            ) -> Result<Vec<TokenId>, StoreError> {
                 (**self).record_usage(updates).await
             }
             async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
