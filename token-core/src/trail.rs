@@ -11,12 +11,15 @@
 //! Retention truncates the oldest events and keeps a checkpoint, so the remaining chain still
 //! verifies.
 //!
-//! **Denials.** `Denied` events are coalesced per token (or per fingerprint of an unknown string)
-//! per interval (default 60 s): the first denial in a window is written, later ones are counted and
+//! **Denials.** `Denied` events are coalesced per token id, whether or not the store knows the id
+//! (keyed finer for unknown ids, the count of writes would tell a prober which ids exist), per
+//! interval (default 60 s): the first denial in a window is written, later ones are counted and
 //! reported in the `detail` of the next written denial (`coalesced=N`), so an attacker cannot flood
 //! the log. At most 10,000 keys are tracked and at most [`MAX_DENIED_EVENTS_PER_WINDOW`] denials
 //! are written per window across all keys (invented unknown ids would otherwise each cost a
 //! write); beyond that denials are counted in `stats().denied_events_coalesced`, not written.
+//! Written denials are queued and appended by a background task, never on the response path
+//! ([`TokenManager::flush_denials`](crate::TokenManager::flush_denials) waits for them).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

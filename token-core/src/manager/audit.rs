@@ -10,7 +10,7 @@ use crate::trail::{AuditPage, BrokenLink, ChainReport};
 
 impl TokenManager {
     /// Audit events matching `query`, one page at a time (keyset pagination on the sequence
-    /// number).
+    /// number). Denials this manager queued before the call are written first.
     pub async fn query_audit(&self, query: AuditQuery) -> Result<AuditPage, Error> {
         if query.limit == 0 || query.limit > 1000 {
             return Err(Error::InvalidRequest {
@@ -18,6 +18,7 @@ impl TokenManager {
                 problem: format!("is {}; allowed is 1 to 1000", query.limit),
             });
         }
+        self.flush_denials().await;
         let mut probe = query.clone();
         probe.limit = query.limit + 1;
         let mut items = self.store().query_audit(&probe).await?;
@@ -71,6 +72,7 @@ impl TokenManager {
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<ChainReport, Error> {
+        self.flush_denials().await;
         let mut prev: Option<AuditHash> = None;
         let mut after = None;
         match from {

@@ -22,8 +22,11 @@ impl TokenManager {
 
     /// Writes buffered usage to the store now (call on shutdown; the sweeper calls it too),
     /// after any batch already being written in the background. A failed batch is kept for the
-    /// next flush and reported here.
+    /// next flush and reported here. Queued `Denied` events are written first
+    /// ([`flush_denials`](Self::flush_denials)), so one call on shutdown writes everything the
+    /// manager holds back.
     pub async fn flush_usage(&self) -> Result<(), Error> {
+        self.flush_denials().await;
         Ok(self.write_buffered_usage().await?)
     }
 

@@ -361,15 +361,17 @@ pub async fn audit_sink_sees_written_events(f: &dyn Fixture) {
     let sink = Arc::new(CollectingSink::default());
     let env = TestEnv::with_options(f, |b| b.audit_sink(Arc::clone(&sink))).await;
     busy_history(&env).await;
-    let seen = sink
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    // The history's denial is written in the background: reading through the manager waits
+    // for it, so read the store first and the sink after.
     let stored: Vec<AuditKind> = all_events(&env)
         .await
         .iter()
         .map(|e| e.event.kind)
         .collect();
+    let seen = sink
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     assert_eq!(seen, stored);
 }
