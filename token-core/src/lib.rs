@@ -68,4 +68,4 @@ pub use store::{
     RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate,
     UseOutcome,
 };
-pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, UseAudit};
+pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, CheckpointCheck, UseAudit};

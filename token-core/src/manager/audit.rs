@@ -6,7 +6,7 @@ use std::io::Write;
 use super::TokenManager;
 use crate::audit::{AuditHash, AuditQuery, chain_hash};
 use crate::error::Error;
-use crate::trail::{AuditPage, BrokenLink, ChainReport};
+use crate::trail::{AuditPage, BrokenLink, ChainReport, CheckpointCheck};
 
 impl TokenManager {
     /// Audit events matching `query`, one page at a time (keyset pagination on the sequence
@@ -65,8 +65,14 @@ impl TokenManager {
     ///
     /// With `from = None`, verification starts at the beginning of the trail: from the retention
     /// checkpoint if old events were truncated, else from [`AuditHash::GENESIS`], so the first
-    /// event is verified too. With `from = Some(seq)`, the first event at or after `seq` is
-    /// trusted as the anchor and every later link is verified.
+    /// event is verified too. The checkpoint is reported and judged against this manager's
+    /// audit retention ([`CheckpointCheck`]): one naming an event younger than retention removes
+    /// makes [`ChainReport::is_intact`] `false`. With `from = Some(seq)`, the first event at or
+    /// after `seq` is trusted as the anchor and every later link is verified.
+    ///
+    /// No check inside the database proves that its newest events are still there: keep the
+    /// reported [`head`](ChainReport::head) elsewhere and compare (see
+    /// [anchoring](crate::trail)).
     pub async fn verify_audit_chain(
         &self,
         from: Option<u64>,
@@ -75,9 +81,10 @@ impl TokenManager {
         self.flush_denials().await;
         let mut prev: Option<AuditHash> = None;
         let mut after = None;
+        let mut checkpoint = None;
         match from {
             None => {
-                let checkpoint = self.store().audit_checkpoint().await?;
+                checkpoint = self.store().audit_checkpoint().await?;
                 prev = Some(checkpoint.map_or(AuditHash::GENESIS, |c| c.hash));
                 after = checkpoint.map(|c| c.seq);
             }
@@ -87,10 +94,15 @@ impl TokenManager {
                 }
             }
         }
+        let checkpoint_check = checkpoint.map_or(CheckpointCheck::NotUsed, |c| {
+            CheckpointCheck::judge(&c, self.now(), self.retention().audit_max_age())
+        });
         let mut report = ChainReport {
             checked: 0,
             first_broken: None,
             head: None,
+            checkpoint,
+            checkpoint_check,
         };
         loop {
             let mut query = AuditQuery::new().limit(1000);
