@@ -394,13 +394,33 @@ pub struct AuditRecord {
 }
 
 /// Where the chain resumes after old events were truncated: the last removed event's sequence
-/// number and hash. Stores write it in the same transaction as the truncation.
+/// number, hash and (where the store keeps it) time. Stores write it in the same transaction as
+/// the truncation.
+///
+/// The time is what lets [`verify_audit_chain`](crate::TokenManager::verify_audit_chain) tell
+/// retention from deletion: retention only removes events older than the audit retention, so a
+/// checkpoint naming a younger event was written by someone else (see
+/// [`CheckpointCheck`](crate::trail::CheckpointCheck)).
+///
+/// ```
+/// use token_core::{AuditCheckpoint, AuditHash};
+/// let checkpoint = AuditCheckpoint {
+///     seq: 41,
+///     hash: AuditHash::GENESIS,
+///     at: Some(time::macros::datetime!(2030-01-01 0:00 UTC)),
+/// };
+/// assert_eq!(checkpoint.seq, 41);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCheckpoint {
     /// Sequence number of the last removed event.
     pub seq: u64,
     /// Its hash: the first remaining event chains from it.
     pub hash: AuditHash,
+    /// Its time (`at`), if the store records it; `None` from stores whose checkpoint keeps only
+    /// the sequence number and hash.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
 }
 
 /// Filters for audit queries; all set filters must match. Results are in sequence order, after

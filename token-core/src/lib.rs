@@ -51,8 +51,9 @@ pub use format::{
 };
 pub use keyring::{HashKey, KeyId, Keyring, KeyringError, TokenHash};
 pub use manager::{
-    DEFAULT_PAGE_SIZE, DEFAULT_USAGE_FLUSH_INTERVAL, IssuedToken, MAX_PAGE_SIZE, ManagerBuilder,
-    ManagerStats, Page, TokenManager, TokenPage, ValidatedToken,
+    DEFAULT_DENIED_EVENT_QUEUE, DEFAULT_PAGE_SIZE, DEFAULT_USAGE_FLUSH_INTERVAL, IssuedToken,
+    MAX_DENIED_EVENT_QUEUE, MAX_PAGE_SIZE, ManagerBuilder, ManagerStats, Page, TokenManager,
+    TokenPage, ValidatedToken,
 };
 pub use policy::{
     HumanDuration, Policy, PolicyBuilder, PolicyError, PolicyViolation, ScopeCeiling,
@@ -67,4 +68,4 @@ pub use store::{
     RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate,
     UseOutcome,
 };
-pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, UseAudit};
+pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, CheckpointCheck, UseAudit};

@@ -11,19 +11,41 @@
 //! Retention truncates the oldest events and keeps a checkpoint, so the remaining chain still
 //! verifies.
 //!
-//! **Denials.** `Denied` events are coalesced per token (or per fingerprint of an unknown string)
-//! per interval (default 60 s): the first denial in a window is written, later ones are counted and
+//! **The checkpoint is a claim, checked against the retention policy.** Whoever can write to the
+//! database can delete a prefix of the trail that includes *recent* events and write a checkpoint
+//! naming the last deleted one; the links then verify as after retention. Retention only removes
+//! events older than [`Retention::audit_max_age`](crate::Retention::audit_max_age), so the report
+//! carries the checkpoint and a [`CheckpointCheck`]: a checkpoint whose last removed event is
+//! younger than the policy allows (or any checkpoint when the policy keeps the trail forever)
+//! could not have been written by retention, and [`ChainReport::is_intact`] is then `false`. The
+//! check needs the checkpoint's time ([`AuditCheckpoint::at`](crate::AuditCheckpoint::at)); a
+//! store that does not record it yields [`CheckpointCheck::TimeUnknown`], which proves nothing
+//! either way.
+//!
+//! **Anchoring.** Nothing inside the database can prove that its newest events, or its whole
+//! history, are still there: whoever can rewrite the trail can rewrite every hash after the point
+//! they changed. So copy [`ChainReport::head`] (sequence number and hash) somewhere the database's
+//! writers cannot reach (your log pipeline, a ticket, another database) on a schedule, and on each
+//! later verification check that the anchored event is still there with the same hash
+//! ([`AuditQuery::after`](crate::AuditQuery::after) with `seq - 1`, limit 1), or, if the report's
+//! checkpoint is past it, that the anchor is older than the audit retention.
+//!
+//! **Denials.** `Denied` events are coalesced per token id, whether or not the store knows the id
+//! (keyed finer for unknown ids, the count of writes would tell a prober which ids exist), per
+//! interval (default 60 s): the first denial in a window is written, later ones are counted and
 //! reported in the `detail` of the next written denial (`coalesced=N`), so an attacker cannot flood
 //! the log. At most 10,000 keys are tracked and at most [`MAX_DENIED_EVENTS_PER_WINDOW`] denials
 //! are written per window across all keys (invented unknown ids would otherwise each cost a
 //! write); beyond that denials are counted in `stats().denied_events_coalesced`, not written.
+//! Written denials are queued and appended by a background task, never on the response path
+//! ([`TokenManager::flush_denials`](crate::TokenManager::flush_denials) waits for them).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditHash, AuditRecord};
+use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditRecord};
 
 /// Receives every audit event the manager has written to the store (after the write succeeded),
 /// e.g. to forward to `tracing` or a SIEM. The store remains the record; a sink must not block.
@@ -92,14 +114,116 @@ pub struct ChainReport {
     pub checked: u64,
     /// The first broken link, if any.
     pub first_broken: Option<BrokenLink>,
-    /// The last event checked: anchor it outside the database to detect tail deletion.
+    /// The last event checked (sequence number and hash): copy it outside the database (see
+    /// [anchoring](crate::trail)) to detect later deletion of the tail or a rewritten history.
     pub head: Option<(u64, AuditHash)>,
+    /// The retention checkpoint verification started from (`None` without one, and when
+    /// verification started at a given sequence number).
+    pub checkpoint: Option<AuditCheckpoint>,
+    /// Whether retention could have written that checkpoint.
+    pub checkpoint_check: CheckpointCheck,
 }
 
 impl ChainReport {
-    /// Whether every checked link verified.
+    /// Whether the trail is what this library leaves behind: every checked link verified
+    /// ([`links_verify`](Self::links_verify)) and the checkpoint, if any, is one retention could
+    /// have written ([`CheckpointCheck::is_suspect`] is `false`).
+    ///
+    /// The checkpoint verdict is part of this answer, not a separate one, because a recent
+    /// prefix deleted behind a rewritten checkpoint is as much tampering as an edited event, and
+    /// a host that checks one flag must see it. The fields say which it was.
     pub fn is_intact(&self) -> bool {
+        self.links_verify() && !self.checkpoint_check.is_suspect()
+    }
+
+    /// Whether every checked link verified (the chain alone, without the checkpoint verdict).
+    pub fn links_verify(&self) -> bool {
         self.first_broken.is_none()
+    }
+}
+
+/// Clock difference between instances that [`CheckpointCheck`] tolerates: a checkpoint is
+/// suspect only if its last removed event is younger than the audit retention by more than
+/// this (the instance that swept may run slightly ahead of the one verifying).
+pub const CHECKPOINT_CLOCK_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the retention checkpoint a verification started from could have been written by
+/// retention ([`ChainReport::checkpoint_check`]), judged with the manager's
+/// [`Retention::audit_max_age`](crate::Retention::audit_max_age) and clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckpointCheck {
+    /// No checkpoint was used: the trail verified from its first event, or from a given sequence
+    /// number.
+    NotUsed,
+    /// The last removed event is older than the audit retention: retention may have removed it.
+    WithinRetention,
+    /// The last removed event is younger than the audit retention (by more than
+    /// [`CHECKPOINT_CLOCK_ALLOWANCE`]): retention cannot have removed it, so someone else deleted
+    /// the trail up to it.
+    TooRecent {
+        /// When the last removed event happened.
+        removed_at: OffsetDateTime,
+        /// Retention removes only events before this instant (now minus the audit retention, plus
+        /// the allowance).
+        removable_before: OffsetDateTime,
+    },
+    /// A checkpoint exists but the retention policy keeps the trail forever: this policy did not
+    /// write it (expected only if retention was switched off after it truncated).
+    RetentionOff,
+    /// The store does not record the checkpoint's time, so nothing can be said about it.
+    TimeUnknown,
+}
+
+impl CheckpointCheck {
+    /// Whether the checkpoint is one retention could not have written (`TooRecent`,
+    /// `RetentionOff`).
+    pub fn is_suspect(&self) -> bool {
+        matches!(self, Self::TooRecent { .. } | Self::RetentionOff)
+    }
+
+    /// Judges `checkpoint` at `now` under an audit retention of `max_age` (`None`: kept forever).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use token_core::{AuditCheckpoint, AuditHash, trail::CheckpointCheck};
+    ///
+    /// let now = time::macros::datetime!(2030-06-01 0:00 UTC);
+    /// let day = Duration::from_secs(86_400);
+    /// let removed = |days_ago: i64| AuditCheckpoint {
+    ///     seq: 7,
+    ///     hash: AuditHash::GENESIS,
+    ///     at: Some(now - time::Duration::days(days_ago)),
+    /// };
+    /// let keep_30_days = Some(30 * day);
+    /// assert_eq!(CheckpointCheck::judge(&removed(31), now, keep_30_days), CheckpointCheck::WithinRetention);
+    /// assert!(CheckpointCheck::judge(&removed(2), now, keep_30_days).is_suspect());
+    /// assert!(CheckpointCheck::judge(&removed(31), now, None).is_suspect());
+    /// ```
+    pub fn judge(
+        checkpoint: &AuditCheckpoint,
+        now: OffsetDateTime,
+        max_age: Option<std::time::Duration>,
+    ) -> Self {
+        let Some(max_age) = max_age else {
+            return Self::RetentionOff;
+        };
+        let Some(removed_at) = checkpoint.at else {
+            return Self::TimeUnknown;
+        };
+        let span =
+            |d: std::time::Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+        let removable_before = now
+            .saturating_sub(span(max_age))
+            .saturating_add(span(CHECKPOINT_CLOCK_ALLOWANCE));
+        if removed_at < removable_before {
+            Self::WithinRetention
+        } else {
+            Self::TooRecent {
+                removed_at,
+                removable_before,
+            }
+        }
     }
 }
 

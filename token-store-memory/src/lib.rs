@@ -558,6 +558,7 @@ impl TokenStore for MemoryStore {
             state.checkpoint = Some(AuditCheckpoint {
                 seq: record.seq,
                 hash: record.hash,
+                at: Some(record.event.at),
             });
             removed += 1;
         }

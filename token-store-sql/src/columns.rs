@@ -330,7 +330,8 @@ pub fn decode_audit_hash(
     })
 }
 
-/// The retention checkpoint row (`seq`, `hash`).
+/// The retention checkpoint row (`seq`, `hash`). The row has no time column (yet), so the
+/// checkpoint's `at` is `None`.
 pub fn decode_checkpoint(
     store: &'static str,
     seq: i64,
@@ -342,6 +343,7 @@ pub fn decode_checkpoint(
             message: format!("audit_checkpoint.seq {seq} is negative"),
         })?,
         hash: decode_audit_hash(store, "audit_checkpoint", seq, hash)?,
+        at: None,
     })
 }
 

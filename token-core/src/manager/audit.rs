@@ -6,11 +6,11 @@ use std::io::Write;
 use super::TokenManager;
 use crate::audit::{AuditHash, AuditQuery, chain_hash};
 use crate::error::Error;
-use crate::trail::{AuditPage, BrokenLink, ChainReport};
+use crate::trail::{AuditPage, BrokenLink, ChainReport, CheckpointCheck};
 
 impl TokenManager {
     /// Audit events matching `query`, one page at a time (keyset pagination on the sequence
-    /// number).
+    /// number). Denials this manager queued before the call are written first.
     pub async fn query_audit(&self, query: AuditQuery) -> Result<AuditPage, Error> {
         if query.limit == 0 || query.limit > 1000 {
             return Err(Error::InvalidRequest {
@@ -18,6 +18,7 @@ impl TokenManager {
                 problem: format!("is {}; allowed is 1 to 1000", query.limit),
             });
         }
+        self.flush_denials().await;
         let mut probe = query.clone();
         probe.limit = query.limit + 1;
         let mut items = self.store().query_audit(&probe).await?;
@@ -64,18 +65,26 @@ impl TokenManager {
     ///
     /// With `from = None`, verification starts at the beginning of the trail: from the retention
     /// checkpoint if old events were truncated, else from [`AuditHash::GENESIS`], so the first
-    /// event is verified too. With `from = Some(seq)`, the first event at or after `seq` is
-    /// trusted as the anchor and every later link is verified.
+    /// event is verified too. The checkpoint is reported and judged against this manager's
+    /// audit retention ([`CheckpointCheck`]): one naming an event younger than retention removes
+    /// makes [`ChainReport::is_intact`] `false`. With `from = Some(seq)`, the first event at or
+    /// after `seq` is trusted as the anchor and every later link is verified.
+    ///
+    /// No check inside the database proves that its newest events are still there: keep the
+    /// reported [`head`](ChainReport::head) elsewhere and compare (see
+    /// [anchoring](crate::trail)).
     pub async fn verify_audit_chain(
         &self,
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<ChainReport, Error> {
+        self.flush_denials().await;
         let mut prev: Option<AuditHash> = None;
         let mut after = None;
+        let mut checkpoint = None;
         match from {
             None => {
-                let checkpoint = self.store().audit_checkpoint().await?;
+                checkpoint = self.store().audit_checkpoint().await?;
                 prev = Some(checkpoint.map_or(AuditHash::GENESIS, |c| c.hash));
                 after = checkpoint.map(|c| c.seq);
             }
@@ -85,10 +94,15 @@ impl TokenManager {
                 }
             }
         }
+        let checkpoint_check = checkpoint.map_or(CheckpointCheck::NotUsed, |c| {
+            CheckpointCheck::judge(&c, self.now(), self.retention().audit_max_age())
+        });
         let mut report = ChainReport {
             checked: 0,
             first_broken: None,
             head: None,
+            checkpoint,
+            checkpoint_check,
         };
         loop {
             let mut query = AuditQuery::new().limit(1000);

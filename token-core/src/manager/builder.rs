@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::denial_queue::{DEFAULT_DENIED_EVENT_QUEUE, DenialQueue, MAX_DENIED_EVENT_QUEUE};
 use super::feed::ValidationCache;
 use super::{Counters, DEFAULT_USAGE_FLUSH_INTERVAL, Inner, TokenManager};
 use crate::cache::{CacheConfig, RecordCache};
@@ -44,6 +45,7 @@ pub struct ManagerBuilder {
     sink: Option<Arc<dyn AuditSink>>,
     use_audit: UseAudit,
     denial_interval: Duration,
+    denial_queue: usize,
     strict_validation_audit: bool,
     cache: Option<CacheConfig>,
 }
@@ -71,6 +73,7 @@ impl TokenManager {
             sink: None,
             use_audit: UseAudit::Off,
             denial_interval: Duration::from_secs(60),
+            denial_queue: DEFAULT_DENIED_EVENT_QUEUE,
             strict_validation_audit: false,
             cache: None,
         }
@@ -122,10 +125,30 @@ impl ManagerBuilder {
         self
     }
 
-    /// Window for coalescing `Denied` events per token or fingerprint (default 60 s;
-    /// `Duration::ZERO` writes every denial).
+    /// Window for coalescing `Denied` events per token id, whether or not the store knows the
+    /// id (default 60 s; `Duration::ZERO` writes every denial).
     pub fn denied_event_interval(mut self, interval: Duration) -> Self {
         self.denial_interval = interval;
+        self
+    }
+
+    /// Capacity of the queue that carries `Denied` events to their background writer (default
+    /// [`DEFAULT_DENIED_EVENT_QUEUE`], 1 to [`MAX_DENIED_EVENT_QUEUE`]). A refused validation
+    /// never waits for the store: when the queue is full its event is dropped and counted in
+    /// [`ManagerStats::denied_events_queue_full`](crate::ManagerStats::denied_events_queue_full).
+    ///
+    /// ```
+    /// use token_core::{HashKey, KeyId, Keyring, TokenManager};
+    /// use token_store_memory::MemoryStore;
+    ///
+    /// let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+    ///     .denied_event_queue(4096)
+    ///     .build()?;
+    /// # let _ = manager;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn denied_event_queue(mut self, capacity: usize) -> Self {
+        self.denial_queue = capacity;
         self
     }
 
@@ -168,7 +191,21 @@ impl ManagerBuilder {
         if let Some(config) = &self.cache {
             config.check()?;
         }
+        if !(1..=MAX_DENIED_EVENT_QUEUE).contains(&self.denial_queue) {
+            return Err(ConfigError::InvalidSetting {
+                setting: "denied_event_queue",
+                problem: format!(
+                    "is {}; allowed is 1 to {MAX_DENIED_EVENT_QUEUE}",
+                    self.denial_queue
+                ),
+            });
+        }
         let now = self.clock.now();
+        let denial_queue = DenialQueue::new(
+            self.denial_queue,
+            Arc::clone(&self.store),
+            self.sink.clone(),
+        );
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -188,6 +225,7 @@ impl ManagerBuilder {
                 use_audit: self.use_audit,
                 use_counter: AtomicU64::new(0),
                 denials: DenialCoalescer::new(self.denial_interval),
+                denial_queue,
                 strict_validation_audit: self.strict_validation_audit,
                 cache: self
                     .cache

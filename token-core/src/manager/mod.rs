@@ -17,6 +17,7 @@
 //! | `sweep.rs` | retention sweeps and the stale-token report |
 //! | `usage.rs` | flushing coalesced usage |
 //! | `events.rs` | denials, best-effort appends, the audit sink |
+//! | `denial_queue.rs` | the bounded queue and writer task that take `Denied` events off the response path |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -37,6 +38,7 @@ use crate::usage::UsageBuffer;
 
 mod audit;
 mod builder;
+mod denial_queue;
 mod events;
 mod feed;
 mod issue;
@@ -49,6 +51,7 @@ mod usage;
 mod validate;
 
 pub use builder::ManagerBuilder;
+pub use denial_queue::{DEFAULT_DENIED_EVENT_QUEUE, MAX_DENIED_EVENT_QUEUE};
 
 /// Default usage flush interval `F` (see [`ManagerBuilder::usage_flush_interval`]).
 pub const DEFAULT_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
@@ -110,6 +113,7 @@ struct Inner {
     use_audit: UseAudit,
     use_counter: AtomicU64,
     denials: DenialCoalescer,
+    denial_queue: denial_queue::DenialQueue,
     strict_validation_audit: bool,
     cache: Option<feed::ValidationCache>,
 }
@@ -135,10 +139,15 @@ impl Counters {
 pub struct ManagerStats {
     /// Validations rejected by format, checksum or a foreign prefix without touching the store.
     pub rejected_before_store: u64,
-    /// Best-effort `Denied`, `Used` and `PolicyViolation` events the store could not take.
+    /// Best-effort `Denied`, `Used` and `PolicyViolation` events the store could not take
+    /// (queued denials included: a refused batch, or events lost when the writer task's runtime
+    /// shut down before writing them).
     pub denied_events_dropped: u64,
-    /// `Denied` events not written because a denial for the same token (or fingerprint) was
-    /// already written in the current coalescing window.
+    /// `Denied` events dropped because the denial queue was full (the store was not keeping up;
+    /// see [`ManagerBuilder::denied_event_queue`]). Validation never waits for the queue.
+    pub denied_events_queue_full: u64,
+    /// `Denied` events not written because a denial for the same token id was already written
+    /// in the current coalescing window.
     pub denied_events_coalesced: u64,
     /// Usage flushes that failed (the batch is kept and retried).
     pub usage_flush_failures: u64,
@@ -291,7 +300,9 @@ impl TokenManager {
         let c = &self.inner.stats;
         let mut stats = ManagerStats {
             rejected_before_store: c.rejected_before_store.load(Ordering::Relaxed),
-            denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed),
+            denied_events_dropped: c.denied_events_dropped.load(Ordering::Relaxed)
+                + self.inner.denial_queue.dropped(),
+            denied_events_queue_full: self.inner.denial_queue.queue_full(),
             denied_events_coalesced: c.denied_events_coalesced.load(Ordering::Relaxed),
             usage_flush_failures: c.usage_flush_failures.load(Ordering::Relaxed),
             usage_updates_refused: c.usage_updates_refused.load(Ordering::Relaxed),

@@ -42,8 +42,10 @@ impl TokenManager {
 
     /// Every audit event of one token, in sequence order (read page by page through
     /// [`TokenStore::query_audit`](crate::TokenStore::query_audit); use
-    /// [`query_audit`](Self::query_audit) to page yourself).
+    /// [`query_audit`](Self::query_audit) to page yourself), denials this manager queued before
+    /// the call included.
     pub async fn audit(&self, id: TokenId) -> Result<Vec<AuditRecord>, Error> {
+        self.flush_denials().await;
         let mut query = AuditQuery::new().token(id).limit(MAX_PAGE_SIZE);
         let mut trail = Vec::new();
         loop {

@@ -30,8 +30,11 @@ impl TokenManager {
     /// after any batch already being written in the background. A failed batch is kept for the
     /// next flush and reported here. Updates the store refused because a token's row is invalid
     /// ([`StoreError::Corrupt`], naming the tokens) are reported here too, after the rest of the
-    /// batch was written; they are dropped, so they never block a later flush.
+    /// batch was written; they are dropped, so they never block a later flush. Queued `Denied`
+    /// events are written first ([`flush_denials`](Self::flush_denials)), so one call on shutdown
+    /// writes everything the manager holds back.
     pub async fn flush_usage(&self) -> Result<(), Error> {
+        self.flush_denials().await;
         let refused = self.write_buffered_usage().await?;
         if refused.is_empty() {
             Ok(())

@@ -12,7 +12,8 @@
 //! 5. [`account_use`](TokenManager::account_use): a use-limited token counts its use atomically in
 //!    the store (after the scope check, so a refused request consumes nothing); any other token's
 //!    use is coalesced in memory and written in batches.
-//! 6. A `Used` event if configured; a `Denied` event (coalesced) for any failure after step 3.
+//! 6. A `Used` event if configured; a `Denied` event (coalesced per id, queued for a background
+//!    write, never awaited) for any failure after step 3.
 
 use std::sync::Arc;
 
@@ -37,8 +38,9 @@ impl TokenManager {
     /// comparison and the record's prefix, state (revoked, expired, not yet valid, idle, used up
     /// as read), scopes, then the atomic use count of a use-limited token (so a request refused
     /// for scope does not consume a use), then usage is recorded. An unknown id and every failure
-    /// after the lookup append a best-effort, coalesced `Denied` event; a store failure appends
-    /// none. The [manual](crate::manual::validation) has the full table.
+    /// after the lookup queue a best-effort `Denied` event, coalesced per token id and written in
+    /// the background (the refusal does not wait for it; see
+    /// [`flush_denials`](Self::flush_denials)); a store failure queues none. The [manual](crate::manual::validation) has the full table.
     pub async fn validate(
         &self,
         token: &str,
@@ -65,7 +67,7 @@ impl TokenManager {
         let Some(record) = found.record else {
             // Cold paths are boxed: their audit events would otherwise make every
             // validation's future (moved on each poll) several hundred bytes larger.
-            Box::pin(self.deny_unknown(token, ctx)).await;
+            Box::pin(self.deny_unknown(token, parsed.id(), ctx)).await;
             return Err(ValidationError::UnknownToken);
         };
         let decision = decide(&self.keyring(), &parsed, &record, required, now, || {

@@ -2,7 +2,8 @@
 //! the token string, coalesced per token), optional `Used` events, the hash chain and its
 //! verification, queries by sequence, the JSON Lines export, and the audit sink.
 //!
-//! Chain continuity under concurrent writers is in `concurrency`; truncation in `sweep`.
+//! Chain continuity under concurrent writers is in `concurrency`; truncation in `sweep`; a
+//! checkpoint retention could not have written is here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ macro_rules! __conformance_audit {
             denied_events_are_coalesced_per_token,
             used_events_are_written_when_enabled,
             audit_sink_sees_written_events,
+            recent_events_deleted_behind_a_checkpoint_are_flagged,
         }
     };
 }
@@ -373,15 +375,127 @@ pub async fn audit_sink_sees_written_events(f: &dyn Fixture) {
     let sink = Arc::new(CollectingSink::default());
     let env = TestEnv::with_options(f, |b| b.audit_sink(Arc::clone(&sink))).await;
     busy_history(&env).await;
-    let seen = sink
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    // The history's denial is written in the background: reading through the manager waits
+    // for it, so read the store first and the sink after.
     let stored: Vec<AuditKind> = all_events(&env)
         .await
         .iter()
         .map(|e| e.event.kind)
         .collect();
+    let seen = sink
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     assert_eq!(seen, stored);
+}
+
+/// Deletes the trail's prefix up to `before` the way retention would, but whatever its age: as
+/// someone with write access to the database could (delete the rows, write the checkpoint).
+async fn delete_prefix_behind_a_checkpoint(env: &TestEnv, before: time::OffsetDateTime) -> u64 {
+    let request = token_core::TruncateAudit::new(before, 1000);
+    token_core::TokenStore::truncate_audit(&env.store, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn recent_events_deleted_behind_a_checkpoint_are_flagged(f: &dyn Fixture) {
+    let keep_30_days = |b: token_core::ManagerBuilder| {
+        b.retention(super::support::retention(|r| {
+            r.audit_max_age(30 * super::support::DAY)
+                .never_revoke_unused()
+        }))
+    };
+    let env = TestEnv::with_options(f, keep_30_days).await;
+    for _ in 0..3 {
+        env.issue("alice", "a").await;
+    }
+    env.advance(HOUR);
+    let cut = env.clock_now();
+    env.advance(HOUR);
+    env.issue("bob", "a").await;
+    env.issue("bob", "a").await;
+    // The three events of two hours ago go, far younger than the 30 days retention keeps.
+    assert_eq!(delete_prefix_behind_a_checkpoint(&env, cut).await, 3);
+    let report = env
+        .manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.links_verify(), "the links alone verify: {report:?}");
+    let checkpoint = report
+        .checkpoint
+        .unwrap_or_else(|| panic!("the checkpoint is reported: {report:?}"));
+    assert_eq!(checkpoint.seq, 3);
+    assert_eq!(report.checked, 2);
+    match checkpoint.at {
+        // A store that records when the last removed event happened lets the report prove it.
+        Some(at) => {
+            assert_eq!(at, START);
+            assert!(
+                matches!(
+                    report.checkpoint_check,
+                    token_core::CheckpointCheck::TooRecent { removed_at, .. } if removed_at == START
+                ),
+                "{report:?}"
+            );
+            assert!(
+                !report.is_intact(),
+                "recent deletion passes as retention: {report:?}"
+            );
+        }
+        // One that does not (the SQL stores' checkpoint row has no time yet) cannot.
+        None => {
+            assert_eq!(
+                report.checkpoint_check,
+                token_core::CheckpointCheck::TimeUnknown
+            );
+            assert!(report.is_intact(), "{report:?}");
+        }
+    }
+
+    // Genuine retention, 31 days on: the flag stays down.
+    let env = TestEnv::with_options(f, keep_30_days).await;
+    for _ in 0..3 {
+        env.issue("alice", "a").await;
+    }
+    env.advance(31 * super::support::DAY);
+    env.issue("bob", "a").await;
+    let swept = env.manager.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(swept.audit_truncated, 3, "{swept:?}");
+    let report = env
+        .manager
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.is_intact(),
+        "retention flagged as tampering: {report:?}"
+    );
+    let checkpoint = report
+        .checkpoint
+        .unwrap_or_else(|| panic!("the checkpoint is reported: {report:?}"));
+    assert_eq!(checkpoint.seq, 3);
+    let expected = if checkpoint.at.is_some() {
+        token_core::CheckpointCheck::WithinRetention
+    } else {
+        token_core::CheckpointCheck::TimeUnknown
+    };
+    assert_eq!(report.checkpoint_check, expected);
+
+    // The same checkpoint under a manager that keeps the trail forever is not its doing.
+    let forever = env
+        .sibling(|b| {
+            b.retention(super::support::retention(|r| {
+                r.keep_audit_forever().never_revoke_unused()
+            }))
+        })
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        forever.checkpoint_check,
+        token_core::CheckpointCheck::RetentionOff
+    );
+    assert!(!forever.is_intact());
 }
