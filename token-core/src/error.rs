@@ -210,6 +210,10 @@ pub enum Error {
         /// The store's revocation cut-off.
         cutoff: OffsetDateTime,
     },
+    /// A sweep ran every step, but some failed: the report holds what the others did and the
+    /// failures (each step is retried at the next sweep).
+    #[error("sweep incomplete: {}", .0.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    SweepIncomplete(Box<crate::retention::SweepReport>),
     /// A keyring operation was refused.
     #[error(transparent)]
     Keyring(#[from] KeyringError),

@@ -60,7 +60,7 @@ pub use policy::{
 };
 pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
-pub use retention::{Retention, RetentionBuilder, SweepReport};
+pub use retention::{Retention, RetentionBuilder, SweepFailure, SweepReport, SweepStep};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use store::{
     ConsumeUse, CountLiveWithKey, Cursor, ImmediateLookup, InsertOutcome, InsertToken, ListFilter,

@@ -140,7 +140,15 @@ impl RetentionBuilder {
     }
 }
 
-/// What one sweep did.
+/// What one sweep did. Every step runs even when an earlier one failed; the steps that failed
+/// are in [`failures`](Self::failures), the counts are of the steps that ran.
+///
+/// ```
+/// use token_core::{SweepReport, SweepStep};
+/// let report = SweepReport::default();
+/// assert!(report.is_empty() && report.failures.is_empty());
+/// assert_eq!(SweepStep::FlushUsage.to_string(), "flush usage");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SweepReport {
@@ -152,12 +160,59 @@ pub struct SweepReport {
     pub purged: usize,
     /// Audit events deleted behind the checkpoint.
     pub audit_truncated: u64,
+    /// The steps that failed, in order, with their errors.
+    pub failures: Vec<SweepFailure>,
 }
 
 impl SweepReport {
-    /// Whether the sweep changed nothing.
+    /// Whether the sweep changed nothing (and nothing failed).
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+/// A step of a sweep, in the order a sweep runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SweepStep {
+    /// Writing coalesced usage, so idle decisions see the latest uses.
+    FlushUsage,
+    /// Recording newly expired tokens.
+    MarkExpired,
+    /// Revoking tokens unused for [`Retention::revoke_unused_after`].
+    RevokeUnused,
+    /// Deleting old revoked and expired records.
+    Purge,
+    /// Deleting audit events older than [`Retention::audit_max_age`].
+    TruncateAudit,
+}
+
+impl std::fmt::Display for SweepStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FlushUsage => "flush usage",
+            Self::MarkExpired => "mark expired",
+            Self::RevokeUnused => "revoke unused",
+            Self::Purge => "purge",
+            Self::TruncateAudit => "truncate audit",
+        })
+    }
+}
+
+/// A failed step of a sweep: which, and its error (as text, so the report stays comparable and
+/// cloneable; the error never holds a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepFailure {
+    /// The step.
+    pub step: SweepStep,
+    /// Its error.
+    pub error: String,
+}
+
+impl std::fmt::Display for SweepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.error)
     }
 }
 

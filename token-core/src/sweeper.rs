@@ -74,6 +74,17 @@ impl Sweeper {
                         counters.passes.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(target: "token_core::sweeper", ?report, "token sweep finished");
                     }
+                    Err(crate::Error::SweepIncomplete(report)) => {
+                        counters.failures.fetch_add(1, Ordering::Relaxed);
+                        for failure in &report.failures {
+                            tracing::warn!(
+                                target: "token_core::sweeper",
+                                step = %failure.step,
+                                error = %failure.error,
+                                "token sweep step failed; the other steps ran, retrying at the next tick"
+                            );
+                        }
+                    }
                     Err(error) => {
                         counters.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(

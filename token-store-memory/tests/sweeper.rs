@@ -17,10 +17,22 @@ use token_core::{
 };
 use token_store_memory::MemoryStore;
 
-/// The memory store, except that `mark_expired` fails while `failures_left > 0`.
+/// The memory store, except that `mark_expired` fails while `failures_left > 0`, and
+/// `record_usage` while `usage_failures_left > 0`.
 struct Flaky {
     inner: MemoryStore,
     failures_left: AtomicU32,
+    usage_failures_left: AtomicU32,
+}
+
+fn injected(counter: &AtomicU32) -> Result<(), StoreError> {
+    match counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+        Ok(_) => Err(StoreError::Backend {
+            store: "flaky",
+            source: "injected failure".into(),
+        }),
+        Err(_) => Ok(()),
+    }
 }
 
 #[async_trait::async_trait]
@@ -48,6 +60,7 @@ impl TokenStore for Flaky {
         self.inner.consume_use(u).await
     }
     async fn record_usage(&self, u: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
+        injected(&self.usage_failures_left)?;
         self.inner.record_usage(u).await
     }
     async fn list(&self, q: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
@@ -69,16 +82,7 @@ impl TokenStore for Flaky {
         self.inner.truncate_audit(t).await
     }
     async fn mark_expired(&self, m: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
-        if self
-            .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(StoreError::Backend {
-                store: "flaky",
-                source: "injected failure".into(),
-            });
-        }
+        injected(&self.failures_left)?;
         self.inner.mark_expired(m).await
     }
     async fn purge(&self, r: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
@@ -90,10 +94,17 @@ impl TokenStore for Flaky {
 }
 
 async fn setup(failures: u32) -> (TokenManager, ManualClock, TokenId) {
+    setup_failing(failures, 0).await
+}
+
+/// A manager over a [`Flaky`] store holding one token, with the clock past its expiry; the
+/// token was validated once before, so a use is buffered.
+async fn setup_failing(failures: u32, usage_failures: u32) -> (TokenManager, ManualClock, TokenId) {
     let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
     let store = Flaky {
         inner: MemoryStore::new(),
         failures_left: AtomicU32::new(failures),
+        usage_failures_left: AtomicU32::new(usage_failures),
     };
     let manager = TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [1; 32])))
         .clock(clock.clone())
@@ -103,8 +114,37 @@ async fn setup(failures: u32) -> (TokenManager, ManualClock, TokenId) {
         .issue(IssueRequest::new("u", ScopeSet::parse("a").unwrap()).ttl(Duration::from_secs(3600)))
         .await
         .unwrap();
+    manager
+        .validate(issued.token.expose_secret(), &[])
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(7200));
     (manager, clock, issued.token.id())
+}
+
+/// A failed usage flush (the sweep's first step) no longer stops the others: the expiry is
+/// still recorded, the failure is in the report (and the error), and the next pass flushes.
+/// Before the fix the sweep returned at the flush and recorded nothing.
+#[tokio::test]
+async fn a_failed_step_does_not_stop_the_others() {
+    let (manager, _clock, id) = setup_failing(0, 1).await;
+    let report = match manager.sweep().await {
+        Err(token_core::Error::SweepIncomplete(report)) => report,
+        other => panic!("expected SweepIncomplete, got {other:?}"),
+    };
+    assert_eq!(report.expired, 1, "{report:?}");
+    let steps: Vec<_> = report.failures.iter().map(|f| f.step).collect();
+    // Unused tokens are not revoked on uses that could not be written.
+    assert_eq!(
+        steps,
+        [token_core::SweepStep::FlushUsage, token_core::SweepStep::RevokeUnused],
+        "{report:?}"
+    );
+    assert!(report.failures[0].error.contains("injected failure"), "{report:?}");
+    assert_eq!(expired_events(&manager, id).await, 1);
+    let again = manager.sweep().await.unwrap();
+    assert!(again.failures.is_empty());
+    assert_eq!(manager.inspect(id).await.unwrap().unwrap().use_count, 1);
 }
 
 async fn expired_events(manager: &TokenManager, id: TokenId) -> usize {

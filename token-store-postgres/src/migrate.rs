@@ -63,8 +63,9 @@ fn script(sql: &str, quoted: &str) -> String {
     sql.replace("{schema}", quoted)
 }
 
-/// Creates the schema if missing and applies every pending migration, in one transaction under a
-/// transaction-scoped advisory lock (so instances migrating at once serialize). Refuses a schema
+/// Creates the schema if missing and applies every pending migration, in one `READ COMMITTED`
+/// transaction under a transaction-scoped advisory lock (so instances migrating at once
+/// serialize, whatever the database's default isolation). Refuses a schema
 /// whose recorded version is newer than this library.
 pub(crate) async fn run(pool: &PgPool, schema: &str, quoted: &str) -> Result<(), StoreError> {
     run_to(pool, schema, quoted, SCHEMA_VERSION).await
@@ -77,7 +78,13 @@ pub(crate) async fn run_to(
     quoted: &str,
     target: i64,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    // READ COMMITTED whatever the database's default: each statement after the lock reads what
+    // a migrator that held it before committed. (Under REPEATABLE READ the snapshot would date
+    // from before the wait, and a second migrator would re-run version 1.)
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await
+        .map_err(backend)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('token_store_migrate:' || $1, 0))")
         .bind(schema)
         .execute(&mut *tx)

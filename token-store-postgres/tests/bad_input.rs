@@ -432,3 +432,45 @@ async fn poisoned_flush(url: &str, corrupt: impl Fn(&str, &str) -> Vec<String>) 
     drop(manager);
     drop_schema(&url, &schema).await;
 }
+
+/// A database whose default isolation is REPEATABLE READ: concurrent `migrate()` calls must still
+/// apply each version once. (Before the fix a migrator that waited on the advisory lock read the
+/// version from a snapshot older than the other's commit, re-ran version 1 and failed.) The
+/// database is this test's own, so the setting touches no other test.
+#[tokio::test]
+async fn migrate_is_safe_under_a_repeatable_read_default() {
+    let Some(url) = url_or_skip("migrate_is_safe_under_a_repeatable_read_default") else {
+        return;
+    };
+    let database = fresh_schema();
+    exec(&url, format!("CREATE DATABASE {database}")).await;
+    exec(
+        &url,
+        format!("ALTER DATABASE {database} SET default_transaction_isolation = 'repeatable read'"),
+    )
+    .await;
+    let (base, _) = url.rsplit_once('/').unwrap_or_else(|| panic!("no database in {url}"));
+    let db_url = format!("{base}/{database}");
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let db_url = db_url.clone();
+            tokio::spawn(async move {
+                let store = PgStore::connect_with(
+                    PgStoreOptions::new(&db_url).schema("tokens").max_connections(1),
+                )
+                .await?;
+                store.migrate().await?;
+                store.close().await;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await.unwrap_or_else(|e| panic!("{e}")) {
+            failures.push(e.to_string());
+        }
+    }
+    exec(&url, format!("DROP DATABASE {database} WITH (FORCE)")).await;
+    assert!(failures.is_empty(), "concurrent migrate under REPEATABLE READ: {failures:?}");
+}

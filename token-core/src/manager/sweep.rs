@@ -9,9 +9,10 @@ use super::{Page, TokenManager, TokenPage, before};
 use crate::audit::{Context, SWEEPER_ACTOR};
 use crate::error::Error;
 use crate::policy::HumanDuration;
-use crate::retention::SweepReport;
+use crate::retention::{SweepFailure, SweepReport, SweepStep};
 use crate::store::{
-    ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, TruncateAudit,
+    ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, StoreError,
+    TruncateAudit,
 };
 
 impl TokenManager {
@@ -20,30 +21,56 @@ impl TokenManager {
     /// records and truncates old audit events. Each step is its own transaction and touches at
     /// most `batch_size` records; a sweep is idempotent and safe to run from several instances at
     /// once. The audit sink sees exactly the events each step committed.
+    ///
+    /// Every step runs even when an earlier one failed (a bad row that stops the usage flush
+    /// must not stop expiry and purging). If any failed, the result is
+    /// [`Error::SweepIncomplete`] with the report of what ran and
+    /// [`SweepReport::failures`]; the next sweep retries them. One exception: unused tokens are
+    /// not revoked after a failed usage flush, since the uses it could not write may be exactly
+    /// the ones that show them in use.
     pub async fn sweep(&self) -> Result<SweepReport, Error> {
         let retention = *self.retention();
         let batch = retention.batch_size();
-        self.flush_usage().await?;
-        let now: OffsetDateTime = self.now();
         let mut report = SweepReport::default();
+        let flushed = self.flush_usage().await;
+        let usage_written = match &flushed {
+            Ok(()) => true,
+            // The rest was written; only invalid rows were refused.
+            Err(Error::Store(StoreError::Corrupt { .. })) => true,
+            Err(_) => false,
+        };
+        note(&mut report, SweepStep::FlushUsage, flushed);
+        let now: OffsetDateTime = self.now();
 
         let expired = self
             .inner
             .store
             .mark_expired(&MarkExpired::new(now, batch))
-            .await?;
-        report.expired = expired.len();
-        self.to_sink_all(&expired);
+            .await;
+        if let Some(expired) = note(&mut report, SweepStep::MarkExpired, expired) {
+            report.expired = expired.len();
+            self.to_sink_all(&expired);
+        }
 
         if let Some(unused) = retention.revoke_unused_after() {
-            let request = RevokeRequest::new(
-                RevokeSelector::UnusedSince(before(now, unused)),
-                now,
-                format!("unused for {}", HumanDuration(unused)),
-                Context::new().actor(SWEEPER_ACTOR),
-            )
-            .with_limit(batch);
-            report.unused_revoked = self.revoke_request(&request).await?.len();
+            if usage_written {
+                let request = RevokeRequest::new(
+                    RevokeSelector::UnusedSince(before(now, unused)),
+                    now,
+                    format!("unused for {}", HumanDuration(unused)),
+                    Context::new().actor(SWEEPER_ACTOR),
+                )
+                .with_limit(batch);
+                let revoked = self.revoke_request(&request).await;
+                if let Some(revoked) = note(&mut report, SweepStep::RevokeUnused, revoked) {
+                    report.unused_revoked = revoked.len();
+                }
+            } else {
+                report.failures.push(SweepFailure {
+                    step: SweepStep::RevokeUnused,
+                    error: "skipped: buffered usage could not be written, so tokens in use may look unused".to_owned(),
+                });
+            }
         }
 
         let purge = PurgeRequest::new(
@@ -52,16 +79,25 @@ impl TokenManager {
             before(now, retention.purge_expired_after()),
             batch,
         );
-        let purged = self.inner.store.purge(&purge).await?;
-        self.invalidate_cached(crate::store::event_token_ids(&purged));
-        report.purged = purged.len();
-        self.to_sink_all(&purged);
+        let purged = self.inner.store.purge(&purge).await;
+        if let Some(purged) = note(&mut report, SweepStep::Purge, purged) {
+            self.invalidate_cached(crate::store::event_token_ids(&purged));
+            report.purged = purged.len();
+            self.to_sink_all(&purged);
+        }
 
         if let Some(age) = retention.audit_max_age() {
             let truncate = TruncateAudit::new(before(now, age), batch);
-            report.audit_truncated = self.inner.store.truncate_audit(&truncate).await?;
+            let truncated = self.inner.store.truncate_audit(&truncate).await;
+            if let Some(truncated) = note(&mut report, SweepStep::TruncateAudit, truncated) {
+                report.audit_truncated = truncated;
+            }
         }
-        Ok(report)
+        if report.failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::SweepIncomplete(Box::new(report)))
+        }
     }
 
     /// The stale-token report: records (in any state) not used for `unused_for` (never-used tokens
@@ -71,5 +107,23 @@ impl TokenManager {
         let cutoff = before(self.now(), unused_for);
         self.list(ListFilter::all().unused_since(cutoff), page)
             .await
+    }
+}
+
+/// The value of a step that succeeded; a failed one is added to the report's failures.
+fn note<T, E: std::fmt::Display>(
+    report: &mut SweepReport,
+    step: SweepStep,
+    result: Result<T, E>,
+) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            report.failures.push(SweepFailure {
+                step,
+                error: error.to_string(),
+            });
+            None
+        }
     }
 }
