@@ -137,10 +137,16 @@ async fn a_failed_step_does_not_stop_the_others() {
     // Unused tokens are not revoked on uses that could not be written.
     assert_eq!(
         steps,
-        [token_core::SweepStep::FlushUsage, token_core::SweepStep::RevokeUnused],
+        [
+            token_core::SweepStep::FlushUsage,
+            token_core::SweepStep::RevokeUnused
+        ],
         "{report:?}"
     );
-    assert!(report.failures[0].error.contains("injected failure"), "{report:?}");
+    assert!(
+        report.failures[0].error.contains("injected failure"),
+        "{report:?}"
+    );
     assert_eq!(expired_events(&manager, id).await, 1);
     let again = manager.sweep().await.unwrap();
     assert!(again.failures.is_empty());

@@ -100,6 +100,18 @@ struct Feed {
     backoff: Duration,
 }
 
+impl Drop for Feed {
+    /// sqlx's listener (and the pooled connection it holds) spawn their cleanup on the current
+    /// Tokio runtime when dropped, and panic outside one: a host that drops the stream after its
+    /// runtime ended would abort. Outside a runtime, the listener is dropped inside a
+    /// short-lived one instead.
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            crate::drop_in_runtime(listener);
+        }
+    }
+}
+
 async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.ignore_pool_close_event(true);

@@ -227,6 +227,30 @@ impl PgStore {
     }
 }
 
+/// Drops `value` on the current Tokio runtime, or, outside any, inside a short-lived
+/// current-thread one: sqlx's connections and listeners spawn their cleanup when dropped and
+/// panic without a runtime. The cleanup tasks are abandoned with that runtime (the sockets close
+/// as they are dropped).
+pub(crate) fn drop_in_runtime<T>(value: T) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        drop(value);
+        return;
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            let entered = runtime.enter();
+            drop(value);
+            drop(entered);
+            runtime.shutdown_background();
+        }
+        // Without a runtime the cleanup would panic: leak the value rather than abort.
+        Err(_) => std::mem::forget(value),
+    }
+}
+
 /// Most times a transaction that failed on a deadlock or a serialization failure is run (see
 /// [`PgStore::retrying`]).
 const MAX_ATTEMPTS: u32 = 4;

@@ -449,14 +449,18 @@ async fn migrate_is_safe_under_a_repeatable_read_default() {
         format!("ALTER DATABASE {database} SET default_transaction_isolation = 'repeatable read'"),
     )
     .await;
-    let (base, _) = url.rsplit_once('/').unwrap_or_else(|| panic!("no database in {url}"));
+    let (base, _) = url
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("no database in {url}"));
     let db_url = format!("{base}/{database}");
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let db_url = db_url.clone();
             tokio::spawn(async move {
                 let store = PgStore::connect_with(
-                    PgStoreOptions::new(&db_url).schema("tokens").max_connections(1),
+                    PgStoreOptions::new(&db_url)
+                        .schema("tokens")
+                        .max_connections(1),
                 )
                 .await?;
                 store.migrate().await?;
@@ -472,5 +476,49 @@ async fn migrate_is_safe_under_a_repeatable_read_default() {
         }
     }
     exec(&url, format!("DROP DATABASE {database} WITH (FORCE)")).await;
-    assert!(failures.is_empty(), "concurrent migrate under REPEATABLE READ: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "concurrent migrate under REPEATABLE READ: {failures:?}"
+    );
+}
+
+/// A newer deployment migrates the schema past this library after it connected (and cached its
+/// version check): the first statement the change breaks reports `SchemaTooNew`, not a driver
+/// error or a misleading "not migrated". (Before the fix it said NotMigrated { found: None }.)
+#[tokio::test]
+async fn a_schema_migrated_past_the_library_later_is_reported() {
+    let Some(url) = url_or_skip("a_schema_migrated_past_the_library_later_is_reported") else {
+        return;
+    };
+    let store = migrated_store(&url, 2).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store.clone());
+    let issued = manager
+        .issue(IssueRequest::new("u", scopes("a")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The version check is cached now. The newer deployment's migration:
+    exec(
+        &url,
+        format!("ALTER TABLE \"{schema}\".tokens RENAME COLUMN scopes TO scope_set"),
+    )
+    .await;
+    exec(
+        &url,
+        format!(
+            "INSERT INTO \"{schema}\".token_store_migrations (version, description, applied_at) \
+             VALUES ({}, 'from the future', 0)",
+            SCHEMA_VERSION + 1
+        ),
+    )
+    .await;
+    let err = store.get(issued.token.id()).await.err();
+    assert!(
+        matches!(err, Some(StoreError::SchemaTooNew { found, .. }) if found == SCHEMA_VERSION + 1),
+        "{err:?}"
+    );
+    drop(manager);
+    drop_schema(&url, &schema).await;
 }

@@ -11,8 +11,7 @@ use crate::error::Error;
 use crate::policy::HumanDuration;
 use crate::retention::{SweepFailure, SweepReport, SweepStep};
 use crate::store::{
-    ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, StoreError,
-    TruncateAudit,
+    ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, StoreError, TruncateAudit,
 };
 
 impl TokenManager {
