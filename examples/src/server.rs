@@ -92,7 +92,7 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), runs its migrations and builds
-/// a manager (prefix `example`) over it.
+/// a manager (prefix `example`) over it. Errors never quote the URL's password.
 pub async fn open_manager(
     url: &str,
     key: token_core::HashKey,
@@ -107,9 +107,11 @@ pub async fn open_manager(
         store.migrate().await?;
         TokenManager::builder(store, keyring)
     } else {
-        return Err(
-            format!("unsupported database URL {url:?}; use sqlite://path or postgres://…").into(),
-        );
+        return Err(format!(
+            "unsupported database URL {:?}; use sqlite://path or postgres://…",
+            crate::redact::redacted_url(url)
+        )
+        .into());
     };
     // The validation cache: one line to opt out (changes through this server are seen at once;
     // other instances' within the store's feed delay, or the cache's 1 s maximum age).

@@ -480,3 +480,16 @@ async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
     assert_eq!(rotated.headers()["cache-control"], "no-store", "rotate");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_unsupported_database_url_is_refused_without_echoing_its_password() {
+    let error = open_manager(
+        "mysql://app:s3cr3t-pw@db/x",
+        HashKey::new(KeyId::new(1), [9; 32]),
+    )
+    .await
+    .expect_err("MySQL is not supported");
+    let shown = format!("{error} / {error:?}");
+    assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    assert!(shown.contains("mysql://app:***@db/x"), "{shown}");
+}
