@@ -15,7 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use examples::redact::redacted_url;
-use examples::server::{bootstrap_admin, open_manager, serve};
+use examples::server::{bootstrap_admin, open_manager, serve, write_admin_token};
 use token_core::{HashKey, KeyId};
 
 #[tokio::main]
@@ -34,7 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let admin = bootstrap_admin(&manager).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    println!("admin token: {}", admin.token.expose_secret());
+    // Straight from the token's zeroizing buffer to stdout, never through a `String`.
+    write_admin_token(&mut std::io::stdout().lock(), &admin.token)?;
     drop(admin);
     serve(listener, manager, Duration::from_secs(60), shutdown).await?;
     println!("shut down cleanly");

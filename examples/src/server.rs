@@ -27,6 +27,7 @@
 //! having looked.
 
 use std::future::Future;
+use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use token_core::sweeper::Sweeper;
 use token_core::{
-    Context, Error, IssueRequest, IssuedToken, Scope, ScopeSet, TokenId, TokenManager, TokenRecord,
+    Context, Error, IssueRequest, IssuedToken, PlaintextToken, Scope, ScopeSet, TokenId,
+    TokenManager, TokenRecord,
 };
 use token_tower::{Authenticated, BearerAuth};
 
@@ -131,6 +133,45 @@ pub async fn bootstrap_admin(manager: &TokenManager) -> Result<IssuedToken, Erro
                 .context(Context::new().actor("server-startup")),
         )
         .await
+}
+
+/// Writes `admin token: <token>` and a newline to `out`, then flushes it.
+///
+/// The token is written from its own zeroizing buffer: no `String` or `format!` copy is made. The
+/// three parts go out in vectored writes whose last part is the newline, because stdout's
+/// `LineWriter` passes a write that ends a line straight to the file descriptor, while the token
+/// written on its own (as `println!` writes it) would be copied into stdout's buffer, which is
+/// never wiped.
+///
+/// ```
+/// use examples::server::write_admin_token;
+/// use token_core::{PlaintextToken, TokenPrefix};
+///
+/// let token = PlaintextToken::generate(&TokenPrefix::new("example")?)?;
+/// let mut out = Vec::new();
+/// write_admin_token(&mut out, &token)?;
+/// assert_eq!(out, [b"admin token: ", token.expose_secret().as_bytes(), b"\n"].concat());
+/// // The server writes to a locked stdout:
+/// write_admin_token(&mut std::io::stdout().lock(), &token)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_admin_token(out: &mut impl Write, token: &PlaintextToken) -> io::Result<()> {
+    let mut parts = [
+        IoSlice::new(b"admin token: "),
+        IoSlice::new(token.expose_secret().as_bytes()),
+        IoSlice::new(b"\n"),
+    ];
+    let mut rest = &mut parts[..];
+    // `Write::write_all_vectored` is not stable yet: the same loop.
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.flush()
 }
 
 /// Serves `router` on `listener` until `shutdown` completes. A [`Sweeper`] runs retention (and
@@ -240,16 +281,17 @@ struct CreateToken {
     name: Option<String>,
 }
 
+/// Borrows the token: serialized straight into the response body, never copied into a `String`.
 #[derive(Serialize)]
-struct IssuedBody {
-    token: String,
+struct IssuedBody<'a> {
+    token: &'a str,
     id: TokenId,
     expires_at: Option<String>,
 }
 
-fn issued_body(issued: &IssuedToken) -> IssuedBody {
+fn issued_body(issued: &IssuedToken) -> IssuedBody<'_> {
     IssuedBody {
-        token: issued.token.expose_secret().to_owned(),
+        token: issued.token.expose_secret(),
         id: issued.token.id(),
         expires_at: rfc3339(issued.record.expires_at),
     }

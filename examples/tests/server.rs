@@ -6,11 +6,12 @@ use std::time::Duration;
 use examples::server::{bootstrap_admin, open_manager, serve};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use token_core::{HashKey, KeyId};
+use token_core::{HashKey, KeyId, PlaintextToken};
 
 struct Running {
     base: String,
-    admin: String,
+    /// The bootstrap admin token, kept in its zeroizing type (never copied into a `String`).
+    admin: PlaintextToken,
     client: Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), String>>>,
@@ -37,7 +38,7 @@ impl Running {
         });
         Self {
             base,
-            admin: admin.token.expose_secret().to_owned(),
+            admin: admin.token,
             client: Client::new(),
             stop: Some(stop),
             server: Some(server),
@@ -53,7 +54,7 @@ impl Running {
     fn as_admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))
-            .bearer_auth(&self.admin)
+            .bearer_auth(self.admin.expose_secret())
     }
 
     async fn create(&self, body: Value) -> (StatusCode, Value) {
