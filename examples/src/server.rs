@@ -11,7 +11,13 @@
 //! | `GET /widgets` | `widgets:read` | 200 |
 //! | `POST /widgets` | `widgets:write` | 201 |
 //! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
-//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}` |
+//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}`; 401 for a caller token without `tokens:introspect` |
+//!
+//! Authentication failures are token-tower's RFC 6750 answers: 401 without a token or with an
+//! invalid one, 403 with `error="insufficient_scope"` for a valid token without the route's scope,
+//! except on `/oauth/introspect`, which answers that with 401 and
+//! `WWW-Authenticate: Bearer realm="token-example", error="insufficient_scope",
+//! scope="tokens:introspect"` (RFC 7662 §2.3).
 //!
 //! `expires_at` in the admin API is RFC 3339; `exp`, `iat`, `nbf` in introspection are Unix seconds
 //! (RFC 7662). Error bodies have the RFC 6749 §5.2 shape, `{"error": "...", "error_description":
@@ -86,7 +92,11 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
     let oauth = Router::new()
         .route(
             "/oauth/introspect",
-            post(introspect).route_layer(auth.require("tokens:introspect")?),
+            // RFC 7662 §2.3: a caller without the privilege to introspect gets 401, not 403.
+            post(introspect).route_layer(
+                auth.require("tokens:introspect")?
+                    .insufficient_scope_as_401(),
+            ),
         )
         .route("/oauth/revoke", post(oauth_revoke))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));

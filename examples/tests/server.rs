@@ -307,11 +307,12 @@ async fn introspection_active_and_inactive() {
         .unwrap();
     assert_eq!(server.introspect(&token).await, json!({"active": false}));
 
-    // The caller needs tokens:introspect.
+    // The caller needs tokens:introspect; a token without it is answered 401 with a challenge
+    // naming the scope (RFC 7662 §2.3, RFC 6750 §3), not 403.
     let (_, reader) = server
         .create(json!({"subject": "r", "scopes": ["widgets:read"], "ttl_seconds": 60}))
         .await;
-    let forbidden = server
+    let unprivileged = server
         .client
         .post(server.url("/oauth/introspect"))
         .bearer_auth(reader["token"].as_str().unwrap())
@@ -319,7 +320,20 @@ async fn introspection_active_and_inactive() {
         .send()
         .await
         .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    assert_eq!(unprivileged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unprivileged.headers()["www-authenticate"],
+        "Bearer realm=\"token-example\", error=\"insufficient_scope\", scope=\"tokens:introspect\""
+    );
+    // Elsewhere a missing scope stays 403.
+    let elsewhere = server
+        .client
+        .post(server.url("/widgets"))
+        .bearer_auth(reader["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
     let anonymous = server
         .client
         .post(server.url("/oauth/introspect"))
