@@ -8,13 +8,14 @@
 //! | variable | default |
 //! |---|---|
 //! | `TOKEN_EXAMPLE_ADDR` | `127.0.0.1:3000` |
-//! | `TOKEN_EXAMPLE_DATABASE_URL` | `sqlite://token-example.db` (a `postgres://` URL works too) |
+//! | `TOKEN_EXAMPLE_DATABASE_URL` | `sqlite://token-example.db` (a `postgres://` URL works too; printed with its password as `***`) |
 //! | `TOKEN_HASH_KEY` | a fresh random key (64 hex characters to keep tokens valid across restarts) |
 
 use std::future::Future;
 use std::time::Duration;
 
-use examples::server::{bootstrap_admin, open_manager, serve};
+use examples::redact::redacted_url;
+use examples::server::{bootstrap_admin, open_manager, serve, write_admin_token};
 use token_core::{HashKey, KeyId};
 
 #[tokio::main]
@@ -27,12 +28,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Err(_) => HashKey::generate(KeyId::new(1))?,
     };
     let shutdown = shutdown_signal()?;
+    // Before connecting, so a store that cannot be opened is named next to the error.
+    println!("storage: {}", redacted_url(&url));
     let manager = open_manager(&url, key).await?;
     let admin = bootstrap_admin(&manager).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("storage: {url}");
     println!("listening on http://{}", listener.local_addr()?);
-    println!("admin token: {}", admin.token.expose_secret());
+    // Straight from the token's zeroizing buffer to stdout, never through a `String`.
+    write_admin_token(&mut std::io::stdout().lock(), &admin.token)?;
     drop(admin);
     serve(listener, manager, Duration::from_secs(60), shutdown).await?;
     println!("shut down cleanly");

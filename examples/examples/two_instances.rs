@@ -36,7 +36,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let (_, a) = instance(&url).await?;
     let (_, b) = instance(&url).await?;
-    println!("two instances on {url}, schema token_example");
+    println!(
+        "two instances on {}, schema token_example",
+        examples::redact::redacted_url(&url)
+    );
 
     let issued = a
         .issue(

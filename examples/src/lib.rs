@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod redact;
 pub mod server;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -11,7 +11,13 @@
 //! | `GET /widgets` | `widgets:read` | 200 |
 //! | `POST /widgets` | `widgets:write` | 201 |
 //! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
-//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}` |
+//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}`; 401 for a caller token without `tokens:introspect` |
+//!
+//! Authentication failures are token-tower's RFC 6750 answers: 401 without a token or with an
+//! invalid one, 403 with `error="insufficient_scope"` for a valid token without the route's scope,
+//! except on `/oauth/introspect`, which answers that with 401 and
+//! `WWW-Authenticate: Bearer realm="token-example", error="insufficient_scope",
+//! scope="tokens:introspect"` (RFC 7662 §2.3).
 //!
 //! `expires_at` in the admin API is RFC 3339; `exp`, `iat`, `nbf` in introspection are Unix seconds
 //! (RFC 7662). Error bodies have the RFC 6749 §5.2 shape, `{"error": "...", "error_description":
@@ -27,6 +33,7 @@
 //! having looked.
 
 use std::future::Future;
+use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,7 +51,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use token_core::sweeper::Sweeper;
 use token_core::{
-    Context, Error, IssueRequest, IssuedToken, Scope, ScopeSet, TokenId, TokenManager, TokenRecord,
+    Context, Error, IssueRequest, IssuedToken, PlaintextToken, Scope, ScopeSet, TokenId,
+    TokenManager, TokenRecord,
 };
 use token_tower::{Authenticated, BearerAuth};
 
@@ -84,7 +92,11 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
     let oauth = Router::new()
         .route(
             "/oauth/introspect",
-            post(introspect).route_layer(auth.require("tokens:introspect")?),
+            // RFC 7662 §2.3: a caller without the privilege to introspect gets 401, not 403.
+            post(introspect).route_layer(
+                auth.require("tokens:introspect")?
+                    .insufficient_scope_as_401(),
+            ),
         )
         .route("/oauth/revoke", post(oauth_revoke))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
@@ -92,7 +104,7 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), runs its migrations and builds
-/// a manager (prefix `example`) over it.
+/// a manager (prefix `example`) over it. Errors never quote the URL's password.
 pub async fn open_manager(
     url: &str,
     key: token_core::HashKey,
@@ -107,9 +119,11 @@ pub async fn open_manager(
         store.migrate().await?;
         TokenManager::builder(store, keyring)
     } else {
-        return Err(
-            format!("unsupported database URL {url:?}; use sqlite://path or postgres://…").into(),
-        );
+        return Err(format!(
+            "unsupported database URL {:?}; use sqlite://path or postgres://…",
+            crate::redact::redacted_url(url)
+        )
+        .into());
     };
     // The validation cache: one line to opt out (changes through this server are seen at once;
     // other instances' within the store's feed delay, or the cache's 1 s maximum age).
@@ -129,6 +143,45 @@ pub async fn bootstrap_admin(manager: &TokenManager) -> Result<IssuedToken, Erro
                 .context(Context::new().actor("server-startup")),
         )
         .await
+}
+
+/// Writes `admin token: <token>` and a newline to `out`, then flushes it.
+///
+/// The token is written from its own zeroizing buffer: no `String` or `format!` copy is made. The
+/// three parts go out in vectored writes whose last part is the newline, because stdout's
+/// `LineWriter` passes a write that ends a line straight to the file descriptor, while the token
+/// written on its own (as `println!` writes it) would be copied into stdout's buffer, which is
+/// never wiped.
+///
+/// ```
+/// use examples::server::write_admin_token;
+/// use token_core::{PlaintextToken, TokenPrefix};
+///
+/// let token = PlaintextToken::generate(&TokenPrefix::new("example")?)?;
+/// let mut out = Vec::new();
+/// write_admin_token(&mut out, &token)?;
+/// assert_eq!(out, [b"admin token: ", token.expose_secret().as_bytes(), b"\n"].concat());
+/// // The server writes to a locked stdout:
+/// write_admin_token(&mut std::io::stdout().lock(), &token)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_admin_token(out: &mut impl Write, token: &PlaintextToken) -> io::Result<()> {
+    let mut parts = [
+        IoSlice::new(b"admin token: "),
+        IoSlice::new(token.expose_secret().as_bytes()),
+        IoSlice::new(b"\n"),
+    ];
+    let mut rest = &mut parts[..];
+    // `Write::write_all_vectored` is not stable yet: the same loop.
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.flush()
 }
 
 /// Serves `router` on `listener` until `shutdown` completes. A [`Sweeper`] runs retention (and
@@ -238,16 +291,17 @@ struct CreateToken {
     name: Option<String>,
 }
 
+/// Borrows the token: serialized straight into the response body, never copied into a `String`.
 #[derive(Serialize)]
-struct IssuedBody {
-    token: String,
+struct IssuedBody<'a> {
+    token: &'a str,
     id: TokenId,
     expires_at: Option<String>,
 }
 
-fn issued_body(issued: &IssuedToken) -> IssuedBody {
+fn issued_body(issued: &IssuedToken) -> IssuedBody<'_> {
     IssuedBody {
-        token: issued.token.expose_secret().to_owned(),
+        token: issued.token.expose_secret(),
         id: issued.token.id(),
         expires_at: rfc3339(issued.record.expires_at),
     }

@@ -145,3 +145,26 @@ async fn server_prints_its_admin_token_and_shuts_down_cleanly_on_sigterm() {
     assert!(exit.success(), "exit {exit:?}; stderr: {stderr}");
     assert!(rest.iter().any(|l| l == "shut down cleanly"), "{rest:?}");
 }
+
+#[test]
+fn server_never_prints_a_database_password() {
+    let output = Command::new(example("server"))
+        .env("TOKEN_EXAMPLE_ADDR", "127.0.0.1:0")
+        .env("TOKEN_EXAMPLE_DATABASE_URL", "mysql://app:s3cr3t-pw@db/x")
+        .env_remove("TOKEN_HASH_KEY")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "MySQL is not supported");
+    assert!(
+        !stdout.contains("s3cr3t-pw") && !stderr.contains("s3cr3t-pw"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("storage: mysql://app:***@db/x"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+}

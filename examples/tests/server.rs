@@ -6,11 +6,12 @@ use std::time::Duration;
 use examples::server::{bootstrap_admin, open_manager, serve};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use token_core::{HashKey, KeyId};
+use token_core::{HashKey, KeyId, PlaintextToken};
 
 struct Running {
     base: String,
-    admin: String,
+    /// The bootstrap admin token, kept in its zeroizing type (never copied into a `String`).
+    admin: PlaintextToken,
     client: Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), String>>>,
@@ -37,7 +38,7 @@ impl Running {
         });
         Self {
             base,
-            admin: admin.token.expose_secret().to_owned(),
+            admin: admin.token,
             client: Client::new(),
             stop: Some(stop),
             server: Some(server),
@@ -53,7 +54,7 @@ impl Running {
     fn as_admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))
-            .bearer_auth(&self.admin)
+            .bearer_auth(self.admin.expose_secret())
     }
 
     async fn create(&self, body: Value) -> (StatusCode, Value) {
@@ -306,11 +307,12 @@ async fn introspection_active_and_inactive() {
         .unwrap();
     assert_eq!(server.introspect(&token).await, json!({"active": false}));
 
-    // The caller needs tokens:introspect.
+    // The caller needs tokens:introspect; a token without it is answered 401 with a challenge
+    // naming the scope (RFC 7662 §2.3, RFC 6750 §3), not 403.
     let (_, reader) = server
         .create(json!({"subject": "r", "scopes": ["widgets:read"], "ttl_seconds": 60}))
         .await;
-    let forbidden = server
+    let unprivileged = server
         .client
         .post(server.url("/oauth/introspect"))
         .bearer_auth(reader["token"].as_str().unwrap())
@@ -318,7 +320,20 @@ async fn introspection_active_and_inactive() {
         .send()
         .await
         .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    assert_eq!(unprivileged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unprivileged.headers()["www-authenticate"],
+        "Bearer realm=\"token-example\", error=\"insufficient_scope\", scope=\"tokens:introspect\""
+    );
+    // Elsewhere a missing scope stays 403.
+    let elsewhere = server
+        .client
+        .post(server.url("/widgets"))
+        .bearer_auth(reader["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
     let anonymous = server
         .client
         .post(server.url("/oauth/introspect"))
@@ -479,4 +494,17 @@ async fn oauth_bodies_are_checked_and_token_responses_are_not_cached() {
     assert_eq!(rotated.status(), StatusCode::CREATED);
     assert_eq!(rotated.headers()["cache-control"], "no-store", "rotate");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsupported_database_url_is_refused_without_echoing_its_password() {
+    let error = open_manager(
+        "mysql://app:s3cr3t-pw@db/x",
+        HashKey::new(KeyId::new(1), [9; 32]),
+    )
+    .await
+    .expect_err("MySQL is not supported");
+    let shown = format!("{error} / {error:?}");
+    assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    assert!(shown.contains("mysql://app:***@db/x"), "{shown}");
 }

@@ -1,5 +1,6 @@
 //! Connection options: [`SqliteStoreOptions`] and [`Synchronous`].
 
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 /// foreign keys, the busy timeout and the [`Synchronous`] setting chosen here, because its
 /// guarantees depend on them.
 ///
+/// `Debug` shows the file name and the store's settings but none of the connect options' pragmas,
+/// which may hold a secret (SQLCipher's `key`).
+///
 /// ```
 /// use std::time::Duration;
 /// use token_store_sqlite::{SqliteStoreOptions, Synchronous};
@@ -65,10 +69,10 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 ///     .synchronous(Synchronous::Normal)
 ///     .busy_timeout(Duration::from_secs(10))
 ///     .max_connections(4);
-/// # let _ = options;
+/// assert!(format!("{options:?}").contains("tokens.db"));
 /// # Ok::<(), token_core::StoreError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStoreOptions {
     connect: SqliteConnectOptions,
     synchronous: Synchronous,
@@ -76,6 +80,20 @@ pub struct SqliteStoreOptions {
     max_connections: u32,
     acquire_timeout: Duration,
     in_memory: bool,
+}
+
+/// Redacted: sqlx's own `Debug` of [`SqliteConnectOptions`] prints every pragma's value.
+impl fmt::Debug for SqliteStoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStoreOptions")
+            .field("filename", &self.connect.get_filename())
+            .field("in_memory", &self.in_memory)
+            .field("synchronous", &self.synchronous)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStoreOptions {

@@ -28,7 +28,7 @@
 //! | no `Authorization` header, or another scheme (`Basic`) | 401 | `Bearer realm="…"` (no error code) |
 //! | malformed header (empty, no token, not a `b64token`, `Bearer` run into the token as in `Bearertok` or `Bearer,tok`, non-ASCII), two `Authorization` headers, `access_token` in the query string (however percent-encoded) | 400 | `Bearer realm="…", error="invalid_request"` |
 //! | malformed, unknown, wrong secret, revoked, expired, idle, used up | 401 | `Bearer realm="…", error="invalid_token"` |
-//! | valid token without the required scopes | 403 | `Bearer realm="…", error="insufficient_scope", scope="<required>"` |
+//! | valid token without the required scopes | 403 (401 on a layer built with [`insufficient_scope_as_401`](BearerAuthLayer::insufficient_scope_as_401), for introspection endpoints: RFC 7662 §2.3) | `Bearer realm="…", error="insufficient_scope", scope="<required>"` |
 //! | the store failed (validation fails closed) | 503 | none |
 //!
 //! Every `invalid_token` response is byte-identical, so a client cannot tell an unknown token from a
@@ -203,6 +203,7 @@ impl BearerAuth {
         BearerAuthLayer {
             config: Arc::clone(&self.config),
             required: Arc::from(Vec::new()),
+            scope_status: StatusCode::FORBIDDEN,
         }
     }
 
@@ -227,6 +228,7 @@ impl BearerAuth {
         Ok(BearerAuthLayer {
             config: Arc::clone(&self.config),
             required: Arc::from(required),
+            scope_status: StatusCode::FORBIDDEN,
         })
     }
 }
@@ -236,6 +238,39 @@ impl BearerAuth {
 pub struct BearerAuthLayer {
     config: Arc<Config>,
     required: Arc<[Scope]>,
+    /// The status of an insufficient-scope answer: 403, or 401 for introspection endpoints.
+    scope_status: StatusCode,
+}
+
+impl BearerAuthLayer {
+    /// Answers a valid token that lacks the required scopes with `401 Unauthorized` instead of
+    /// `403 Forbidden`, with the same `insufficient_scope` challenge naming the required scopes.
+    ///
+    /// For OAuth 2.0 token introspection endpoints: RFC 7662 §2.3 has the authorization server
+    /// answer a bearer token that "does not contain sufficient privileges" with a 401 as described
+    /// in RFC 6750 §3. Elsewhere keep the default 403 of RFC 6750 §3.1 (the token is valid; only
+    /// a token with more scopes would help). The other answers do not change.
+    ///
+    /// ```
+    /// use token_core::{HashKey, KeyId, Keyring, TokenManager};
+    /// use token_store_memory::MemoryStore;
+    /// use token_tower::BearerAuth;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+    ///     .build()?;
+    /// let auth = BearerAuth::new(manager).realm("acme");
+    /// // A token without tokens:introspect gets 401 and
+    /// // `WWW-Authenticate: Bearer realm="acme", error="insufficient_scope", scope="tokens:introspect"`.
+    /// let introspection = auth.require("tokens:introspect")?.insufficient_scope_as_401();
+    /// assert!(format!("{introspection:?}").contains("401"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn insufficient_scope_as_401(mut self) -> Self {
+        self.scope_status = StatusCode::UNAUTHORIZED;
+        self
+    }
 }
 
 impl fmt::Debug for BearerAuthLayer {
@@ -243,6 +278,7 @@ impl fmt::Debug for BearerAuthLayer {
         f.debug_struct("BearerAuthLayer")
             .field("realm", &self.config.realm)
             .field("required", &self.required)
+            .field("insufficient_scope_status", &self.scope_status.as_u16())
             .finish()
     }
 }
@@ -254,6 +290,7 @@ impl<S> Layer<S> for BearerAuthLayer {
             inner,
             config: Arc::clone(&self.config),
             required: Arc::clone(&self.required),
+            scope_status: self.scope_status,
         }
     }
 }
@@ -264,6 +301,7 @@ pub struct BearerAuthService<S> {
     inner: S,
     config: Arc<Config>,
     required: Arc<[Scope]>,
+    scope_status: StatusCode,
 }
 
 impl<S> fmt::Debug for BearerAuthService<S> {
@@ -295,6 +333,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
         let required = Arc::clone(&self.required);
+        let scope_status = self.scope_status;
         if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
             value.set_sensitive(true);
         }
@@ -306,7 +345,9 @@ where
                     parts.extensions.insert(Authenticated(identity));
                     inner.call(Request::from_parts(parts, body)).await
                 }
-                Err(rejection) => Ok(rejection.into_response(&config.realm, &required)),
+                Err(rejection) => {
+                    Ok(rejection.into_response(&config.realm, &required, scope_status))
+                }
             }
         })
     }
@@ -323,7 +364,12 @@ enum Rejection {
 }
 
 impl Rejection {
-    fn into_response<B: Default>(self, realm: &str, required: &[Scope]) -> Response<B> {
+    fn into_response<B: Default>(
+        self,
+        realm: &str,
+        required: &[Scope],
+        scope_status: StatusCode,
+    ) -> Response<B> {
         let realm = quote(realm);
         let (status, challenge) = match self {
             Self::NoCredentials => (
@@ -341,7 +387,7 @@ impl Rejection {
             Self::InsufficientScope => {
                 let scopes: Vec<&str> = required.iter().map(Scope::as_str).collect();
                 (
-                    StatusCode::FORBIDDEN,
+                    scope_status,
                     Some(format!(
                         "Bearer realm={realm}, error=\"insufficient_scope\", scope={}",
                         quote(&scopes.join(" "))

@@ -274,6 +274,40 @@ async fn insufficient_scope_is_403_naming_the_required_scopes() {
 }
 
 #[tokio::test]
+async fn insufficient_scope_as_401_answers_401_with_the_insufficient_scope_challenge() {
+    let manager = manager();
+    let (_, reader) = issue(&manager, "widgets:read").await;
+    let (_, introspector) = issue(&manager, "tokens:introspect").await;
+    let layer = BearerAuth::new(manager)
+        .realm("acme")
+        .require("tokens:introspect")
+        .unwrap()
+        .insufficient_scope_as_401();
+    let response = send(&layer, authorized("/introspect", &reader)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge(&response),
+        Some("Bearer realm=\"acme\", error=\"insufficient_scope\", scope=\"tokens:introspect\"")
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.body(), "");
+
+    // Only the insufficient-scope answer changes.
+    let allowed = send(&layer, authorized("/introspect", &introspector)).await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+    let anonymous = send(&layer, get("/introspect").body(()).unwrap()).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge(&anonymous), Some("Bearer realm=\"acme\""));
+    let invalid = send(&layer, authorized("/introspect", "acme_garbage")).await;
+    assert_eq!(invalid.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge(&invalid),
+        Some("Bearer realm=\"acme\", error=\"invalid_token\"")
+    );
+    assert!(format!("{layer:?}").contains("401"), "{layer:?}");
+}
+
+#[tokio::test]
 async fn wildcard_requirements_are_refused_at_configuration() {
     let auth = BearerAuth::new(manager());
     assert!(auth.require("widgets:*").is_err());
