@@ -417,8 +417,8 @@ pub struct AuditCheckpoint {
     pub seq: u64,
     /// Its hash: the first remaining event chains from it.
     pub hash: AuditHash,
-    /// Its time (`at`), if the store records it; `None` from stores whose checkpoint keeps only
-    /// the sequence number and hash.
+    /// Its time (`at`); `None` for a checkpoint a SQL store wrote before schema version 3, whose
+    /// row kept only the sequence number and hash.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub at: Option<OffsetDateTime>,
 }

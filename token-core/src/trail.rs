@@ -19,8 +19,8 @@
 //! younger than the policy allows (or any checkpoint when the policy keeps the trail forever)
 //! could not have been written by retention, and [`ChainReport::is_intact`] is then `false`. The
 //! check needs the checkpoint's time ([`AuditCheckpoint::at`](crate::AuditCheckpoint::at)); a
-//! store that does not record it yields [`CheckpointCheck::TimeUnknown`], which proves nothing
-//! either way.
+//! checkpoint without one (written by a SQL store before schema version 3) yields
+//! [`CheckpointCheck::TimeUnknown`], which proves nothing either way.
 //!
 //! **Anchoring.** Nothing inside the database can prove that its newest events, or its whole
 //! history, are still there: whoever can rewrite the trail can rewrite every hash after the point
@@ -171,7 +171,8 @@ pub enum CheckpointCheck {
     /// A checkpoint exists but the retention policy keeps the trail forever: this policy did not
     /// write it (expected only if retention was switched off after it truncated).
     RetentionOff,
-    /// The store does not record the checkpoint's time, so nothing can be said about it.
+    /// The checkpoint has no time (one a SQL store wrote before schema version 3), so nothing can
+    /// be said about it.
     TimeUnknown,
 }
 

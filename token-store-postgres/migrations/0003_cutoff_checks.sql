@@ -24,3 +24,8 @@ ALTER TABLE {schema}.tokens
     ADD CONSTRAINT tokens_use_count_not_negative CHECK (use_count >= 0) NOT VALID,
     ADD CONSTRAINT tokens_max_uses_not_negative CHECK (max_uses >= 0) NOT VALID,
     ADD CONSTRAINT tokens_idle_timeout_not_negative CHECK (idle_timeout_us >= 0) NOT VALID;
+
+-- The retention checkpoint's time: the last removed event's `at` (micros), written by
+-- truncate_audit with seq and hash, so the chain report can tell retention (old events) from
+-- deletion (recent ones). NULL on a checkpoint written before this version.
+ALTER TABLE {schema}.audit_checkpoint ADD COLUMN at BIGINT;

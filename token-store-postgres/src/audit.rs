@@ -52,11 +52,11 @@ pub(crate) async fn audit_checkpoint(
     store: &PgStore,
 ) -> Result<Option<AuditCheckpoint>, StoreError> {
     let pool = store.ready().await?;
-    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(q(&store.inner.sql.checkpoint))
+    let row: Option<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(q(&store.inner.sql.checkpoint))
         .fetch_optional(pool)
         .await
         .map_err(backend_in)?;
-    row.map(|(seq, hash)| decode_checkpoint(STORE, seq, &hash))
+    row.map(|(seq, hash, at)| decode_checkpoint(STORE, seq, &hash, at))
         .transpose()
 }
 
@@ -82,7 +82,7 @@ pub(crate) async fn truncate_audit(
         .map_err(backend_in)?;
     // The longest prefix of old events: it ends at the first event at or after `before`.
     let prefix = rows.iter().take_while(|(_, at, _)| *at < before).count();
-    let Some((last_seq, _, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
+    let Some((last_seq, last_at, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
         rollback(tx).await?;
         return Ok(0);
     };
@@ -96,6 +96,7 @@ pub(crate) async fn truncate_audit(
     sqlx::query(q(&store.inner.sql.truncate_checkpoint))
         .bind(*last_seq)
         .bind(hash.as_bytes().to_vec())
+        .bind(*last_at)
         .execute(&mut *tx)
         .await
         .map_err(backend_in)?;

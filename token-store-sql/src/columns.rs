@@ -330,20 +330,29 @@ pub fn decode_audit_hash(
     })
 }
 
-/// The retention checkpoint row (`seq`, `hash`). The row has no time column (yet), so the
-/// checkpoint's `at` is `None`.
+/// The retention checkpoint row (`seq`, `hash`, `at`): `at` is the last removed event's time in
+/// Unix microseconds, `NULL` on a checkpoint written before schema version 3 recorded it.
 pub fn decode_checkpoint(
     store: &'static str,
     seq: i64,
     hash: &[u8],
+    at: Option<i64>,
 ) -> Result<AuditCheckpoint, StoreError> {
+    let at = at
+        .map(|micros| {
+            from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
+                store,
+                message: format!("audit_checkpoint.at {micros} µs is out of range"),
+            })
+        })
+        .transpose()?;
     Ok(AuditCheckpoint {
         seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt {
             store,
             message: format!("audit_checkpoint.seq {seq} is negative"),
         })?,
         hash: decode_audit_hash(store, "audit_checkpoint", seq, hash)?,
-        at: None,
+        at,
     })
 }
 

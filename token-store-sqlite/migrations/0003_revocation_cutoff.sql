@@ -9,3 +9,8 @@ CREATE TABLE revocation_cutoff (
     issued_before INTEGER
 );
 INSERT INTO revocation_cutoff (id, issued_before) VALUES (1, NULL);
+
+-- The retention checkpoint's time: the last removed event's `at` (micros), written by
+-- truncate_audit with seq and hash, so the chain report can tell retention (old events) from
+-- deletion (recent ones). NULL on a checkpoint written before this version.
+ALTER TABLE audit_checkpoint ADD COLUMN at INTEGER;

@@ -51,11 +51,11 @@ pub(crate) async fn audit_checkpoint(
     store: &SqliteStore,
 ) -> Result<Option<AuditCheckpoint>, StoreError> {
     let pool = store.ready().await?;
-    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(CHECKPOINT)
+    let row: Option<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(CHECKPOINT)
         .fetch_optional(pool)
         .await
         .map_err(backend)?;
-    row.map(|(seq, hash)| decode_checkpoint(STORE, seq, &hash))
+    row.map(|(seq, hash, at)| decode_checkpoint(STORE, seq, &hash, at))
         .transpose()
 }
 
@@ -78,7 +78,7 @@ pub(crate) async fn truncate_audit(
         .map_err(backend)?;
     // The longest prefix of old events: it ends at the first event at or after `before`.
     let prefix = rows.iter().take_while(|(_, at, _)| *at < before).count();
-    let Some((last_seq, _, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
+    let Some((last_seq, last_at, last_hash)) = prefix.checked_sub(1).map(|i| &rows[i]) else {
         rollback(tx).await?;
         return Ok(0);
     };
@@ -91,6 +91,7 @@ pub(crate) async fn truncate_audit(
     sqlx::query(TRUNCATE_CHECKPOINT)
         .bind(*last_seq)
         .bind(hash.as_bytes().to_vec())
+        .bind(*last_at)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

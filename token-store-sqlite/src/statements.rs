@@ -288,10 +288,11 @@ pub(crate) const RECORD_USAGE: &str = "UPDATE tokens SET \
     last_used_at = max(coalesce(last_used_at, ?), ?) \
     WHERE id = ? AND typeof(use_count) = 'integer' AND use_count >= 0";
 
-pub(crate) const CHECKPOINT: &str = "SELECT seq, hash FROM audit_checkpoint WHERE id = 1";
+pub(crate) const CHECKPOINT: &str = "SELECT seq, hash, at FROM audit_checkpoint WHERE id = 1";
 pub(crate) const TRUNCATE_DELETE: &str = "DELETE FROM audit_events WHERE seq <= ?";
-pub(crate) const TRUNCATE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash) \
-    VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+pub(crate) const TRUNCATE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, at) \
+    VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+    at = excluded.at";
 
 pub(crate) const MARK_EXPIRED_UPDATE: &str =
     "UPDATE tokens SET expiry_recorded_at = ? WHERE id = ?";

@@ -428,31 +428,19 @@ pub async fn recent_events_deleted_behind_a_checkpoint_are_flagged(f: &dyn Fixtu
         .unwrap_or_else(|| panic!("the checkpoint is reported: {report:?}"));
     assert_eq!(checkpoint.seq, 3);
     assert_eq!(report.checked, 2);
-    match checkpoint.at {
-        // A store that records when the last removed event happened lets the report prove it.
-        Some(at) => {
-            assert_eq!(at, START);
-            assert!(
-                matches!(
-                    report.checkpoint_check,
-                    token_core::CheckpointCheck::TooRecent { removed_at, .. } if removed_at == START
-                ),
-                "{report:?}"
-            );
-            assert!(
-                !report.is_intact(),
-                "recent deletion passes as retention: {report:?}"
-            );
-        }
-        // One that does not (the SQL stores' checkpoint row has no time yet) cannot.
-        None => {
-            assert_eq!(
-                report.checkpoint_check,
-                token_core::CheckpointCheck::TimeUnknown
-            );
-            assert!(report.is_intact(), "{report:?}");
-        }
-    }
+    // Every store records when the last removed event happened, so the report proves it.
+    assert_eq!(checkpoint.at, Some(START), "{checkpoint:?}");
+    assert!(
+        matches!(
+            report.checkpoint_check,
+            token_core::CheckpointCheck::TooRecent { removed_at, .. } if removed_at == START
+        ),
+        "{report:?}"
+    );
+    assert!(
+        !report.is_intact(),
+        "recent deletion passes as retention: {report:?}"
+    );
 
     // Genuine retention, 31 days on: the flag stays down.
     let env = TestEnv::with_options(f, keep_30_days).await;
@@ -476,12 +464,11 @@ pub async fn recent_events_deleted_behind_a_checkpoint_are_flagged(f: &dyn Fixtu
         .checkpoint
         .unwrap_or_else(|| panic!("the checkpoint is reported: {report:?}"));
     assert_eq!(checkpoint.seq, 3);
-    let expected = if checkpoint.at.is_some() {
+    assert!(checkpoint.at.is_some(), "{checkpoint:?}");
+    assert_eq!(
+        report.checkpoint_check,
         token_core::CheckpointCheck::WithinRetention
-    } else {
-        token_core::CheckpointCheck::TimeUnknown
-    };
-    assert_eq!(report.checkpoint_check, expected);
+    );
 
     // The same checkpoint under a manager that keeps the trail forever is not its doing.
     let forever = env
