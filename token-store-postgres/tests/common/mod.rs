@@ -101,15 +101,28 @@ pub async fn terminate(url: &str, application_name: &str) -> i64 {
     rows.len() as i64
 }
 
-/// Drops `schema` and everything in it.
+/// Drops `schema` and everything in it. A store still in use (a background usage flush, a
+/// sweeper) can deadlock with the drop's table locks; the server breaks it and the drop is tried
+/// again.
 pub async fn drop_schema(url: &str, schema: &str) {
     let mut conn = admin(url).await;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("drop schema {schema}: {e}"));
+    let mut attempts = 0;
+    loop {
+        let dropped = sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await;
+        match dropped {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("40P01") && attempts < 5 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => panic!("drop schema {schema}: {e}"),
+        }
+    }
 }
 
 /// Every row of every table in `schema` rendered as text, followed by the raw bytes of every
