@@ -47,11 +47,22 @@ pub(crate) async fn revoke(
     let mut revoked = Vec::new();
     let mut events = Vec::new();
     let mut settled = false;
+    // Unused tokens are matched once, under their row locks (see `lock_unused`); the rounds then
+    // follow their descendants only.
+    let mut seed = match request.selector {
+        RevokeSelector::UnusedSince(since) => {
+            Some(lock_unused(store, &mut tx, request, since).await?)
+        }
+        _ => None,
+    };
     for round in 0..MAX_REVOKE_ROUNDS {
         // A bounded revocation takes its matches once (so it never exceeds its limit); later
         // rounds follow descendants. An unbounded one re-reads the selector every round.
-        let matches = round == 0 || request.limit.is_none();
-        let found = select_targets(store, &mut tx, request, &known, matches).await?;
+        let matches = seed.is_none() && (round == 0 || request.limit.is_none());
+        let mut found = select_targets(store, &mut tx, request, &known, matches).await?;
+        if round == 0 {
+            found.extend(seed.take().unwrap_or_default());
+        }
         let new: Vec<Vec<u8>> = found
             .into_iter()
             .filter(|id| known_set.insert(id.clone()))
@@ -107,6 +118,36 @@ pub(crate) async fn revoke(
     feed::announce(store, &mut tx, &revoked).await?;
     commit(tx).await?;
     Ok(events)
+}
+
+/// The tokens `revoke(UnusedSince(since))` matches, locked: candidates from a snapshot (at most
+/// the request's limit, longest-unused first), then the condition re-checked on each under its
+/// row lock, so a use committed after the snapshot keeps its token.
+async fn lock_unused(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    request: &RevokeRequest,
+    since: time::OffsetDateTime,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let sql = &store.inner.sql;
+    let (since, at) = (micros_ceil(since), micros(request.at));
+    let candidates: Vec<Vec<u8>> = sqlx::query_scalar(q(&sql.unused_candidates))
+        .bind(since)
+        .bind(at)
+        .bind(request.limit.map(i64::from))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend_in)?;
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    sqlx::query_scalar(q(&sql.lock_unused))
+        .bind(candidates)
+        .bind(since)
+        .bind(at)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend_in)
 }
 
 /// The ids the selector matches (when `matches` is set) plus all descendants of them and of

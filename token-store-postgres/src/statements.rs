@@ -29,6 +29,8 @@ pub(crate) struct Sql {
     pub(crate) cutoff_for_share: Arc<str>,
     pub(crate) raise_cutoff: Arc<str>,
     pub(crate) lock_for_revoke: Arc<str>,
+    pub(crate) unused_candidates: Arc<str>,
+    pub(crate) lock_unused: Arc<str>,
     pub(crate) revoke: Arc<str>,
     pub(crate) consume_use: Arc<str>,
     pub(crate) lock_for_usage: Arc<str>,
@@ -94,6 +96,21 @@ impl Sql {
                 "INSERT INTO {s}.revocation_cutoff (id, issued_before) VALUES (1, $1) \
                  ON CONFLICT (id) DO UPDATE SET \
                  issued_before = GREATEST({s}.revocation_cutoff.issued_before, EXCLUDED.issued_before)"
+            )),
+            // `revoke(UnusedSince)`: the longest-unused live tokens (`LIMIT NULL` is no limit),
+            // then the same condition re-checked on each under its row lock (a use committed
+            // meanwhile drops the token), locked in id order.
+            unused_candidates: arc(format!(
+                "SELECT id FROM {s}.tokens WHERE revoked_at IS NULL \
+                 AND coalesce(last_used_at, created_at) < $1 \
+                 AND (expires_at IS NULL OR expires_at > $2) \
+                 ORDER BY coalesce(last_used_at, created_at), id LIMIT $3"
+            )),
+            lock_unused: arc(format!(
+                "SELECT id FROM {s}.tokens WHERE id = ANY($1::bytea[]) AND revoked_at IS NULL \
+                 AND coalesce(last_used_at, created_at) < $2 \
+                 AND (expires_at IS NULL OR expires_at > $3) \
+                 ORDER BY id FOR UPDATE"
             )),
             lock_for_revoke: arc(format!(
                 "SELECT {cols} FROM {s}.tokens t WHERE t.id = ANY($1::bytea[]) \

@@ -313,3 +313,94 @@ async fn wait_until(done: impl Fn() -> bool) {
     })
     .await;
 }
+
+/// `revoke(UnusedSince)` selects its candidates from a snapshot; a use committed before it locks
+/// a candidate must keep that token: the condition is re-checked under the lock. (Before the fix
+/// only `revoked_at IS NULL` was re-checked, and the just-used token was revoked anyway.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_revocation_spares_a_token_used_while_it_waited_for_the_lock() {
+    let Some(url) =
+        url_or_skip("unused_revocation_spares_a_token_used_while_it_waited_for_the_lock")
+    else {
+        return;
+    };
+    let store = migrated_store(&url, 4).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store.clone());
+    let issued = manager
+        .issue(IssueRequest::new("u", scopes("a")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = issued.token.id();
+    let since = issued.record.created_at + time::Duration::seconds(1);
+    let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let used_at = token_store_sql::micros(since + time::Duration::seconds(1));
+
+    // A use being written, not yet committed: it holds the row.
+    let mut writer = common::admin(&url).await;
+    sqlx::query("BEGIN")
+        .execute(&mut writer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE \"{schema}\".tokens SET last_used_at = {used_at} WHERE id = '\\x{hex}'::bytea"
+    )))
+    .execute(&mut writer)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let request = token_core::RevokeRequest::new(
+        RevokeSelector::UnusedSince(since),
+        since,
+        "unused",
+        token_core::Context::new(),
+    )
+    .with_limit(100);
+    let revoker = {
+        let store = store.clone();
+        tokio::spawn(async move { store.revoke(&request).await })
+    };
+    // Wait (no timing asserted) until the revocation waits for the row lock.
+    let mut watcher = common::admin(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE NOT l.granted AND a.datname = current_database()",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never waited for the row"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sqlx::query("COMMIT")
+        .execute(&mut writer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let events = revoker
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("revoke: {e}"));
+    assert!(
+        events.is_empty(),
+        "a token used after `since` was revoked as unused: {events:?}"
+    );
+    let record = store
+        .get(id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("gone"));
+    assert!(record.revocation.is_none());
+    drop(manager);
+    drop_schema(&url, &schema).await;
+}
