@@ -317,3 +317,50 @@ async fn unmigrated_database_is_a_clear_error() {
         .unwrap_or_else(|e| panic!("migrate: {e}"));
     issue(&manager).await;
 }
+
+/// A row whose `use_count` is not a valid count (written with the checks off) is reported by the
+/// usage flush, by id, and left alone; the other updates commit and the next flush works. SQLite
+/// was never poisoned by it (an update evaluates only the checks of the columns it changes, and
+/// `-1 + n` passes), but it silently overwrote the invalid count; now it is reported, as on
+/// PostgreSQL.
+#[tokio::test]
+async fn a_damaged_row_does_not_poison_usage_flushes() {
+    {
+        let damage_sql = "UPDATE tokens SET use_count = -1 WHERE id = ?";
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = migrated(&dir.path().join("t.db")).await;
+        let manager = manager(&store);
+        let (bad, good) = (issue(&manager).await, issue(&manager).await);
+        for token in [&bad, &good] {
+            manager
+                .validate(token.token.expose_secret(), &[])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        damage(&store, damage_sql, bad.token.id().as_bytes()).await;
+        match manager.flush_usage().await {
+            Err(token_core::Error::Store(StoreError::Corrupt { message, .. })) => {
+                assert!(message.contains(&bad.token.id().to_string()), "{message}");
+                assert!(!message.contains(&good.token.id().to_string()), "{message}");
+            }
+            other => panic!("{damage_sql}: expected the bad row reported, got {other:?}"),
+        }
+        let good_record = store
+            .get(good.token.id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("gone"));
+        assert_eq!(
+            good_record.use_count, 1,
+            "{damage_sql}: the good update is written"
+        );
+        manager
+            .validate(good.token.expose_secret(), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        manager
+            .flush_usage()
+            .await
+            .unwrap_or_else(|e| panic!("{damage_sql}: the next flush: {e}"));
+    }
+}
