@@ -212,3 +212,40 @@ async fn shutdown_signal_stops_the_sweeper() {
     tokio::time::sleep(Duration::from_secs(100)).await;
     assert_eq!(sweeper.passes(), 2, "no pass after the shutdown signal");
 }
+
+/// Dropping the store, a feed subscription, a cached manager and a sweeper after their runtime
+/// ended never panics.
+#[test]
+fn dropping_everything_outside_a_runtime_does_not_panic() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    let (feed, manager, sweeper) = runtime.block_on(async {
+        let feed = store.subscribe_revocations().await.unwrap();
+        let manager = TokenManager::builder(
+            store.clone(),
+            Keyring::new(HashKey::new(KeyId::new(1), [1; 32])),
+        )
+        .cache(token_core::CacheConfig::default())
+        .build()
+        .unwrap();
+        let issued = manager
+            .issue(IssueRequest::new("u", ScopeSet::parse("a").unwrap()))
+            .await
+            .unwrap();
+        manager
+            .validate(issued.token.expose_secret(), &[])
+            .await
+            .unwrap();
+        let sweeper = Sweeper::spawn(manager.clone(), Duration::from_secs(3600));
+        (feed, manager, sweeper)
+    });
+    drop(runtime);
+    drop(sweeper);
+    drop(feed);
+    drop(manager);
+    drop(store);
+}

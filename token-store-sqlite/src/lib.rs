@@ -150,6 +150,26 @@ impl SqliteStore {
         Ok(&self.inner.pool)
     }
 
+    /// `result`, or the schema's own error when a change of the schema by another process
+    /// explains its failure: the cached version check is dropped and the version read again, so
+    /// a file migrated past this library after it connected is reported as
+    /// [`StoreError::SchemaTooNew`] on the first statement the change breaks.
+    async fn explained<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Err(error) if error::schema_may_explain(&error) => {
+                self.inner.schema_ok.store(false, Ordering::Release);
+                match migrate::check(&self.inner.pool).await {
+                    Ok(()) => {
+                        self.inner.schema_ok.store(true, Ordering::Release);
+                        Err(error)
+                    }
+                    Err(schema) => Err(schema),
+                }
+            }
+            result => result,
+        }
+    }
+
     /// A write transaction holding SQLite's write lock from its first statement.
     async fn begin(&self) -> Result<Tx, StoreError> {
         self.ready()

@@ -21,59 +21,65 @@ impl TokenStore for SqliteStore {
     }
 
     async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
-        records::insert(self, insert).await
+        self.explained(records::insert(self, insert).await).await
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        records::get(self, id).await
+        self.explained(records::get(self, id).await).await
     }
 
     async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
-        records::rotate(self, rotation).await
+        self.explained(records::rotate(self, rotation).await).await
     }
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
-        revoke::revoke(self, request).await
+        self.explained(revoke::revoke(self, request).await).await
     }
 
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
-        usage::consume_use(self, request).await
+        self.explained(usage::consume_use(self, request).await)
+            .await
     }
 
     async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
-        usage::record_usage(self, updates).await
+        self.explained(usage::record_usage(self, updates).await)
+            .await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
-        records::list(self, query).await
+        self.explained(records::list(self, query).await).await
     }
 
     async fn count_live_with_key(&self, query: &CountLiveWithKey) -> Result<u64, StoreError> {
-        records::count_live_with_key(self, query).await
+        self.explained(records::count_live_with_key(self, query).await)
+            .await
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        audit::append_audit(self, events).await
+        self.explained(audit::append_audit(self, events).await)
+            .await
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        audit::query_audit(self, query).await
+        self.explained(audit::query_audit(self, query).await).await
     }
 
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
-        audit::audit_checkpoint(self).await
+        self.explained(audit::audit_checkpoint(self).await).await
     }
 
     async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
-        audit::truncate_audit(self, request).await
+        self.explained(audit::truncate_audit(self, request).await)
+            .await
     }
 
     async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {
-        sweep::mark_expired(self, request).await
+        self.explained(sweep::mark_expired(self, request).await)
+            .await
     }
 
     async fn purge(&self, request: &PurgeRequest) -> Result<Vec<AuditEvent>, StoreError> {
-        sweep::purge(self, request).await
+        self.explained(sweep::purge(self, request).await).await
     }
 
     async fn subscribe_revocations(&self) -> Result<Option<RevocationStream>, StoreError> {

@@ -333,3 +333,46 @@ async fn undecodable_version_1_event_fails_the_upgrade_cleanly() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 2);
 }
+
+/// Another process migrates the file past this library after it connected (and cached its
+/// version check): the first statement the change breaks reports `SchemaTooNew`, not a driver
+/// error. (Before the fix: a `Backend` error "no such column".)
+#[tokio::test]
+async fn a_schema_migrated_past_the_library_later_is_reported() {
+    use token_core::{HashKey, IssueRequest, KeyId, Keyring, ScopeSet, StoreError, TokenManager};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = common::migrated(&dir.path().join("t.db")).await;
+    let manager = TokenManager::builder(
+        store.clone(),
+        Keyring::new(HashKey::new(KeyId::new(1), [3; 32])),
+    )
+    .build()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let issued = manager
+        .issue(IssueRequest::new(
+            "u",
+            ScopeSet::parse("a").unwrap_or_else(|e| panic!("{e}")),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for sql in [
+        "ALTER TABLE tokens RENAME COLUMN scopes TO scope_set".to_owned(),
+        format!(
+            "INSERT INTO token_store_migrations (version, description, applied_at) \
+             VALUES ({}, 'from the future', 0)",
+            SCHEMA_VERSION + 1
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let err = token_core::TokenStore::get(&store, issued.token.id())
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::SchemaTooNew { found, .. }) if found == SCHEMA_VERSION + 1),
+        "{err:?}"
+    );
+}
