@@ -88,7 +88,7 @@ impl TokenStore for Gated {
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.inner.consume_use(request).await
     }
-    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<(), StoreError> {
+    async fn record_usage(&self, updates: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
         self.inner.record_usage(updates).await
     }
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
