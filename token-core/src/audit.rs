@@ -381,7 +381,7 @@ pub fn chain_hash(prev: &AuditHash, seq: u64, event: &AuditEvent) -> AuditHash {
 ///
 /// Exported as one JSON object per line with these stable field names: `seq`, `at` (RFC 3339),
 /// `kind`, `token_id`, `fingerprint`, `subject`, `actor`, `client_ip`, `user_agent`, `request_id`,
-/// `reason`, `detail`, `hash` (64 hex characters).
+/// `reason`, `detail`, `hash` (64 hex characters) and, for a keyed link, `chain_key_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Sequence number.
@@ -389,8 +389,13 @@ pub struct AuditRecord {
     /// The event.
     #[serde(flatten)]
     pub event: AuditEvent,
-    /// `chain_hash(previous record's hash, seq, event)`.
+    /// `chain_hash(previous record's hash, seq, event)`, or, when `chain_key_id` is set, the
+    /// keyed link under that audit key ([`AuditKeyring::link`](crate::AuditKeyring::link)).
     pub hash: AuditHash,
+    /// The audit key that chained this event; `None` for an unkeyed link (see
+    /// [`audit_key`](crate::audit_key)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_key_id: Option<crate::keyring::KeyId>,
 }
 
 /// Where the chain resumes after old events were truncated: the last removed event's sequence
@@ -614,6 +619,7 @@ mod tests {
             event: AuditEvent::new(AuditKind::Issued, OffsetDateTime::UNIX_EPOCH)
                 .with_token(TokenId::from_bytes([0; 16]), "s"),
             hash: AuditHash::GENESIS,
+            chain_key_id: None,
         };
         let json: serde_json::Value = serde_json::to_value(&record).unwrap();
         let keys: Vec<&str> = json

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod audit_key;
 pub mod cache;
 pub mod clock;
 mod error;
@@ -42,6 +43,7 @@ mod usage;
 pub use audit::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Context,
 };
+pub use audit_key::{AuditKey, AuditKeyring};
 pub use cache::CacheConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};

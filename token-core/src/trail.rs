@@ -46,6 +46,7 @@ use std::sync::{Mutex, PoisonError};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditRecord};
+use crate::keyring::KeyId;
 
 /// Receives every audit event the manager has written to the store (after the write succeeded),
 /// e.g. to forward to `tracing` or a SIEM. The store remains the record; a sink must not block.
@@ -122,6 +123,17 @@ pub struct ChainReport {
     pub checkpoint: Option<AuditCheckpoint>,
     /// Whether retention could have written that checkpoint.
     pub checkpoint_check: CheckpointCheck,
+    /// Checked events whose link is keyed ([`audit_key`](crate::audit_key)). With audit keys
+    /// configured since some point, `checked - keyed` is the unkeyed history before it; a count
+    /// that shrinks between verifications means keyed events were rewritten as unkeyed.
+    pub keyed: u64,
+    /// The first event chained with an audit key this manager lacks (sequence number and key
+    /// id): verification stops there, since its link can be neither verified nor followed.
+    pub missing_key: Option<(u64, KeyId)>,
+    /// The first unkeyed event after a keyed one, when this manager has audit keys: a store
+    /// configured with audit keys never goes back to unkeyed links, so this is a keyed event
+    /// rewritten by a writer without the key. Verification stops there.
+    pub downgraded: Option<u64>,
 }
 
 impl ChainReport {
@@ -136,9 +148,10 @@ impl ChainReport {
         self.links_verify() && !self.checkpoint_check.is_suspect()
     }
 
-    /// Whether every checked link verified (the chain alone, without the checkpoint verdict).
+    /// Whether every checked link verified (the chain alone, without the checkpoint verdict): no
+    /// broken link, no link under a missing audit key, no unkeyed link after a keyed one.
     pub fn links_verify(&self) -> bool {
-        self.first_broken.is_none()
+        self.first_broken.is_none() && self.missing_key.is_none() && self.downgraded.is_none()
     }
 }
 

@@ -27,15 +27,15 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use futures_util::stream;
 use time::OffsetDateTime;
-use token_core::audit::chain_hash;
+use token_core::audit_key::append_link;
 use token_core::store::{
     ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
     MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
     RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Cursor, TokenId,
-    TokenIdHasherBuilder, TokenRecord, TokenState,
+    AuditCheckpoint, AuditEvent, AuditHash, AuditKeyring, AuditKind, AuditQuery, AuditRecord,
+    Cursor, TokenId, TokenIdHasherBuilder, TokenRecord, TokenState,
 };
 use tokio::sync::broadcast;
 
@@ -76,6 +76,8 @@ struct State {
     by_revocation: BTreeSet<(OffsetDateTime, TokenId)>,
     /// The latest `IssuedBefore` cut-off revoked: no record created before it is inserted.
     cutoff: Option<OffsetDateTime>,
+    /// Keys the chain is keyed with, when the host configured them.
+    audit_keys: Option<AuditKeyring>,
 }
 
 impl State {
@@ -89,12 +91,20 @@ impl State {
                 .head
                 .or(self.checkpoint.map(|c| c.hash))
                 .unwrap_or(AuditHash::GENESIS);
-            let hash = chain_hash(&prev, seq, &event);
+            let (chain_key_id, hash) = append_link(self.audit_keys.as_ref(), &prev, seq, &event);
             self.head = Some(hash);
             if let Some(id) = event.token_id {
                 self.audit_by_token.entry(id).or_default().push(seq);
             }
-            self.audit.insert(seq, AuditRecord { seq, event, hash });
+            self.audit.insert(
+                seq,
+                AuditRecord {
+                    seq,
+                    event,
+                    hash,
+                    chain_key_id,
+                },
+            );
         }
     }
 
@@ -219,6 +229,28 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Chains every event appended from now on with the current key of `keys` (a keyed audit
+    /// chain, see [`token_core::audit_key`]); give the manager the same keyring
+    /// ([`ManagerBuilder::audit_keys`](token_core::ManagerBuilder::audit_keys)) to verify it.
+    /// Clones share the setting.
+    ///
+    /// Without audit keys (the default) the chain is unkeyed: it detects accidental or partial
+    /// tampering, not a writer who rewrites events and recomputes the hashes. A store cannot
+    /// invent a key that lives outside it, so keying is the host's choice.
+    ///
+    /// ```
+    /// use token_core::{AuditKey, AuditKeyring, KeyId};
+    /// use token_store_memory::MemoryStore;
+    /// let keys = AuditKeyring::new(AuditKey::generate(KeyId::new(1))?);
+    /// let store = MemoryStore::new().with_audit_keys(keys);
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_audit_keys(self, keys: AuditKeyring) -> Self {
+        self.write().audit_keys = Some(keys);
+        self
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {

@@ -12,7 +12,11 @@ impl Fixture for Memory {
     async fn new_store(&self) -> TestStore {
         let store = MemoryStore::new();
         let dump = store.clone();
+        let keyed = store.clone();
         TestStore {
+            audit_keys: Some(Arc::new(move |keys| {
+                keyed.clone().with_audit_keys(keys);
+            })),
             store: Arc::new(store),
             raw: Arc::new(move || {
                 let dump = dump.clone();

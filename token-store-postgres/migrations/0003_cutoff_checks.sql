@@ -29,3 +29,8 @@ ALTER TABLE {schema}.tokens
 -- truncate_audit with seq and hash, so the chain report can tell retention (old events) from
 -- deletion (recent ones). NULL on a checkpoint written before this version.
 ALTER TABLE {schema}.audit_checkpoint ADD COLUMN at BIGINT;
+
+-- The audit key that chained each event (a keyed chain, see token_core::audit_key); NULL for an
+-- unkeyed link, which every event written before this version is.
+ALTER TABLE {schema}.audit_events ADD COLUMN chain_key_id BIGINT
+    CHECK (chain_key_id BETWEEN 0 AND 4294967295);

@@ -2,13 +2,45 @@
 //! the retention checkpoint and truncation.
 
 use sqlx::postgres::PgConnection;
-use token_core::{AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, StoreError, TruncateAudit};
+use token_core::{
+    AuditCheckpoint, AuditEvent, AuditKeyring, AuditQuery, AuditRecord, StoreError, TruncateAudit,
+};
 use token_store_sql::{decode_checkpoint, micros_ceil};
 
 use crate::codec::{audit_from_row, audit_hash};
 use crate::error::{STORE, backend_in};
 use crate::statements::{bind_all, q};
 use crate::{PgStore, commit, rollback};
+
+impl PgStore {
+    /// Chains every audit event appended from now on with the current key of `keys`: a keyed
+    /// audit chain ([`token_core::audit_key`]), each event's `chain_key_id` naming the key. Give
+    /// the manager the same keyring
+    /// ([`ManagerBuilder::audit_keys`](token_core::ManagerBuilder::audit_keys)) to verify it.
+    /// Clones share the setting; set it before the store is used, on every instance that writes.
+    ///
+    /// **Without audit keys (the default) the chain is unkeyed**: it detects accidental or partial
+    /// tampering, not a writer who rewrites events and recomputes the hashes. The store cannot
+    /// invent a key that lives outside the database, so keying is the host's choice: load the key
+    /// from a secret manager, never from this database.
+    ///
+    /// ```no_run
+    /// use token_core::{AuditKey, AuditKeyring, KeyId};
+    /// use token_store_postgres::PgStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = AuditKeyring::new(AuditKey::new(KeyId::new(1), [7; 32])); // from your secrets
+    /// let store = PgStore::connect("postgres://app@db.internal/app")
+    ///     .await?
+    ///     .with_audit_keys(keys);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_audit_keys(self, keys: AuditKeyring) -> Self {
+        self.inner.sql.chain.set_keys(keys);
+        self
+    }
+}
 
 /// Appends `events` to the audit chain inside the caller's transaction (see
 /// [Audit hash chain](crate#audit-hash-chain)).

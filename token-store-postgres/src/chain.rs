@@ -1,12 +1,13 @@
 //! The tamper-evident audit chain: appending events with their hashes (serialized per schema by a
 //! transaction-scoped advisory lock), and the chaining of version-1 events during migration 2.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 use token_core::audit::{AuditHash, chain_hash};
-use token_core::{AuditEvent, StoreError};
+use token_core::audit_key::append_link;
+use token_core::{AuditEvent, AuditKeyring, StoreError};
 use token_store_sql::{EVENT_COLUMNS, id_bytes, micros};
 
 use crate::codec::{audit_hash, event_from_row};
@@ -22,6 +23,8 @@ pub(crate) struct Chain {
     schema: String,
     head: Arc<str>,
     insert: Arc<str>,
+    /// The audit keys appends chain with ([`PgStore::with_audit_keys`](crate::PgStore::with_audit_keys)).
+    keys: RwLock<Option<Arc<AuditKeyring>>>,
 }
 
 /// Where the next events go: the hash they chain from, the largest seq already used, and the
@@ -51,18 +54,25 @@ impl Chain {
             )),
             insert: Arc::from(format!(
                 "INSERT INTO {quoted}.audit_events (seq, at, kind, token_id, fingerprint, \
-                 subject, actor, client_ip, user_agent, request_id, reason, detail, hash) \
+                 subject, actor, client_ip, user_agent, request_id, reason, detail, hash, \
+                 chain_key_id) \
                  OVERRIDING SYSTEM VALUE \
                  SELECT seq, at, kind, token_id, fingerprint, subject, actor, client_ip, \
-                        user_agent, request_id, reason, detail, hash \
+                        user_agent, request_id, reason, detail, hash, chain_key_id \
                  FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], \
                              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                             $11::text[], $12::text[], $13::bytea[]) \
+                             $11::text[], $12::text[], $13::bytea[], $14::bigint[]) \
                       AS u(seq, at, kind, token_id, fingerprint, subject, actor, client_ip, \
-                           user_agent, request_id, reason, detail, hash) \
+                           user_agent, request_id, reason, detail, hash, chain_key_id) \
                  ORDER BY seq"
             )),
+            keys: RwLock::new(None),
         }
+    }
+
+    /// Chains every later append with the current key of `keys`.
+    pub(crate) fn set_keys(&self, keys: AuditKeyring) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));
     }
 
     /// Takes the schema's chain lock until the end of the caller's transaction. Every writer of
@@ -123,7 +133,8 @@ impl Chain {
     /// Appends `events` in order inside the caller's transaction: takes the chain lock, reads the
     /// head (the last event's hash, else the checkpoint's, else [`AuditHash::GENESIS`]), gives
     /// each event the next identity value as its seq and stores
-    /// `hash = chain_hash(previous hash, seq, event)`.
+    /// `hash = chain_hash(previous hash, seq, event)`, or the keyed link and its key id when the
+    /// store has audit keys.
     pub(crate) async fn append(
         &self,
         conn: &mut PgConnection,
@@ -146,12 +157,19 @@ impl Chain {
                  {last_seq}"
             )));
         }
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut hashes = Vec::with_capacity(events.len());
+        let mut key_ids = Vec::with_capacity(events.len());
         for (event, seq) in events.iter().zip(&seqs) {
             let unsigned = u64::try_from(*seq)
                 .map_err(|_| corrupt(format!("audit_events: negative seq {seq}")))?;
-            let hash = chain_hash(&prev, unsigned, event);
+            let (key_id, hash) = append_link(keys.as_deref(), &prev, unsigned, event);
             hashes.push(hash.as_bytes().to_vec());
+            key_ids.push(key_id.map(|id| i64::from(id.get())));
             prev = hash;
         }
         let text = |f: fn(&AuditEvent) -> &Option<String>| -> Vec<Option<&str>> {
@@ -181,6 +199,7 @@ impl Chain {
             .bind(text(|e| &e.reason))
             .bind(text(|e| &e.detail))
             .bind(hashes)
+            .bind(key_ids)
             .execute(&mut *conn)
             .await
             .map_err(backend_in)?;

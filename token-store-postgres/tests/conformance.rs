@@ -48,7 +48,11 @@ impl Fixture for PgFixture {
             .migrate()
             .await
             .unwrap_or_else(|e| panic!("migrate: {e}"));
+        let keyed = store.clone();
         TestStore {
+            audit_keys: Some(Arc::new(move |keys| {
+                keyed.clone().with_audit_keys(keys);
+            })),
             store: Arc::new(store),
             raw: Arc::new(move || {
                 let url = url.clone();

@@ -302,7 +302,20 @@ pub fn decode_audit_record<C: Columns + ?Sized>(
             ),
         )
     })?;
-    Ok(AuditRecord { seq, event, hash })
+    let chain_key_id = r
+        .opt_int("chain_key_id")?
+        .map(|id| {
+            u32::try_from(id)
+                .map(KeyId::new)
+                .map_err(|_| r.corrupt("chain_key_id", format!("{id} is not a key id")))
+        })
+        .transpose()?;
+    Ok(AuditRecord {
+        seq,
+        event,
+        hash,
+        chain_key_id,
+    })
 }
 
 /// The `audit_events` columns [`decode_event`] reads (every column of a version-1 event), as a
@@ -310,9 +323,10 @@ pub fn decode_audit_record<C: Columns + ?Sized>(
 pub const EVENT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
     client_ip, user_agent, request_id, reason, detail";
 
-/// The `audit_events` columns [`decode_audit_record`] reads: [`EVENT_COLUMNS`] and the chain hash.
+/// The `audit_events` columns [`decode_audit_record`] reads: [`EVENT_COLUMNS`], the chain hash
+/// and the audit key that chained it (`chain_key_id`, schema version 3).
 pub const AUDIT_COLUMNS: &str = "seq, at, kind, token_id, fingerprint, subject, actor, \
-    client_ip, user_agent, request_id, reason, detail, hash";
+    client_ip, user_agent, request_id, reason, detail, hash, chain_key_id";
 
 /// A stored chain hash of event `seq` in `table`; anything but 32 bytes is corrupt.
 pub fn decode_audit_hash(

@@ -14,3 +14,7 @@ INSERT INTO revocation_cutoff (id, issued_before) VALUES (1, NULL);
 -- truncate_audit with seq and hash, so the chain report can tell retention (old events) from
 -- deletion (recent ones). NULL on a checkpoint written before this version.
 ALTER TABLE audit_checkpoint ADD COLUMN at INTEGER;
+
+-- The audit key that chained each event (a keyed chain, see token_core::audit_key); NULL for an
+-- unkeyed link, which every event written before this version is.
+ALTER TABLE audit_events ADD COLUMN chain_key_id INTEGER CHECK (chain_key_id BETWEEN 0 AND 4294967295);

@@ -7,9 +7,11 @@
 
 use sqlx::SqliteConnection;
 use token_core::audit::{AuditHash, chain_hash};
-use token_core::{AuditEvent, StoreError};
+use token_core::audit_key::append_link;
+use token_core::{AuditEvent, KeyId, StoreError};
 use token_store_sql::{EVENT_COLUMNS, id_bytes, micros};
 
+use crate::Tx;
 use crate::codec::{audit_hash, event_from_row};
 use crate::error::{backend, corrupt};
 
@@ -57,8 +59,8 @@ async fn head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
 }
 
 const INSERT_EVENT: &str = "INSERT INTO audit_events (seq, at, kind, token_id, fingerprint, \
-    subject, actor, client_ip, user_agent, request_id, reason, detail, hash) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    subject, actor, client_ip, user_agent, request_id, reason, detail, hash, chain_key_id) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const INSERT_EVENT_V2: &str = "INSERT INTO audit_events_v2 (seq, at, kind, token_id, \
     fingerprint, subject, actor, client_ip, user_agent, request_id, reason, detail, hash) \
@@ -70,8 +72,9 @@ async fn insert_event(
     seq: i64,
     event: &AuditEvent,
     hash: &AuditHash,
+    chain_key_id: Option<KeyId>,
 ) -> Result<(), StoreError> {
-    sqlx::query(sql)
+    let query = sqlx::query(sql)
         .bind(seq)
         .bind(micros(event.at))
         .bind(event.kind.as_str())
@@ -84,10 +87,13 @@ async fn insert_event(
         .bind(event.request_id.clone())
         .bind(event.reason.clone())
         .bind(event.detail.clone())
-        .bind(hash.as_bytes().to_vec())
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
+        .bind(hash.as_bytes().to_vec());
+    // The version-2 copy made by migration 2 has no `chain_key_id` column (version 3 adds it).
+    let query = match sql {
+        INSERT_EVENT => query.bind(chain_key_id.map(|id| i64::from(id.get()))),
+        _ => query,
+    };
+    query.execute(&mut *conn).await.map_err(backend)?;
     Ok(())
 }
 
@@ -96,15 +102,15 @@ fn seq_of(seq: i64) -> Result<u64, StoreError> {
 }
 
 /// Appends `events` to the chain, in order, inside the caller's write transaction: each gets the
-/// next seq and `hash = chain_hash(previous hash, seq, event)`. The canonical bytes hold the time
-/// in whole microseconds, the column's precision, so the event as read back verifies.
-pub(crate) async fn append(
-    conn: &mut SqliteConnection,
-    events: &[AuditEvent],
-) -> Result<(), StoreError> {
+/// next seq and `hash = chain_hash(previous hash, seq, event)`, or the keyed link and its key id
+/// when the transaction carries audit keys. The canonical bytes hold the time in whole
+/// microseconds, the column's precision, so the event as read back verifies.
+pub(crate) async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
+    let keys = tx.audit_keys.clone();
+    let conn: &mut SqliteConnection = tx;
     let Head {
         mut last_seq,
         mut prev,
@@ -113,8 +119,8 @@ pub(crate) async fn append(
         let seq = last_seq
             .checked_add(1)
             .ok_or_else(|| corrupt("audit_events.seq has reached i64::MAX".to_owned()))?;
-        let hash = chain_hash(&prev, seq_of(seq)?, event);
-        insert_event(conn, INSERT_EVENT, seq, event, &hash).await?;
+        let (key_id, hash) = append_link(keys.as_deref(), &prev, seq_of(seq)?, event);
+        insert_event(conn, INSERT_EVENT, seq, event, &hash, key_id).await?;
         last_seq = seq;
         prev = hash;
     }
@@ -153,7 +159,7 @@ pub(crate) async fn chain_v1_events(conn: &mut SqliteConnection) -> Result<(), S
             let stored_seq = i64::try_from(seq)
                 .map_err(|_| corrupt(format!("audit_events.seq {seq} exceeds i64::MAX")))?;
             let hash = chain_hash(&prev, seq, &event);
-            insert_event(conn, INSERT_EVENT_V2, stored_seq, &event, &hash).await?;
+            insert_event(conn, INSERT_EVENT_V2, stored_seq, &event, &hash, None).await?;
             prev = hash;
             after = stored_seq;
         }

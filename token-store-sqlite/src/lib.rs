@@ -57,11 +57,11 @@ mod store;
 mod sweep;
 mod usage;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
-use token_core::StoreError;
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use token_core::{AuditKeyring, StoreError};
 
 use crate::error::backend;
 
@@ -83,6 +83,8 @@ struct Inner {
     revocations: feed::Sender,
     /// Set once the schema was seen at [`SCHEMA_VERSION`]; until then every operation checks.
     schema_ok: AtomicBool,
+    /// The audit keys appends chain with ([`SqliteStore::with_audit_keys`]).
+    audit_keys: RwLock<Option<Arc<AuditKeyring>>>,
 }
 
 impl SqliteStore {
@@ -113,8 +115,40 @@ impl SqliteStore {
                 pool,
                 revocations: feed::channel(),
                 schema_ok: AtomicBool::new(false),
+                audit_keys: RwLock::new(None),
             }),
         }
+    }
+
+    /// Chains every audit event appended from now on with the current key of `keys`: a keyed
+    /// audit chain ([`token_core::audit_key`]), each event's `chain_key_id` naming the key. Give
+    /// the manager the same keyring
+    /// ([`ManagerBuilder::audit_keys`](token_core::ManagerBuilder::audit_keys)) to verify it.
+    /// Clones share the setting; set it before the store is used, in every process that writes.
+    ///
+    /// **Without audit keys (the default) the chain is unkeyed**: it detects accidental or partial
+    /// tampering, not a writer who rewrites events and recomputes the hashes. The store cannot
+    /// invent a key that lives outside the database file, so keying is the host's choice: load
+    /// the key from a secret manager, never from this database.
+    ///
+    /// ```
+    /// use token_core::{AuditKey, AuditKeyring, KeyId};
+    /// use token_store_sqlite::SqliteStore;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let keys = AuditKeyring::new(AuditKey::new(KeyId::new(1), [7; 32])); // from your secrets
+    /// let store = SqliteStore::connect("sqlite::memory:").await?.with_audit_keys(keys);
+    /// store.migrate().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_audit_keys(self, keys: AuditKeyring) -> Self {
+        *self
+            .inner
+            .audit_keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));
+        self
     }
 
     /// The connection pool (for host queries, backups, `PRAGMA`s).
@@ -172,23 +206,49 @@ impl SqliteStore {
 
     /// A write transaction holding SQLite's write lock from its first statement.
     async fn begin(&self) -> Result<Tx, StoreError> {
-        self.ready()
+        let tx = self
+            .ready()
             .await?
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        let audit_keys = self
+            .inner
+            .audit_keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(Tx { tx, audit_keys })
     }
 }
 
-/// A write transaction, holding SQLite's write lock from its first statement.
-type Tx = Transaction<'static, Sqlite>;
+/// A write transaction, holding SQLite's write lock from its first statement, with the audit
+/// keys its appends chain with (read once, so one change's events share a key). Dereferences to
+/// the connection, like sqlx's transaction.
+struct Tx {
+    tx: Transaction<'static, Sqlite>,
+    audit_keys: Option<Arc<AuditKeyring>>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
 
 /// Commits `tx`.
 async fn commit(tx: Tx) -> Result<(), StoreError> {
-    tx.commit().await.map_err(backend)
+    tx.tx.commit().await.map_err(backend)
 }
 
 /// Ends a transaction that changed nothing.
 async fn rollback(tx: Tx) -> Result<(), StoreError> {
-    tx.rollback().await.map_err(backend)
+    tx.tx.rollback().await.map_err(backend)
 }

@@ -15,7 +15,11 @@ impl Fixture for SqliteFixture {
         let dir = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")));
         let path = dir.path().join("tokens.db");
         let store = common::migrated(&path).await;
+        let keyed = store.clone();
         TestStore {
+            audit_keys: Some(Arc::new(move |keys| {
+                keyed.clone().with_audit_keys(keys);
+            })),
             store: Arc::new(store),
             // Every byte persisted: the main file plus the write-ahead log (which holds the
             // recent commits until a checkpoint). The closure keeps the directory alive.

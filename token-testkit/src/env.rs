@@ -7,7 +7,7 @@ use token_core::{
     Policy, ScopeSet, TokenManager,
 };
 
-use crate::{CountingStore, Fixture, RawDump};
+use crate::{AuditKeySetter, CountingStore, Fixture, RawDump};
 
 /// A manager over a fresh store, with a manual clock, as every case uses it.
 pub struct TestEnv {
@@ -21,6 +21,8 @@ pub struct TestEnv {
     pub raw: RawDump,
     /// The validation cache the managers run with, if any.
     pub cache: Option<CacheConfig>,
+    /// How to key the store's audit chain, if the store can.
+    pub audit_keys: Option<AuditKeySetter>,
 }
 
 /// The instant every case starts at.
@@ -74,6 +76,18 @@ impl TestEnv {
             store,
             raw: Arc::clone(&fresh.raw),
             cache,
+            audit_keys: fresh.audit_keys.clone(),
+        }
+    }
+
+    /// Keys the store's audit chain with `keys` from now on; `false` when the store cannot.
+    pub fn key_audit(&self, keys: &token_core::AuditKeyring) -> bool {
+        match &self.audit_keys {
+            Some(set) => {
+                set(keys.clone());
+                true
+            }
+            None => false,
         }
     }
 

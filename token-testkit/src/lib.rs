@@ -21,8 +21,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use token_core::store::{
@@ -31,8 +31,8 @@ use token_core::store::{
     TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
 };
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, CacheConfig, PurgeRequest, TokenId,
-    TokenRecord,
+    AuditCheckpoint, AuditEvent, AuditKeyring, AuditQuery, AuditRecord, CacheConfig, PurgeRequest,
+    TokenId, TokenRecord,
 };
 use tokio::sync::Notify;
 
@@ -46,12 +46,19 @@ pub use env::TestEnv;
 pub type RawDump =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync + 'static>;
 
+/// Configures a store's audit keys (e.g. `move |keys| { store.clone().with_audit_keys(keys); }`):
+/// every event appended afterwards is chained with the current key.
+pub type AuditKeySetter = Arc<dyn Fn(AuditKeyring) + Send + Sync + 'static>;
+
 /// A fresh, empty store plus a way to read its raw persisted bytes.
 pub struct TestStore {
     /// The store under test.
     pub store: Arc<dyn TokenStore>,
     /// Its raw contents (database file, table dump, ...).
     pub raw: RawDump,
+    /// How to key its audit chain; `None` for a store without keyed chains (the keyed-chain
+    /// cases are then skipped).
+    pub audit_keys: Option<AuditKeySetter>,
 }
 
 /// Prints `skipped <test>: <reason>` on the process's standard error *past the test harness's
@@ -156,6 +163,7 @@ macro_rules! conformance_tests {
             __conformance_list,
             __conformance_storage,
             __conformance_audit,
+            __conformance_keyed_chain,
             __conformance_feed,
             __conformance_sweep,
             __conformance_concurrency,
@@ -191,7 +199,12 @@ pub struct CountingStore {
     calls: Arc<AtomicU64>,
     answers_now: bool,
     gate: Arc<WriteGate>,
+    audit_rewrite: Arc<Mutex<Option<AuditRewrite>>>,
 }
+
+/// Edits every page of audit records read through a [`CountingStore`], as a writer with raw
+/// access to the audit table would have edited the rows.
+pub type AuditRewrite = Arc<dyn Fn(&mut Vec<AuditRecord>) + Send + Sync + 'static>;
 
 /// Holds back one `insert` or `rotate`: it announces itself and waits to be released.
 #[derive(Default)]
@@ -219,7 +232,18 @@ impl CountingStore {
             calls: Arc::new(AtomicU64::new(0)),
             answers_now: true,
             gate: Arc::default(),
+            audit_rewrite: Arc::default(),
         }
+    }
+
+    /// From now on, every page of [`TokenStore::query_audit`] is passed through `rewrite` before
+    /// it is returned (clones share it): what a reader sees after someone rewrote the stored
+    /// audit rows behind the store's back, on every store alike.
+    pub fn rewrite_audit(&self, rewrite: impl Fn(&mut Vec<AuditRecord>) + Send + Sync + 'static) {
+        *self
+            .audit_rewrite
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(rewrite));
     }
 
     /// Parks the next `insert` or `rotate` before it reaches the store: it waits in
@@ -308,7 +332,16 @@ impl TokenStore for CountingStore {
     }
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         self.tick();
-        self.inner.query_audit(query).await
+        let mut records = self.inner.query_audit(query).await?;
+        let rewrite = self
+            .audit_rewrite
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(rewrite) = rewrite {
+            rewrite(&mut records);
+        }
+        Ok(records)
     }
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
         self.tick();

@@ -70,6 +70,12 @@ impl TokenManager {
     /// makes [`ChainReport::is_intact`] `false`. With `from = Some(seq)`, the first event at or
     /// after `seq` is trusted as the anchor and every later link is verified.
     ///
+    /// Keyed links ([`audit_key`](crate::audit_key)) are verified with the keys given to
+    /// [`ManagerBuilder::audit_keys`](crate::ManagerBuilder::audit_keys); an event chained with
+    /// a key this manager lacks stops verification and is reported in
+    /// [`missing_key`](ChainReport::missing_key), and with keys configured an unkeyed event after
+    /// a keyed one in [`downgraded`](ChainReport::downgraded).
+    ///
     /// No check inside the database proves that its newest events are still there: keep the
     /// reported [`head`](ChainReport::head) elsewhere and compare (see
     /// [anchoring](crate::trail)).
@@ -103,7 +109,12 @@ impl TokenManager {
             head: None,
             checkpoint,
             checkpoint_check,
+            keyed: 0,
+            missing_key: None,
+            downgraded: None,
         };
+        let keys = self.inner.audit_keys.as_ref();
+        let mut seen_keyed = false;
         loop {
             let mut query = AuditQuery::new().limit(1000);
             query.after_seq = after;
@@ -116,8 +127,27 @@ impl TokenManager {
                 if to.is_some_and(|to| record.seq > to) {
                     return Ok(report);
                 }
+                match record.chain_key_id {
+                    Some(id) => {
+                        if keys.is_none_or(|k| !k.contains(id)) {
+                            report.missing_key = Some((record.seq, id));
+                            return Ok(report);
+                        }
+                        seen_keyed = true;
+                    }
+                    None if seen_keyed && keys.is_some() => {
+                        report.downgraded = Some(record.seq);
+                        return Ok(report);
+                    }
+                    None => {}
+                }
                 if let Some(p) = prev {
-                    let expected = chain_hash(&p, record.seq, &record.event);
+                    let expected = match (record.chain_key_id, keys) {
+                        (Some(id), Some(keys)) => keys
+                            .link(id, &p, record.seq, &record.event)
+                            .unwrap_or_else(|| unreachable!("checked above")),
+                        _ => chain_hash(&p, record.seq, &record.event),
+                    };
                     if expected != record.hash {
                         report.first_broken = Some(BrokenLink {
                             seq: record.seq,
@@ -129,6 +159,7 @@ impl TokenManager {
                 }
                 prev = Some(record.hash);
                 report.checked += 1;
+                report.keyed += u64::from(record.chain_key_id.is_some());
                 report.head = Some((record.seq, record.hash));
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::denial_queue::{DEFAULT_DENIED_EVENT_QUEUE, DenialQueue, MAX_DENIED_EVENT_QUEUE};
 use super::feed::ValidationCache;
 use super::{Counters, DEFAULT_USAGE_FLUSH_INTERVAL, Inner, TokenManager};
+use crate::audit_key::AuditKeyring;
 use crate::cache::{CacheConfig, RecordCache};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
@@ -48,6 +49,7 @@ pub struct ManagerBuilder {
     denial_queue: usize,
     strict_validation_audit: bool,
     cache: Option<CacheConfig>,
+    audit_keys: Option<AuditKeyring>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -76,6 +78,7 @@ impl TokenManager {
             denial_queue: DEFAULT_DENIED_EVENT_QUEUE,
             strict_validation_audit: false,
             cache: None,
+            audit_keys: None,
         }
     }
 }
@@ -110,6 +113,28 @@ impl ManagerBuilder {
     /// Retention used by [`TokenManager::sweep`] (default [`Retention::default`]).
     pub fn retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// Verifies keyed audit links ([`verify_audit_chain`](TokenManager::verify_audit_chain))
+    /// with `keys`: give it the keyring the store chains with (for example
+    /// `MemoryStore::with_audit_keys`), including retired keys whose events are still in the
+    /// trail. An event chained with a key missing here is reported
+    /// ([`ChainReport::missing_key`](crate::ChainReport::missing_key)), not verified.
+    ///
+    /// ```
+    /// use token_core::{AuditKey, AuditKeyring, HashKey, KeyId, Keyring, TokenManager};
+    /// use token_store_memory::MemoryStore;
+    /// let keys = AuditKeyring::new(AuditKey::new(KeyId::new(1), [9; 32]));
+    /// let store = MemoryStore::new().with_audit_keys(keys.clone());
+    /// let manager = TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [1; 32])))
+    ///     .audit_keys(keys)
+    ///     .build()?;
+    /// # let _ = manager;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn audit_keys(mut self, keys: AuditKeyring) -> Self {
+        self.audit_keys = Some(keys);
         self
     }
 
@@ -227,6 +252,7 @@ impl ManagerBuilder {
                 denials: DenialCoalescer::new(self.denial_interval),
                 denial_queue,
                 strict_validation_audit: self.strict_validation_audit,
+                audit_keys: self.audit_keys,
                 cache: self
                     .cache
                     .map(|config| ValidationCache::new(RecordCache::new(&config))),

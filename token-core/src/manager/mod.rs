@@ -115,6 +115,8 @@ struct Inner {
     denials: DenialCoalescer,
     denial_queue: denial_queue::DenialQueue,
     strict_validation_audit: bool,
+    /// Keys for verifying keyed audit links.
+    audit_keys: Option<crate::audit_key::AuditKeyring>,
     cache: Option<feed::ValidationCache>,
 }
 

@@ -18,6 +18,7 @@
 //! | `list.rs`        | list filters and pagination, the stale-token report                    |
 //! | `storage.rs`     | what is persisted: no secret, every field round-trips, duplicate ids   |
 //! | `audit.rs`       | audit events, the hash chain, audit queries, export and sink           |
+//! | `keyed_chain.rs` | the keyed audit chain: recomputed rewrites caught, key rotation        |
 //! | `feed.rs`        | the revocation feed                                                    |
 //! | `sweep.rs`       | retention sweeps: expiry, unused tokens, purge, audit truncation       |
 //! | `concurrency.rs` | limits under concurrent validations, issues, rotations, sweeps, writes |
@@ -58,6 +59,7 @@ mod audit;
 mod concurrency;
 mod derive;
 mod feed;
+mod keyed_chain;
 mod keys;
 mod list;
 mod policy;
@@ -83,6 +85,7 @@ crate::__conformance_derive!([reexport] derive;);
 crate::__conformance_rotate!([reexport] rotate;);
 crate::__conformance_policy!([reexport] policy;);
 crate::__conformance_keys!([reexport] keys;);
+crate::__conformance_keyed_chain!([reexport] keyed_chain;);
 crate::__conformance_list!([reexport] list;);
 crate::__conformance_storage!([reexport] storage;);
 crate::__conformance_audit!([reexport] audit;);
