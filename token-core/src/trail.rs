@@ -50,6 +50,9 @@ use crate::keyring::KeyId;
 
 /// Receives every audit event the manager has written to the store (after the write succeeded),
 /// e.g. to forward to `tracing` or a SIEM. The store remains the record; a sink must not block.
+/// Events of one change arrive in their order, but `Denied` events are written by a background
+/// task, so they may reach the sink before or after a concurrent change's events whatever their
+/// sequence numbers: order by [`AuditRecord::seq`] in the store, not by arrival.
 ///
 /// ```
 /// use token_core::{AuditEvent, AuditSink};

@@ -47,7 +47,10 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
         },
         Migration {
             version: 3,
-            description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused),                 CHECK constraints on tokens (16-byte ids, 32-byte hashes, counts not negative)",
+            description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused), \
+                CHECK constraints on tokens (16-byte ids, 32-byte hashes, counts not negative), \
+                audit_checkpoint.at (the checkpoint's time), audit_events.chain_key_id (keyed \
+                audit chain)",
             steps: &[Step::Sql(include_str!(
                 "../migrations/0003_cutoff_checks.sql"
             ))],

@@ -45,7 +45,9 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
         },
         Migration {
             version: 3,
-            description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused)",
+            description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused), \
+                audit_checkpoint.at (the checkpoint's time), audit_events.chain_key_id (keyed \
+                audit chain)",
             steps: &[Step::Sql(include_str!(
                 "../migrations/0003_revocation_cutoff.sql"
             ))],
