@@ -304,3 +304,42 @@ fn a_zero_denial_queue_is_refused() {
         .unwrap_err();
     assert!(error.to_string().contains("denied_event_queue"), "{error}");
 }
+
+/// The writer task dropped (its runtime shut down) while it waits on an append it started for a
+/// flush counts every event it had received as dropped, also those received after that flush.
+/// (Before the fix the events after the flush in the same receive were lost uncounted, and the
+/// queue's pending count never returned to zero.)
+#[test]
+fn a_writer_dropped_mid_flush_counts_every_event_it_held() {
+    use futures_util::FutureExt;
+    let store = Gated::closed();
+    let manager = TokenManager::builder(store.clone(), keyring())
+        .prefix("acme")
+        .unwrap()
+        .denied_event_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Queued before the writer task first runs (a current-thread runtime runs it only when
+        // this future yields): an event, a flush request, another event.
+        refuse_unknown(&manager).await;
+        assert!(manager.flush_denials().now_or_never().is_none());
+        refuse_unknown(&manager).await;
+        // The writer takes all three at once and parks in the append the flush asked for.
+        store.gate.entered.notified().await;
+    });
+    drop(runtime);
+    assert_eq!(manager.stats().denied_events_dropped, 2);
+    // Nothing is left pending: a flush on a new runtime returns at once.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(
+        runtime
+            .block_on(async { manager.flush_denials().now_or_never() })
+            .is_some()
+    );
+}

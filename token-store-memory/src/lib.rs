@@ -372,6 +372,8 @@ impl TokenStore for MemoryStore {
             return Ok(RotateOutcome::BeforeRevocationCutoff { cutoff });
         }
         let mut successor = rotation.successor.clone();
+        // The parent as of now: a rotation of the parent may have moved the predecessor.
+        successor.parent_id = old.parent_id;
         if let Some(max) = old.max_uses {
             successor.max_uses = Some(max.saturating_sub(old.use_count));
         }
@@ -413,7 +415,8 @@ impl TokenStore for MemoryStore {
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         let mut state = self.write();
         if let RevokeSelector::IssuedBefore(cutoff) = request.selector {
-            state.cutoff = state.cutoff.max(Some(cutoff));
+            // Never past the revoker's own time: a cut-off is only ever raised.
+            state.cutoff = state.cutoff.max(Some(cutoff.min(request.at)));
         }
         let mut matched = state.select(&request.selector, request.at);
         if let Some(limit) = request.limit {

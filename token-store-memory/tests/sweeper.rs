@@ -23,6 +23,9 @@ struct Flaky {
     inner: MemoryStore,
     failures_left: AtomicU32,
     usage_failures_left: AtomicU32,
+    /// Whether `record_usage` fails as a damaged database file does (`Corrupt`, as SQLite
+    /// reports one) rather than as an unreachable backend.
+    usage_failure_is_corruption: bool,
 }
 
 fn injected(counter: &AtomicU32) -> Result<(), StoreError> {
@@ -33,6 +36,13 @@ fn injected(counter: &AtomicU32) -> Result<(), StoreError> {
         }),
         Err(_) => Ok(()),
     }
+}
+
+fn injected_corruption(counter: &AtomicU32) -> Result<(), StoreError> {
+    injected(counter).map_err(|_| StoreError::Corrupt {
+        store: "flaky",
+        message: "the database file is damaged (injected)".into(),
+    })
 }
 
 #[async_trait::async_trait]
@@ -60,7 +70,11 @@ impl TokenStore for Flaky {
         self.inner.consume_use(u).await
     }
     async fn record_usage(&self, u: &[UsageUpdate]) -> Result<Vec<TokenId>, StoreError> {
-        injected(&self.usage_failures_left)?;
+        if self.usage_failure_is_corruption {
+            injected_corruption(&self.usage_failures_left)?;
+        } else {
+            injected(&self.usage_failures_left)?;
+        }
         self.inner.record_usage(u).await
     }
     async fn list(&self, q: &ListQuery) -> Result<Vec<TokenRecord>, StoreError> {
@@ -105,6 +119,7 @@ async fn setup_failing(failures: u32, usage_failures: u32) -> (TokenManager, Man
         inner: MemoryStore::new(),
         failures_left: AtomicU32::new(failures),
         usage_failures_left: AtomicU32::new(usage_failures),
+        usage_failure_is_corruption: false,
     };
     let manager = TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [1; 32])))
         .clock(clock.clone())
@@ -248,4 +263,47 @@ fn dropping_everything_outside_a_runtime_does_not_panic() {
     drop(feed);
     drop(manager);
     drop(store);
+}
+
+/// A usage flush that fails outright with `Corrupt` (a damaged database file) wrote nothing: the
+/// sweep must not revoke tokens as unused on the store's stale view, although the error has the
+/// same variant as a report of refused rows. (Before the fix the sweep took any `Corrupt` for
+/// "refused rows, the rest written" and revoked the token used a minute ago.)
+#[tokio::test]
+async fn a_corrupt_store_failing_the_flush_revokes_nothing_as_unused() {
+    let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
+    let store = Flaky {
+        inner: MemoryStore::new(),
+        failures_left: AtomicU32::new(0),
+        usage_failures_left: AtomicU32::new(1),
+        usage_failure_is_corruption: true,
+    };
+    let day = Duration::from_secs(86_400);
+    let manager = TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [1; 32])))
+        .clock(clock.clone())
+        .retention(
+            token_core::Retention::builder()
+                .revoke_unused_after(day)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let issued = manager
+        .issue(IssueRequest::new("u", ScopeSet::parse("a").unwrap()).ttl(30 * day))
+        .await
+        .unwrap();
+    clock.advance(2 * day);
+    // Used just now: only the buffer knows.
+    manager
+        .validate(issued.token.expose_secret(), &[])
+        .await
+        .unwrap();
+    let report = match manager.sweep().await {
+        Err(token_core::Error::SweepIncomplete(report)) => report,
+        other => panic!("expected SweepIncomplete, got {other:?}"),
+    };
+    assert_eq!(report.unused_revoked, 0, "{report:?}");
+    let record = manager.inspect(issued.token.id()).await.unwrap().unwrap();
+    assert!(record.revocation.is_none(), "revoked as unused: {record:?}");
 }

@@ -258,8 +258,9 @@ const MAX_ATTEMPTS: u32 = 4;
 impl PgStore {
     /// Runs `op` (one whole transaction) again when it failed on a deadlock the server broke or
     /// a serialization failure, up to [`MAX_ATTEMPTS`] times in all, with a short growing pause;
-    /// then reports the last conflict. Used by revocation, usage flushes and sweeps, whose
-    /// transactions lock many rows.
+    /// then reports the last conflict. Used by every transaction that locks rows: inserts,
+    /// rotations (which also move children), revocations, usage flushes and sweeps. Each is all
+    /// or nothing, so running it again after a rolled-back attempt is safe.
     async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,

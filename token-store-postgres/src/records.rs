@@ -154,6 +154,13 @@ pub(crate) async fn rotate(
         rollback(tx).await?;
         return Ok(RotateOutcome::BeforeRevocationCutoff { cutoff });
     }
+    // The predecessor and its children locked in id order first (the rotation moves them), so a
+    // concurrent usage flush or revocation, which lock in id order too, never waits in a cycle.
+    sqlx::query(q(&sql.lock_for_rotate))
+        .bind(id_bytes(rotation.predecessor))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_in)?;
     // Locked FOR UPDATE: the uses left as read under the row lock, so none is granted twice.
     let old = fetch_record(&mut tx, &sql.get_for_update, rotation.predecessor).await?;
     let successor = match rotation_successor(rotation, old.as_ref()) {

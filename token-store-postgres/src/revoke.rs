@@ -26,7 +26,9 @@ pub(crate) async fn revoke(
     store: &PgStore,
     request: &RevokeRequest,
 ) -> Result<Vec<AuditEvent>, StoreError> {
-    if request.limit == Some(0) {
+    // A zero limit revokes nothing, but an `IssuedBefore` cut-off is still kept.
+    let keeps_cutoff = matches!(request.selector, RevokeSelector::IssuedBefore(_));
+    if request.limit == Some(0) && !keeps_cutoff {
         return Ok(Vec::new());
     }
     let mut tx = store.begin().await?;
@@ -34,8 +36,9 @@ pub(crate) async fn revoke(
         // First, so every insert and rotation that read the old cut-off (FOR SHARE) has
         // committed before the selection below reads its snapshot, and every later one waits
         // for our commit and then reads the new cut-off.
+        // Never past the revoker's own time (a cut-off is only ever raised).
         sqlx::query(q(&store.inner.sql.raise_cutoff))
-            .bind(micros_ceil(cutoff))
+            .bind(micros_ceil(cutoff.min(request.at)))
             .execute(&mut *tx)
             .await
             .map_err(backend_in)?;
@@ -58,7 +61,8 @@ pub(crate) async fn revoke(
     for round in 0..MAX_REVOKE_ROUNDS {
         // A bounded revocation takes its matches once (so it never exceeds its limit); later
         // rounds follow descendants. An unbounded one re-reads the selector every round.
-        let matches = seed.is_none() && (round == 0 || request.limit.is_none());
+        let unused = matches!(request.selector, RevokeSelector::UnusedSince(_));
+        let matches = !unused && (round == 0 || request.limit.is_none());
         let mut found = select_targets(store, &mut tx, request, &known, matches).await?;
         if round == 0 {
             found.extend(seed.take().unwrap_or_default());

@@ -26,6 +26,7 @@ pub(crate) struct Sql {
     pub(crate) chain: Chain,
     pub(crate) rotate: Arc<str>,
     pub(crate) reparent: Arc<str>,
+    pub(crate) lock_for_rotate: Arc<str>,
     pub(crate) cutoff_for_share: Arc<str>,
     pub(crate) raise_cutoff: Arc<str>,
     pub(crate) lock_for_revoke: Arc<str>,
@@ -85,6 +86,12 @@ impl Sql {
             chain: Chain::new(schema, s),
             rotate: arc(format!(
                 "UPDATE {s}.tokens SET rotated_to = $2, expires_at = $3 WHERE id = $1"
+            )),
+            // A rotation's first lock: the predecessor and its children, in id order (the order
+            // usage flushes and revocations lock in), since the rotation moves the children.
+            lock_for_rotate: arc(format!(
+                "SELECT id FROM {s}.tokens WHERE id = $1 OR parent_id = $1 \
+                 ORDER BY id FOR UPDATE"
             )),
             reparent: arc(format!(
                 "UPDATE {s}.tokens SET parent_id = $2 WHERE parent_id = $1"

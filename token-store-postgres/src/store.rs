@@ -21,7 +21,8 @@ impl TokenStore for PgStore {
     }
 
     async fn insert(&self, insert: &InsertToken) -> Result<InsertOutcome, StoreError> {
-        self.explained(records::insert(self, insert).await).await
+        self.explained(self.retrying(|| records::insert(self, insert)).await)
+            .await
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<Arc<TokenRecord>>, StoreError> {
@@ -29,7 +30,8 @@ impl TokenStore for PgStore {
     }
 
     async fn rotate(&self, rotation: &RotateToken) -> Result<RotateOutcome, StoreError> {
-        self.explained(records::rotate(self, rotation).await).await
+        self.explained(self.retrying(|| records::rotate(self, rotation)).await)
+            .await
     }
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {

@@ -405,10 +405,11 @@ async fn unused_revocation_spares_a_token_used_while_it_waited_for_the_lock() {
     drop_schema(&url, &schema).await;
 }
 
-/// Concurrent usage flushes over the same tokens, each listing them in its own order, and
-/// revocations of some of them meanwhile: none fails. (Rows are locked in id order, the order
-/// revocations lock in, and a deadlock the server still breaks is retried. Before, rows were
-/// updated in hash-map order and flushes deadlocked: `40P01`.)
+/// Concurrent usage flushes over the same tokens, each listing them in its own order, with
+/// revocations of some of them and rotations of parents (which move their children) meanwhile:
+/// none fails. (Rows are locked in id order, the order revocations lock in, and a deadlock the
+/// server still breaks is retried. Before, rows were updated in hash-map order and flushes
+/// deadlocked: `40P01`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_usage_flushes_and_revocations_do_not_deadlock() {
     let Some(url) = url_or_skip("concurrent_usage_flushes_and_revocations_do_not_deadlock") else {
@@ -419,13 +420,23 @@ async fn concurrent_usage_flushes_and_revocations_do_not_deadlock() {
     let janitor = common::SchemaJanitor::default();
     janitor.track(&schema);
     let manager = manager(store.clone());
+    // 20 parents with 5 children each: rotating a parent moves (locks) its children.
     let mut ids = Vec::new();
-    for _ in 0..120 {
-        let issued = manager
+    let mut parents = Vec::new();
+    for _ in 0..20 {
+        let parent = manager
             .issue(IssueRequest::new("u", scopes("a")))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        ids.push(issued.token.id());
+        parents.push(parent.token.id());
+        ids.push(parent.token.id());
+        for _ in 0..5 {
+            let child = manager
+                .derive(parent.token.id(), DeriveRequest::new(scopes("a")))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            ids.push(child.token.id());
+        }
     }
     let ids = Arc::new(ids);
     let now = time::OffsetDateTime::now_utc();
@@ -459,8 +470,21 @@ async fn concurrent_usage_flushes_and_revocations_do_not_deadlock() {
         let manager = manager.clone();
         let ids = Arc::clone(&ids);
         tokio::spawn(async move {
-            for id in ids.iter().step_by(10) {
+            for id in ids.iter().skip(1).step_by(10) {
                 manager.revoke(RevokeSelector::Token(*id), "t").await?;
+            }
+            Ok::<_, Error>(())
+        })
+    };
+    let rotator = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            for parent in parents.iter().skip(1) {
+                match manager.rotate(*parent, Duration::from_secs(60)).await {
+                    // A revocation above may have ended it first.
+                    Ok(_) | Err(Error::NotActive { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Ok::<_, Error>(())
         })
@@ -475,8 +499,12 @@ async fn concurrent_usage_flushes_and_revocations_do_not_deadlock() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("a revocation failed: {e}"));
+    rotator
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("a rotation failed: {e}"));
     let record = store
-        .get(ids[1])
+        .get(ids[0])
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("gone"));

@@ -56,8 +56,9 @@ pub fn parent_refusal(insert: &InsertToken, parent: Option<&TokenRecord>) -> Opt
 }
 
 /// The successor `rotation` inserts, given its predecessor as read (and locked) inside the
-/// rotation's transaction: the requested successor, whose `max_uses` becomes the predecessor's
-/// uses left when it has a limit (no use is granted twice). `Err`: the outcome refusing the
+/// rotation's transaction: the requested successor, under the predecessor's parent as read there
+/// (a concurrent rotation of the parent may have moved it), whose `max_uses` becomes the
+/// predecessor's uses left when it has a limit (no use is granted twice). `Err`: the outcome refusing the
 /// rotation (not found, already rotated, not active).
 pub fn rotation_successor(
     rotation: &RotateToken,
@@ -74,6 +75,9 @@ pub fn rotation_successor(
         return Err(RotateOutcome::NotActive(state));
     }
     let mut successor = rotation.successor.clone();
+    // The parent as of this transaction: a rotation of the parent may have moved the
+    // predecessor since the manager read it.
+    successor.parent_id = old.parent_id;
     if let Some(max) = old.max_uses {
         successor.max_uses = Some(max.saturating_sub(old.use_count));
     }

@@ -16,7 +16,9 @@ pub(crate) async fn revoke(
     store: &SqliteStore,
     request: &RevokeRequest,
 ) -> Result<Vec<AuditEvent>, StoreError> {
-    if request.limit == Some(0) {
+    // A zero limit revokes nothing, but an `IssuedBefore` cut-off is still kept.
+    let keeps_cutoff = matches!(request.selector, RevokeSelector::IssuedBefore(_));
+    if request.limit == Some(0) && !keeps_cutoff {
         return Ok(Vec::new());
     }
     let Some((sql, args)) = revoke_sql(request) else {
@@ -24,9 +26,11 @@ pub(crate) async fn revoke(
     };
     let mut tx = store.begin().await?;
     if let RevokeSelector::IssuedBefore(cutoff) = request.selector {
-        // Under the same write lock as every insert and rotation, which check it.
+        // Under the same write lock as every insert and rotation, which check it. Never past
+        // the revoker's own time: a cut-off can only be raised, so a future one would block
+        // every issue until then.
         sqlx::query(RAISE_CUTOFF)
-            .bind(micros_ceil(cutoff))
+            .bind(micros_ceil(cutoff.min(request.at)))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

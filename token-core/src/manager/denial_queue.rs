@@ -179,17 +179,21 @@ impl Writer {
     /// empty.
     async fn run(mut self) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
+        let mut flushes = Vec::new();
         while self.receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            // Every received event moves into the batch before anything is awaited, so a task
+            // dropped mid-write counts all of them (see `Drop`). A flush is answered once
+            // everything received with it is written, which includes what was queued before it.
             for job in jobs.drain(..) {
                 match job {
                     Job::Write(event) => self.batch.push(event),
-                    Job::Flush(done) => {
-                        self.write_batch().await;
-                        let _ = done.send(());
-                    }
+                    Job::Flush(done) => flushes.push(done),
                 }
             }
             self.write_batch().await;
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::policy::HumanDuration;
 use crate::retention::{SweepFailure, SweepReport, SweepStep};
 use crate::store::{
-    ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, StoreError, TruncateAudit,
+    ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, TruncateAudit,
 };
 
 impl TokenManager {
@@ -31,12 +31,13 @@ impl TokenManager {
         let retention = *self.retention();
         let batch = retention.batch_size();
         let mut report = SweepReport::default();
-        let flushed = self.flush_usage().await;
-        let usage_written = match &flushed {
-            Ok(()) => true,
-            // The rest was written; only invalid rows were refused.
-            Err(Error::Store(StoreError::Corrupt { .. })) => true,
-            Err(_) => false,
+        self.flush_denials().await;
+        // Refused updates (invalid rows) are reported, but the rest of the batch was written: the
+        // idle decisions below see every use this process knows of.
+        let (usage_written, flushed) = match self.write_buffered_usage().await {
+            Ok(refused) if refused.is_empty() => (true, Ok(())),
+            Ok(refused) => (true, Err(self.refused_usage(&refused))),
+            Err(error) => (false, Err(error)),
         };
         note(&mut report, SweepStep::FlushUsage, flushed);
         let now: OffsetDateTime = self.now();

@@ -73,7 +73,7 @@ impl TokenManager {
     }
 
     /// The error reporting refused usage updates.
-    fn refused_usage(&self, refused: &[TokenId]) -> StoreError {
+    pub(super) fn refused_usage(&self, refused: &[TokenId]) -> StoreError {
         let ids: Vec<String> = refused.iter().map(ToString::to_string).collect();
         StoreError::Corrupt {
             store: self.inner.store.name(),

@@ -132,7 +132,9 @@ pub struct RotateToken {
     pub predecessor: TokenId,
     /// The predecessor's new `expires_at` (end of its grace window).
     pub predecessor_expires_at: OffsetDateTime,
-    /// The successor record (its `rotated_from` names the predecessor). If the predecessor has
+    /// The successor record (its `rotated_from` names the predecessor). The store sets its
+    /// `parent_id` to the predecessor's as read inside the transaction (a concurrent rotation of
+    /// the parent may have moved the predecessor under its own successor). If the predecessor has
     /// `max_uses`, the store sets the successor's `max_uses` to the predecessor's uses left as
     /// read inside the transaction (`max_uses - use_count`), so no use is granted twice.
     pub successor: TokenRecord,
@@ -215,8 +217,10 @@ pub enum RevokeSelector {
     /// Every token created strictly before this instant (e.g. after a breach). The store also
     /// keeps the instant as its revocation cut-off: an insert or rotation whose record was created
     /// before it, committing later (an issue in flight, or an instance whose clock lags), is
-    /// refused ([`InsertOutcome::BeforeRevocationCutoff`]). The manager refuses a cut-off in its
-    /// future, which would block every issue until then.
+    /// refused ([`InsertOutcome::BeforeRevocationCutoff`]). The cut-off is only ever raised, and
+    /// never past the request's `at` (stores clamp it); the manager refuses a cut-off in its
+    /// future, which would block every issue until then. A `limit` of zero revokes nothing but
+    /// still keeps the cut-off.
     IssuedBefore(OffsetDateTime),
     /// Every live token (not revoked, not expired at the request time) not used since this instant
     /// (`last_used_at`, or `created_at` if never used, strictly before it). Used by retention.

@@ -26,7 +26,9 @@ macro_rules! __conformance_races {
             issue_in_flight_across_an_issued_before_revocation_is_refused,
             lagging_instance_cannot_issue_or_rotate_before_the_cutoff,
             issued_before_after_now_is_refused,
+            a_store_keeps_the_cutoff_at_most_at_the_revocation_time,
             revoking_the_successor_reaches_children_derived_before_rotation,
+            a_child_rotated_while_its_parent_rotates_stays_under_the_successor,
             deriving_from_a_token_in_its_grace_window_is_refused,
             retiring_a_key_waits_for_an_issue_in_flight_under_it,
         }
@@ -142,6 +144,57 @@ pub async fn issued_before_after_now_is_refused(f: &dyn Fixture) {
     assert_valid(&env, next.token.expose_secret()).await;
 }
 
+/// The store itself (called directly, not through the manager) never keeps a cut-off past the
+/// revocation's own time, which would block every issue until then; and a zero `limit` revokes
+/// nothing but still keeps the cut-off.
+pub async fn a_store_keeps_the_cutoff_at_most_at_the_revocation_time(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let now = env.clock_now();
+    let request = |cutoff: OffsetDateTime| {
+        token_core::RevokeRequest::new(
+            RevokeSelector::IssuedBefore(cutoff),
+            now,
+            "breach",
+            token_core::Context::new(),
+        )
+    };
+    token_core::TokenStore::revoke(&env.store, &request(now + time::Duration::days(365)))
+        .await
+        .unwrap_or_else(|e| panic!("revoke: {e}"));
+    // At the revocation's time (the cut-off, exclusive) issuing works again.
+    let issued = env.issue("u", "a").await;
+    assert_valid(&env, issued.token.expose_secret()).await;
+
+    env.advance(10 * SECOND);
+    let later = env.clock_now();
+    token_core::TokenStore::revoke(
+        &env.store,
+        &token_core::RevokeRequest::new(
+            RevokeSelector::IssuedBefore(later),
+            later,
+            "breach",
+            token_core::Context::new(),
+        )
+        .with_limit(0),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("revoke: {e}"));
+    let lagging = TokenManager::builder(env.store.clone(), Keyring::new(key(1)))
+        .prefix("test")
+        .unwrap_or_else(|e| panic!("prefix: {e}"))
+        .clock(ManualClock::new(START + 5 * SECOND))
+        .build()
+        .unwrap_or_else(|e| panic!("manager: {e}"));
+    let refused = lagging
+        .issue(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::BeforeRevocationCutoff { .. })),
+        "a zero-limit IssuedBefore kept no cut-off: {:?}",
+        refused.map(|i| i.record.id)
+    );
+}
+
 /// Issue P, derive C, rotate P to S: C moves under S, so revoking S by id rejects C too (and
 /// purging P later orphans nothing).
 pub async fn revoking_the_successor_reaches_children_derived_before_rotation(f: &dyn Fixture) {
@@ -165,6 +218,44 @@ pub async fn revoking_the_successor_reaches_children_derived_before_rotation(f: 
     assert!(revoked.contains(&child.token.id()), "revoked: {revoked:?}");
     assert_rejected(&env, child.token.expose_secret(), "revoked").await;
     assert_rejected(&env, successor.token.expose_secret(), "revoked").await;
+}
+
+/// Rotate C (a child of P) while P rotates to S: C's rotation read C's parent (P) before P's
+/// rotation moved C under S, and commits after it. Its successor must hang under S, as C does
+/// now, or revoking S would not reach it (and purging P would orphan it).
+pub async fn a_child_rotated_while_its_parent_rotates_stays_under_the_successor(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let parent = env
+        .issue_with(IssueRequest::new("u", scopes_of("a b")).ttl(HOUR))
+        .await;
+    let child = derive(&env, parent.token.id(), "a").await;
+    env.store.park_next_write();
+    let manager = env.manager.clone();
+    let child_id = child.token.id();
+    let child_rotation =
+        tokio::spawn(async move { manager.rotate(child_id, Duration::ZERO).await });
+    env.store.parked_write().await;
+    let successor = env
+        .manager
+        .rotate(parent.token.id(), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("rotate the parent: {e}"));
+    env.store.release_write();
+    let child_successor = child_rotation
+        .await
+        .unwrap_or_else(|e| panic!("join: {e}"))
+        .unwrap_or_else(|e| panic!("rotate the child: {e}"));
+    assert_eq!(
+        stored(&env, child_successor.record.id).await.parent_id,
+        Some(successor.record.id),
+        "the child's successor hangs under the parent's successor"
+    );
+    let revoked = revoke(&env, RevokeSelector::Token(successor.record.id)).await;
+    assert!(
+        revoked.contains(&child_successor.record.id),
+        "revoked: {revoked:?}"
+    );
+    assert_rejected(&env, child_successor.token.expose_secret(), "revoked").await;
 }
 
 /// A token in its grace window (already rotated) has no new children: they would hang under
