@@ -197,7 +197,13 @@ impl SqliteStore {
                         self.inner.schema_ok.store(true, Ordering::Release);
                         Err(error)
                     }
-                    Err(schema) => Err(schema),
+                    // The schema is not this library's: that explains the failure.
+                    Err(
+                        schema @ (StoreError::SchemaTooNew { .. } | StoreError::NotMigrated { .. }),
+                    ) => Err(schema),
+                    // The re-check itself failed (the connection, say): keep the original error;
+                    // the next call checks again.
+                    Err(_) => Err(error),
                 }
             }
             result => result,
