@@ -413,6 +413,7 @@ pub struct AuditRecord {
 ///     seq: 41,
 ///     hash: AuditHash::GENESIS,
 ///     at: Some(time::macros::datetime!(2030-01-01 0:00 UTC)),
+///     mac: None,
 /// };
 /// assert_eq!(checkpoint.seq, 41);
 /// ```
@@ -426,6 +427,13 @@ pub struct AuditCheckpoint {
     /// row kept only the sequence number and hash.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub at: Option<OffsetDateTime>,
+    /// The keyed MAC of `seq`, `hash` and `at`, written by a store with audit keys
+    /// ([`seal_checkpoint`](crate::audit_key::seal_checkpoint)); `None` from a store without
+    /// them. A verifier with audit keys rejects one that does not verify and flags a missing
+    /// one where the trail after it is keyed
+    /// ([`CheckpointCheck::Unauthenticated`](crate::trail::CheckpointCheck::Unauthenticated)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<crate::audit_key::CheckpointMac>,
 }
 
 /// Filters for audit queries; all set filters must match. Results are in sequence order, after

@@ -11,7 +11,12 @@
 //!
 //! The store computes the hash inside its append transaction, so it needs the keyring too (for
 //! example `MemoryStore::with_audit_keys`), as does the verifier
-//! ([`ManagerBuilder::audit_keys`](crate::ManagerBuilder::audit_keys)).
+//! ([`ManagerBuilder::audit_keys`](crate::ManagerBuilder::audit_keys)). With the keys, a store
+//! also seals each retention checkpoint it writes ([`seal_checkpoint`], [`CheckpointMac`]), so a
+//! writer without the key cannot pass a deletion of recent events off as retention; every
+//! instance that sweeps must therefore hold the keys. To catch a trail whose every keyed event
+//! was relabelled as unkeyed, tell the verifier where keyed links start
+//! ([`ManagerBuilder::audit_keys_required_from`](crate::ManagerBuilder::audit_keys_required_from)).
 //!
 //! ```
 //! use token_core::{AuditKey, AuditKeyring, KeyId};
@@ -29,7 +34,10 @@ use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::audit::{AuditEvent, AuditHash};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash};
 use crate::format::{RandomnessError, fill_random};
 use crate::keyring::{KeyId, KeyringError};
 
@@ -80,6 +88,30 @@ impl AuditKey {
         hasher.zeroize();
         hash
     }
+}
+
+impl AuditKey {
+    fn checkpoint_tag(&self, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> AuditHash {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(&checkpoint_bytes(self.id, seq, hash, at));
+        let tag = AuditHash::from_bytes(*hasher.finalize().as_bytes());
+        hasher.zeroize();
+        tag
+    }
+}
+
+/// What a checkpoint MAC covers: a domain tag (so no chain link is ever a valid checkpoint MAC,
+/// nor the reverse: a link's input starts with a 32-byte hash, this one with the tag), the key
+/// id, the sequence number, the hash and the time in Unix microseconds (the precision stores
+/// keep).
+fn checkpoint_bytes(id: KeyId, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"token-audit-checkpoint/v1\0");
+    out.extend_from_slice(&id.get().to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(&crate::clock::to_unix_micros(at).to_be_bytes());
+    out
 }
 
 impl fmt::Debug for AuditKey {
@@ -157,6 +189,120 @@ impl AuditKeyring {
         event: &AuditEvent,
     ) -> Option<AuditHash> {
         self.keys.get(&id).map(|key| key.link(prev, seq, event))
+    }
+}
+
+/// A keyed MAC of a retention checkpoint ([`AuditCheckpoint::mac`]): what a store with audit
+/// keys writes with the checkpoint, so that a writer without the key cannot move the checkpoint
+/// (delete recent events and claim retention removed them) without the verifier noticing.
+///
+/// The tag is `blake3::keyed_hash(key, "token-audit-checkpoint/v1\0" ‖ key id ‖ seq ‖ hash ‖ at
+/// in Unix microseconds)`, domain-separated from the chain's links. Stores make it with
+/// [`seal_checkpoint`]; [`AuditKeyring::check_checkpoint`] verifies it.
+///
+/// ```
+/// use token_core::audit_key::seal_checkpoint;
+/// use token_core::{AuditHash, AuditKey, AuditKeyring, KeyId};
+/// let keys = AuditKeyring::new(AuditKey::new(KeyId::new(3), [7; 32]));
+/// let at = time::macros::datetime!(2030-01-01 0:00 UTC);
+/// let checkpoint = seal_checkpoint(Some(&keys), 41, AuditHash::GENESIS, at);
+/// let mac = checkpoint.mac.expect("sealed with the current key");
+/// assert_eq!(mac.key_id, KeyId::new(3));
+/// assert!(keys.check_checkpoint(&checkpoint).is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckpointMac {
+    /// The audit key the MAC was made with.
+    pub key_id: KeyId,
+    /// The 32-byte tag (printed and serialized as 64 hexadecimal characters, like a chain hash).
+    pub tag: AuditHash,
+}
+
+/// Why a checkpoint's MAC does not verify ([`AuditKeyring::check_checkpoint`],
+/// [`ChainReport::checkpoint_broken`](crate::ChainReport::checkpoint_broken)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckpointBreak {
+    /// The MAC does not match the checkpoint's sequence number, hash and time under the key it
+    /// names (or the checkpoint has no time): the row was written or edited without the key.
+    MacMismatch {
+        /// The key the MAC names.
+        key_id: KeyId,
+    },
+    /// The MAC names an audit key the verifier lacks, so it cannot be checked.
+    MissingKey {
+        /// The key the MAC names.
+        key_id: KeyId,
+    },
+}
+
+impl fmt::Display for CheckpointBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MacMismatch { key_id } => write!(
+                f,
+                "the retention checkpoint's MAC does not verify under audit key {}",
+                key_id.get()
+            ),
+            Self::MissingKey { key_id } => write!(
+                f,
+                "the retention checkpoint's MAC names audit key {}, which the verifier lacks",
+                key_id.get()
+            ),
+        }
+    }
+}
+
+impl AuditKeyring {
+    /// The MAC of checkpoint (`seq`, `hash`, `at`) under the current key.
+    pub fn checkpoint_mac(&self, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> CheckpointMac {
+        match self.keys.get(&self.current) {
+            Some(key) => CheckpointMac {
+                key_id: key.id,
+                tag: key.checkpoint_tag(seq, hash, at),
+            },
+            None => unreachable!("the current audit key is always in the keyring"),
+        }
+    }
+
+    /// Verifies `checkpoint`'s MAC. `Ok(true)` when it verifies, `Ok(false)` when the
+    /// checkpoint carries none, an error when it does not verify or names a key this keyring
+    /// lacks. A checkpoint with a MAC but without a time never verifies (stores seal the time).
+    pub fn check_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<bool, CheckpointBreak> {
+        let Some(mac) = checkpoint.mac else {
+            return Ok(false);
+        };
+        let Some(key) = self.keys.get(&mac.key_id) else {
+            return Err(CheckpointBreak::MissingKey { key_id: mac.key_id });
+        };
+        let verifies = checkpoint.at.is_some_and(|at| {
+            let expected = key.checkpoint_tag(checkpoint.seq, &checkpoint.hash, at);
+            // blake3::Hash compares in constant time.
+            blake3::Hash::from_bytes(*expected.as_bytes())
+                == blake3::Hash::from_bytes(*mac.tag.as_bytes())
+        });
+        if verifies {
+            Ok(true)
+        } else {
+            Err(CheckpointBreak::MacMismatch { key_id: mac.key_id })
+        }
+    }
+}
+
+/// The checkpoint a store writes when truncation removed events up to (`seq`, `hash`, `at`):
+/// sealed with a [`CheckpointMac`] under the current key of `keys` when the host configured
+/// audit keys, unsealed (`mac: None`) otherwise.
+pub fn seal_checkpoint(
+    keys: Option<&AuditKeyring>,
+    seq: u64,
+    hash: AuditHash,
+    at: OffsetDateTime,
+) -> AuditCheckpoint {
+    AuditCheckpoint {
+        seq,
+        hash,
+        at: Some(at),
+        mac: keys.map(|keys| keys.checkpoint_mac(seq, &hash, at)),
     }
 }
 

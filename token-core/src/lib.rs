@@ -43,7 +43,7 @@ mod usage;
 pub use audit::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Context,
 };
-pub use audit_key::{AuditKey, AuditKeyring};
+pub use audit_key::{AuditKey, AuditKeyring, CheckpointBreak, CheckpointMac};
 pub use cache::CacheConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};

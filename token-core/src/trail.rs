@@ -20,7 +20,12 @@
 //! could not have been written by retention, and [`ChainReport::is_intact`] is then `false`. The
 //! check needs the checkpoint's time ([`AuditCheckpoint::at`](crate::AuditCheckpoint::at)); a
 //! checkpoint without one (written by a SQL store before schema version 3) yields
-//! [`CheckpointCheck::TimeUnknown`], which proves nothing either way.
+//! [`CheckpointCheck::TimeUnknown`], which proves nothing either way. With audit keys the
+//! checkpoint is no longer just a claim: stores seal it with a keyed MAC
+//! ([`AuditCheckpoint::mac`](crate::AuditCheckpoint::mac)), a MAC that does not verify is a break
+//! ([`ChainReport::checkpoint_broken`]) and a missing one in front of a keyed trail is
+//! [`CheckpointCheck::Unauthenticated`] (see the manual's
+//! [keyed chain](crate::manual::audit_chain#the-keyed-chain)).
 //!
 //! **Anchoring.** Nothing inside the database can prove that its newest events, or its whole
 //! history, are still there: whoever can rewrite the trail can rewrite every hash after the point
@@ -135,8 +140,15 @@ pub struct ChainReport {
     pub missing_key: Option<(u64, KeyId)>,
     /// The first unkeyed event after a keyed one, when this manager has audit keys: a store
     /// configured with audit keys never goes back to unkeyed links, so this is a keyed event
-    /// rewritten by a writer without the key. Verification stops there.
+    /// rewritten by a writer without the key. Also, with
+    /// [`ManagerBuilder::audit_keys_required_from`](crate::ManagerBuilder::audit_keys_required_from),
+    /// the first unkeyed event at or after the required point, keyed event before it or not.
+    /// Verification stops there.
     pub downgraded: Option<u64>,
+    /// The retention checkpoint's MAC ([`AuditCheckpoint::mac`]) does not verify, or names an
+    /// audit key this manager lacks: checked when the manager has audit keys and verification
+    /// started from the checkpoint. The links after it are still verified (and reported).
+    pub checkpoint_broken: Option<crate::audit_key::CheckpointBreak>,
 }
 
 impl ChainReport {
@@ -152,9 +164,13 @@ impl ChainReport {
     }
 
     /// Whether every checked link verified (the chain alone, without the checkpoint verdict): no
-    /// broken link, no link under a missing audit key, no unkeyed link after a keyed one.
+    /// broken link, no link under a missing audit key, no unkeyed link where a keyed one is
+    /// due, and no checkpoint MAC that fails to verify ([`checkpoint_broken`](Self::checkpoint_broken)).
     pub fn links_verify(&self) -> bool {
-        self.first_broken.is_none() && self.missing_key.is_none() && self.downgraded.is_none()
+        self.first_broken.is_none()
+            && self.missing_key.is_none()
+            && self.downgraded.is_none()
+            && self.checkpoint_broken.is_none()
     }
 }
 
@@ -190,16 +206,28 @@ pub enum CheckpointCheck {
     /// The checkpoint has no time (one a SQL store wrote before schema version 3), so nothing can
     /// be said about it.
     TimeUnknown,
+    /// The checkpoint carries no MAC ([`AuditCheckpoint::mac`]) although this manager has audit
+    /// keys and the trail after it is keyed (its first remaining event is, or the checkpoint
+    /// lies past [`ManagerBuilder::audit_keys_required_from`](crate::ManagerBuilder::audit_keys_required_from)):
+    /// a store with audit keys seals every checkpoint it writes, so this one was written by a
+    /// writer without the key (or by an instance that swept without the audit keys). Its time
+    /// is not judged: it is as unproven as the rest of the row.
+    Unauthenticated,
 }
 
 impl CheckpointCheck {
     /// Whether the checkpoint is one retention could not have written (`TooRecent`,
-    /// `RetentionOff`).
+    /// `RetentionOff`, `Unauthenticated`).
     pub fn is_suspect(&self) -> bool {
-        matches!(self, Self::TooRecent { .. } | Self::RetentionOff)
+        matches!(
+            self,
+            Self::TooRecent { .. } | Self::RetentionOff | Self::Unauthenticated
+        )
     }
 
-    /// Judges `checkpoint` at `now` under an audit retention of `max_age` (`None`: kept forever).
+    /// Judges `checkpoint` at `now` under an audit retention of `max_age` (`None`: kept forever),
+    /// by its time alone: the MAC, and so [`Unauthenticated`](Self::Unauthenticated), is
+    /// [`verify_audit_chain`](crate::TokenManager::verify_audit_chain)'s to check.
     ///
     /// ```
     /// use std::time::Duration;
@@ -211,6 +239,7 @@ impl CheckpointCheck {
     ///     seq: 7,
     ///     hash: AuditHash::GENESIS,
     ///     at: Some(now - time::Duration::days(days_ago)),
+    ///     mac: None,
     /// };
     /// let keep_30_days = Some(30 * day);
     /// assert_eq!(CheckpointCheck::judge(&removed(31), now, keep_30_days), CheckpointCheck::WithinRetention);

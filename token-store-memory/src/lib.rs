@@ -27,7 +27,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use futures_util::stream;
 use time::OffsetDateTime;
-use token_core::audit_key::append_link;
+use token_core::audit_key::{append_link, seal_checkpoint};
 use token_core::store::{
     ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
     MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
@@ -574,6 +574,7 @@ impl TokenStore for MemoryStore {
         let (before, limit) = (request.before, request.limit);
         let mut state = self.write();
         let mut removed = 0;
+        let mut last = None;
         while removed < u64::from(limit) {
             let Some(entry) = state.audit.first_entry() else {
                 break;
@@ -590,12 +591,16 @@ impl TokenStore for MemoryStore {
                     state.audit_by_token.remove(&id);
                 }
             }
-            state.checkpoint = Some(AuditCheckpoint {
-                seq: record.seq,
-                hash: record.hash,
-                at: Some(record.event.at),
-            });
+            last = Some(record);
             removed += 1;
+        }
+        if let Some(record) = last {
+            state.checkpoint = Some(seal_checkpoint(
+                state.audit_keys.as_ref(),
+                record.seq,
+                record.hash,
+                record.event.at,
+            ));
         }
         Ok(removed)
     }

@@ -34,3 +34,10 @@ ALTER TABLE {schema}.audit_checkpoint ADD COLUMN at BIGINT;
 -- unkeyed link, which every event written before this version is.
 ALTER TABLE {schema}.audit_events ADD COLUMN chain_key_id BIGINT
     CHECK (chain_key_id BETWEEN 0 AND 4294967295);
+
+-- The retention checkpoint's MAC (token_core::CheckpointMac): with audit keys, truncate_audit
+-- seals seq, hash and at with the current audit key, so a checkpoint written or moved without
+-- the key is caught by the verifier. Both NULL on a checkpoint written without audit keys.
+ALTER TABLE {schema}.audit_checkpoint
+    ADD COLUMN mac BYTEA CHECK (mac IS NULL OR octet_length(mac) = 32),
+    ADD COLUMN mac_key_id BIGINT CHECK (mac_key_id BETWEEN 0 AND 4294967295);

@@ -5,7 +5,7 @@ use sqlx::postgres::PgConnection;
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditKeyring, AuditQuery, AuditRecord, StoreError, TruncateAudit,
 };
-use token_store_sql::{decode_checkpoint, micros_ceil};
+use token_store_sql::{decode_checkpoint, encode_checkpoint_mac, micros_ceil};
 
 use crate::codec::{audit_from_row, audit_hash};
 use crate::error::{STORE, backend_in};
@@ -84,12 +84,15 @@ pub(crate) async fn audit_checkpoint(
     store: &PgStore,
 ) -> Result<Option<AuditCheckpoint>, StoreError> {
     let pool = store.ready().await?;
-    let row: Option<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(q(&store.inner.sql.checkpoint))
+    type Row = (i64, Vec<u8>, Option<i64>, Option<Vec<u8>>, Option<i64>);
+    let row: Option<Row> = sqlx::query_as(q(&store.inner.sql.checkpoint))
         .fetch_optional(pool)
         .await
         .map_err(backend_in)?;
-    row.map(|(seq, hash, at)| decode_checkpoint(STORE, seq, &hash, at))
-        .transpose()
+    row.map(|(seq, hash, at, mac, mac_key_id)| {
+        decode_checkpoint(STORE, seq, &hash, at, mac.as_deref(), mac_key_id)
+    })
+    .transpose()
 }
 
 /// [`TokenStore::truncate_audit`](token_core::TokenStore::truncate_audit): under the chain lock,
@@ -119,6 +122,12 @@ pub(crate) async fn truncate_audit(
         return Ok(0);
     };
     let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+    let checkpoint = store
+        .inner
+        .sql
+        .chain
+        .seal_checkpoint(*last_seq, hash, *last_at)?;
+    let (mac, mac_key_id) = encode_checkpoint_mac(&checkpoint);
     let deleted = sqlx::query(q(&store.inner.sql.truncate_delete))
         .bind(*last_seq)
         .execute(&mut *tx)
@@ -129,6 +138,8 @@ pub(crate) async fn truncate_audit(
         .bind(*last_seq)
         .bind(hash.as_bytes().to_vec())
         .bind(*last_at)
+        .bind(mac)
+        .bind(mac_key_id)
         .execute(&mut *tx)
         .await
         .map_err(backend_in)?;

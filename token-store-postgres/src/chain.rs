@@ -6,8 +6,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 use token_core::audit::{AuditHash, chain_hash};
-use token_core::audit_key::append_link;
-use token_core::{AuditEvent, AuditKeyring, StoreError};
+use token_core::audit_key::{append_link, seal_checkpoint};
+use token_core::clock::from_unix_micros;
+use token_core::{AuditCheckpoint, AuditEvent, AuditKeyring, StoreError};
 use token_store_sql::{EVENT_COLUMNS, id_bytes, micros};
 
 use crate::codec::{audit_hash, event_from_row};
@@ -73,6 +74,30 @@ impl Chain {
     /// Chains every later append with the current key of `keys`.
     pub(crate) fn set_keys(&self, keys: AuditKeyring) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));
+    }
+
+    /// The checkpoint naming the last removed event (`seq`, `hash`, `at` in micros), sealed
+    /// with the current audit key when the store has audit keys (see
+    /// [`seal_checkpoint`](token_core::audit_key::seal_checkpoint)).
+    pub(crate) fn seal_checkpoint(
+        &self,
+        seq: i64,
+        hash: AuditHash,
+        at: i64,
+    ) -> Result<AuditCheckpoint, StoreError> {
+        let at = from_unix_micros(at).ok_or_else(|| {
+            corrupt(format!(
+                "audit_events.at of seq {seq}: {at} µs is out of range"
+            ))
+        })?;
+        let seq =
+            u64::try_from(seq).map_err(|_| corrupt(format!("audit_events: negative seq {seq}")))?;
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(seal_checkpoint(keys.as_deref(), seq, hash, at))
     }
 
     /// Takes the schema's chain lock until the end of the caller's transaction. Every writer of

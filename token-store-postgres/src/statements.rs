@@ -160,16 +160,17 @@ impl Sql {
             )),
             audit_base: format!("SELECT {AUDIT_COLUMNS} FROM {s}.audit_events WHERE TRUE"),
             checkpoint: arc(format!(
-                "SELECT seq, hash, at FROM {s}.audit_checkpoint WHERE id = 1"
+                "SELECT seq, hash, at, mac, mac_key_id FROM {s}.audit_checkpoint WHERE id = 1"
             )),
             truncate_scan: arc(format!(
                 "SELECT seq, at, hash FROM {s}.audit_events ORDER BY seq LIMIT $1"
             )),
             truncate_delete: arc(format!("DELETE FROM {s}.audit_events WHERE seq <= $1")),
             truncate_checkpoint: arc(format!(
-                "INSERT INTO {s}.audit_checkpoint AS c (id, seq, hash, at) VALUES (1, $1, $2, $3) \
+                "INSERT INTO {s}.audit_checkpoint AS c (id, seq, hash, at, mac, mac_key_id) \
+                 VALUES (1, $1, $2, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
-                 at = excluded.at \
+                 at = excluded.at, mac = excluded.mac, mac_key_id = excluded.mac_key_id \
                  WHERE c.seq < excluded.seq"
             )),
             // Rows another sweep has locked are skipped: concurrent sweeps split the work and

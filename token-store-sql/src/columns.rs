@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use token_core::CheckpointMac;
 use token_core::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditRecord};
 use token_core::clock::from_unix_micros;
 use token_core::keyring::{KeyId, TokenHash};
@@ -344,30 +345,67 @@ pub fn decode_audit_hash(
     })
 }
 
-/// The retention checkpoint row (`seq`, `hash`, `at`): `at` is the last removed event's time in
-/// Unix microseconds, `NULL` on a checkpoint written before schema version 3 recorded it.
+/// The retention checkpoint row (`seq`, `hash`, `at`, `mac`, `mac_key_id`): `at` is the last
+/// removed event's time in Unix microseconds, `NULL` on a checkpoint written before schema
+/// version 3 recorded it; `mac` (32 bytes) and `mac_key_id` are the checkpoint's
+/// [`CheckpointMac`](token_core::CheckpointMac), both `NULL` when the store had no audit keys.
 pub fn decode_checkpoint(
     store: &'static str,
     seq: i64,
     hash: &[u8],
     at: Option<i64>,
+    mac: Option<&[u8]>,
+    mac_key_id: Option<i64>,
 ) -> Result<AuditCheckpoint, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt { store, message };
     let at = at
         .map(|micros| {
-            from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
-                store,
-                message: format!("audit_checkpoint.at {micros} µs is out of range"),
-            })
+            from_unix_micros(micros)
+                .ok_or_else(|| corrupt(format!("audit_checkpoint.at {micros} µs is out of range")))
         })
         .transpose()?;
+    let mac = match (mac, mac_key_id) {
+        (None, None) => None,
+        (Some(tag), Some(id)) => Some(CheckpointMac {
+            key_id: u32::try_from(id).map(KeyId::new).map_err(|_| {
+                corrupt(format!("audit_checkpoint.mac_key_id {id} is not a key id"))
+            })?,
+            tag: AuditHash::from_slice(tag).ok_or_else(|| {
+                corrupt(format!(
+                    "audit_checkpoint.mac must be 32 bytes, found {} (truncated?)",
+                    tag.len()
+                ))
+            })?,
+        }),
+        (Some(_), None) => {
+            return Err(corrupt(
+                "audit_checkpoint.mac is set but mac_key_id is NULL".to_owned(),
+            ));
+        }
+        (None, Some(id)) => {
+            return Err(corrupt(format!(
+                "audit_checkpoint.mac_key_id is {id} but mac is NULL"
+            )));
+        }
+    };
     Ok(AuditCheckpoint {
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt {
-            store,
-            message: format!("audit_checkpoint.seq {seq} is negative"),
-        })?,
+        seq: u64::try_from(seq)
+            .map_err(|_| corrupt(format!("audit_checkpoint.seq {seq} is negative")))?,
         hash: decode_audit_hash(store, "audit_checkpoint", seq, hash)?,
         at,
+        mac,
     })
+}
+
+/// The `mac` and `mac_key_id` columns of `checkpoint` (see [`decode_checkpoint`]).
+pub fn encode_checkpoint_mac(checkpoint: &AuditCheckpoint) -> (Option<Vec<u8>>, Option<i64>) {
+    match checkpoint.mac {
+        Some(mac) => (
+            Some(mac.tag.as_bytes().to_vec()),
+            Some(i64::from(mac.key_id.get())),
+        ),
+        None => (None, None),
+    }
 }
 
 #[cfg(test)]

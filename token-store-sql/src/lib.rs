@@ -53,7 +53,7 @@ mod values;
 
 pub use crate::columns::{
     AUDIT_COLUMNS, Columns, EVENT_COLUMNS, RowReader, decode_audit_hash, decode_audit_record,
-    decode_checkpoint, decode_event, decode_token,
+    decode_checkpoint, decode_event, decode_token, encode_checkpoint_mac,
 };
 pub use crate::lifecycle::{cutoff_refusal, parent_refusal, rotation_successor};
 pub use crate::migrate::{MIGRATIONS_TABLE, Migration, Migrations, Step};

@@ -18,3 +18,10 @@ ALTER TABLE audit_checkpoint ADD COLUMN at INTEGER;
 -- The audit key that chained each event (a keyed chain, see token_core::audit_key); NULL for an
 -- unkeyed link, which every event written before this version is.
 ALTER TABLE audit_events ADD COLUMN chain_key_id INTEGER CHECK (chain_key_id BETWEEN 0 AND 4294967295);
+
+-- The retention checkpoint's MAC (token_core::CheckpointMac): with audit keys, truncate_audit
+-- seals seq, hash and at with the current audit key, so a checkpoint written or moved without
+-- the key is caught by the verifier. Both NULL on a checkpoint written without audit keys.
+ALTER TABLE audit_checkpoint ADD COLUMN mac BLOB CHECK (mac IS NULL OR length(mac) = 32);
+ALTER TABLE audit_checkpoint ADD COLUMN mac_key_id INTEGER
+    CHECK (mac_key_id BETWEEN 0 AND 4294967295);

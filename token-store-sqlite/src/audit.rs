@@ -1,8 +1,13 @@
 //! The audit trail: appends (inside a change's transaction, see [`crate::chain`]), queries,
 //! the retention checkpoint and truncation.
 
-use token_core::{AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, StoreError, TruncateAudit};
-use token_store_sql::{decode_checkpoint, micros_ceil};
+use token_core::audit_key::seal_checkpoint;
+use token_core::clock::from_unix_micros;
+use token_core::{
+    AuditCheckpoint, AuditEvent, AuditHash, AuditKeyring, AuditQuery, AuditRecord, StoreError,
+    TruncateAudit,
+};
+use token_store_sql::{decode_checkpoint, encode_checkpoint_mac, micros_ceil};
 
 use crate::codec::{audit_from_row, audit_hash};
 use crate::error::{STORE, backend};
@@ -51,12 +56,15 @@ pub(crate) async fn audit_checkpoint(
     store: &SqliteStore,
 ) -> Result<Option<AuditCheckpoint>, StoreError> {
     let pool = store.ready().await?;
-    let row: Option<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(CHECKPOINT)
+    type Row = (i64, Vec<u8>, Option<i64>, Option<Vec<u8>>, Option<i64>);
+    let row: Option<Row> = sqlx::query_as(CHECKPOINT)
         .fetch_optional(pool)
         .await
         .map_err(backend)?;
-    row.map(|(seq, hash, at)| decode_checkpoint(STORE, seq, &hash, at))
-        .transpose()
+    row.map(|(seq, hash, at, mac, mac_key_id)| {
+        decode_checkpoint(STORE, seq, &hash, at, mac.as_deref(), mac_key_id)
+    })
+    .transpose()
 }
 
 /// [`TokenStore::truncate_audit`](token_core::TokenStore::truncate_audit): under the write lock,
@@ -83,6 +91,8 @@ pub(crate) async fn truncate_audit(
         return Ok(0);
     };
     let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+    let checkpoint = sealed(tx.audit_keys.as_deref(), *last_seq, hash, *last_at)?;
+    let (mac, mac_key_id) = encode_checkpoint_mac(&checkpoint);
     sqlx::query(TRUNCATE_DELETE)
         .bind(*last_seq)
         .execute(&mut *tx)
@@ -92,9 +102,33 @@ pub(crate) async fn truncate_audit(
         .bind(*last_seq)
         .bind(hash.as_bytes().to_vec())
         .bind(*last_at)
+        .bind(mac)
+        .bind(mac_key_id)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
     commit(tx).await?;
     Ok(prefix as u64)
+}
+
+/// The checkpoint naming the last removed event (`seq`, `hash`, `at` in micros), sealed with
+/// the current audit key when the store has audit keys.
+fn sealed(
+    keys: Option<&AuditKeyring>,
+    seq: i64,
+    hash: AuditHash,
+    at: i64,
+) -> Result<AuditCheckpoint, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        store: STORE,
+        message,
+    };
+    let at = from_unix_micros(at).ok_or_else(|| {
+        corrupt(format!(
+            "audit_events.at of seq {seq}: {at} µs is out of range"
+        ))
+    })?;
+    let seq =
+        u64::try_from(seq).map_err(|_| corrupt(format!("audit_events.seq {seq} is negative")))?;
+    Ok(seal_checkpoint(keys, seq, hash, at))
 }

@@ -288,11 +288,13 @@ pub(crate) const RECORD_USAGE: &str = "UPDATE tokens SET \
     last_used_at = max(coalesce(last_used_at, ?), ?) \
     WHERE id = ? AND typeof(use_count) = 'integer' AND use_count >= 0";
 
-pub(crate) const CHECKPOINT: &str = "SELECT seq, hash, at FROM audit_checkpoint WHERE id = 1";
+pub(crate) const CHECKPOINT: &str =
+    "SELECT seq, hash, at, mac, mac_key_id FROM audit_checkpoint WHERE id = 1";
 pub(crate) const TRUNCATE_DELETE: &str = "DELETE FROM audit_events WHERE seq <= ?";
-pub(crate) const TRUNCATE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, at) \
-    VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
-    at = excluded.at";
+pub(crate) const TRUNCATE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint \
+    (id, seq, hash, at, mac, mac_key_id) VALUES (1, ?, ?, ?, ?, ?) \
+    ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at, \
+    mac = excluded.mac, mac_key_id = excluded.mac_key_id";
 
 pub(crate) const MARK_EXPIRED_UPDATE: &str =
     "UPDATE tokens SET expiry_recorded_at = ? WHERE id = ?";

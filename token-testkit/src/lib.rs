@@ -200,11 +200,16 @@ pub struct CountingStore {
     answers_now: bool,
     gate: Arc<WriteGate>,
     audit_rewrite: Arc<Mutex<Option<AuditRewrite>>>,
+    checkpoint_rewrite: Arc<Mutex<Option<CheckpointRewrite>>>,
 }
 
 /// Edits every page of audit records read through a [`CountingStore`], as a writer with raw
 /// access to the audit table would have edited the rows.
 pub type AuditRewrite = Arc<dyn Fn(&mut Vec<AuditRecord>) + Send + Sync + 'static>;
+
+/// Edits the retention checkpoint read through a [`CountingStore`], as a writer with raw access
+/// to the checkpoint table would have written the row (`None`: no row).
+pub type CheckpointRewrite = Arc<dyn Fn(&mut Option<AuditCheckpoint>) + Send + Sync + 'static>;
 
 /// Holds back one `insert` or `rotate`: it announces itself and waits to be released.
 #[derive(Default)]
@@ -233,6 +238,7 @@ impl CountingStore {
             answers_now: true,
             gate: Arc::default(),
             audit_rewrite: Arc::default(),
+            checkpoint_rewrite: Arc::default(),
         }
     }
 
@@ -242,6 +248,19 @@ impl CountingStore {
     pub fn rewrite_audit(&self, rewrite: impl Fn(&mut Vec<AuditRecord>) + Send + Sync + 'static) {
         *self
             .audit_rewrite
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(rewrite));
+    }
+
+    /// From now on, the checkpoint [`TokenStore::audit_checkpoint`] returns is passed through
+    /// `rewrite` (clones share it): what a reader sees after someone rewrote the stored
+    /// checkpoint row behind the store's back, on every store alike.
+    pub fn rewrite_checkpoint(
+        &self,
+        rewrite: impl Fn(&mut Option<AuditCheckpoint>) + Send + Sync + 'static,
+    ) {
+        *self
+            .checkpoint_rewrite
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(rewrite));
     }
@@ -345,7 +364,16 @@ impl TokenStore for CountingStore {
     }
     async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
         self.tick();
-        self.inner.audit_checkpoint().await
+        let mut checkpoint = self.inner.audit_checkpoint().await?;
+        let rewrite = self
+            .checkpoint_rewrite
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(rewrite) = rewrite {
+            rewrite(&mut checkpoint);
+        }
+        Ok(checkpoint)
     }
     async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
         self.tick();

@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use super::TokenManager;
-use crate::audit::{AuditHash, AuditQuery, chain_hash};
+use crate::audit::{AuditCheckpoint, AuditHash, AuditQuery, AuditRecord, chain_hash};
+use crate::audit_key::AuditKeyring;
 use crate::error::Error;
 use crate::trail::{AuditPage, BrokenLink, ChainReport, CheckpointCheck};
 
@@ -74,7 +75,14 @@ impl TokenManager {
     /// [`ManagerBuilder::audit_keys`](crate::ManagerBuilder::audit_keys); an event chained with
     /// a key this manager lacks stops verification and is reported in
     /// [`missing_key`](ChainReport::missing_key), and with keys configured an unkeyed event after
-    /// a keyed one in [`downgraded`](ChainReport::downgraded).
+    /// a keyed one in [`downgraded`](ChainReport::downgraded), as is any unkeyed event from
+    /// [`ManagerBuilder::audit_keys_required_from`](crate::ManagerBuilder::audit_keys_required_from)
+    /// on. With keys, the checkpoint's MAC ([`AuditCheckpoint::mac`]) is verified too: one that
+    /// does not verify is reported in [`checkpoint_broken`](ChainReport::checkpoint_broken), a
+    /// missing one where the trail after the checkpoint is keyed makes the verdict
+    /// [`CheckpointCheck::Unauthenticated`]. This holds only if every instance that runs
+    /// [`sweep`](TokenManager::sweep) (so truncates the trail) has its store configured with
+    /// the audit keys: a checkpoint written without them is flagged.
     ///
     /// No check inside the database proves that its newest events are still there: keep the
     /// reported [`head`](ChainReport::head) elsewhere and compare (see
@@ -112,13 +120,23 @@ impl TokenManager {
             keyed: 0,
             missing_key: None,
             downgraded: None,
+            checkpoint_broken: None,
         };
         let keys = self.inner.audit_keys.as_ref();
+        let required_from = self.inner.keyed_required_from;
         let mut seen_keyed = false;
+        // The checkpoint's MAC is judged once the first remaining event is known.
+        let mut checkpoint_pending = checkpoint.is_some();
         loop {
             let mut query = AuditQuery::new().limit(1000);
             query.after_seq = after;
             let page = self.store().query_audit(&query).await?;
+            if checkpoint_pending {
+                checkpoint_pending = false;
+                if let (Some(c), Some(keys)) = (checkpoint, keys) {
+                    judge_checkpoint_mac(&mut report, &c, keys, page.first(), required_from);
+                }
+            }
             let Some(last) = page.last() else {
                 return Ok(report);
             };
@@ -135,7 +153,9 @@ impl TokenManager {
                         }
                         seen_keyed = true;
                     }
-                    None if seen_keyed && keys.is_some() => {
+                    None if (seen_keyed && keys.is_some())
+                        || required_from.is_some_and(|from| record.seq >= from) =>
+                    {
                         report.downgraded = Some(record.seq);
                         return Ok(report);
                     }
@@ -163,5 +183,29 @@ impl TokenManager {
                 report.head = Some((record.seq, record.hash));
             }
         }
+    }
+}
+
+/// With audit keys: a checkpoint MAC that does not verify is a break; a missing one is suspect
+/// where the trail after the checkpoint is keyed (its first remaining event, or the checkpoint
+/// past the point from which keyed events are required), since a store with audit keys seals
+/// every checkpoint it writes.
+fn judge_checkpoint_mac(
+    report: &mut ChainReport,
+    checkpoint: &AuditCheckpoint,
+    keys: &AuditKeyring,
+    first: Option<&AuditRecord>,
+    required_from: Option<u64>,
+) {
+    match keys.check_checkpoint(checkpoint) {
+        Ok(true) => {}
+        Ok(false) => {
+            let keyed_after = first.is_some_and(|r| r.chain_key_id.is_some())
+                || required_from.is_some_and(|from| checkpoint.seq >= from);
+            if keyed_after {
+                report.checkpoint_check = CheckpointCheck::Unauthenticated;
+            }
+        }
+        Err(broken) => report.checkpoint_broken = Some(broken),
     }
 }

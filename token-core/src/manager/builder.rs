@@ -50,6 +50,7 @@ pub struct ManagerBuilder {
     strict_validation_audit: bool,
     cache: Option<CacheConfig>,
     audit_keys: Option<AuditKeyring>,
+    keyed_required_from: Option<u64>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -79,6 +80,7 @@ impl TokenManager {
             strict_validation_audit: false,
             cache: None,
             audit_keys: None,
+            keyed_required_from: None,
         }
     }
 }
@@ -135,6 +137,38 @@ impl ManagerBuilder {
     /// ```
     pub fn audit_keys(mut self, keys: AuditKeyring) -> Self {
         self.audit_keys = Some(keys);
+        self
+    }
+
+    /// Requires every audit event from sequence number `seq` on to be keyed: an unkeyed event
+    /// there is a break ([`ChainReport::downgraded`](crate::ChainReport::downgraded)), even when
+    /// no keyed event precedes it. Without this, a writer who strips `chain_key_id` from every
+    /// event from the first keyed one on and recomputes the unkeyed hashes leaves a trail that
+    /// verifies (nothing shows that it was ever keyed).
+    ///
+    /// Record the point when you enable audit keys: verify the chain just before, and pass
+    /// the reported [`head`](crate::ChainReport::head)'s sequence number plus one (1 for a
+    /// trail keyed from its first event). Keep the value outside the database, with the keys.
+    /// It also makes a retention checkpoint past that point require a MAC
+    /// ([`CheckpointCheck::Unauthenticated`](crate::CheckpointCheck::Unauthenticated)), where
+    /// the manager has [`audit_keys`](Self::audit_keys).
+    ///
+    /// ```
+    /// use token_core::{AuditKey, AuditKeyring, HashKey, KeyId, Keyring, TokenManager};
+    /// use token_store_memory::MemoryStore;
+    /// let keys = AuditKeyring::new(AuditKey::new(KeyId::new(1), [9; 32]));
+    /// let store = MemoryStore::new().with_audit_keys(keys.clone());
+    /// // Keyed from the first event on (a new deployment); an upgraded one passes the
+    /// // sequence number it recorded when it enabled the keys.
+    /// let manager = TokenManager::builder(store, Keyring::new(HashKey::new(KeyId::new(1), [1; 32])))
+    ///     .audit_keys(keys)
+    ///     .audit_keys_required_from(1)
+    ///     .build()?;
+    /// # let _ = manager;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn audit_keys_required_from(mut self, seq: u64) -> Self {
+        self.keyed_required_from = Some(seq);
         self
     }
 
@@ -253,6 +287,7 @@ impl ManagerBuilder {
                 denial_queue,
                 strict_validation_audit: self.strict_validation_audit,
                 audit_keys: self.audit_keys,
+                keyed_required_from: self.keyed_required_from,
                 cache: self
                     .cache
                     .map(|config| ValidationCache::new(RecordCache::new(&config))),

@@ -117,6 +117,8 @@ struct Inner {
     strict_validation_audit: bool,
     /// Keys for verifying keyed audit links.
     audit_keys: Option<crate::audit_key::AuditKeyring>,
+    /// Every event from this sequence number on must be keyed.
+    keyed_required_from: Option<u64>,
     cache: Option<feed::ValidationCache>,
 }
 

@@ -18,7 +18,7 @@
 //! | `list.rs`        | list filters and pagination, the stale-token report                    |
 //! | `storage.rs`     | what is persisted: no secret, every field round-trips, duplicate ids   |
 //! | `audit.rs`       | audit events, the hash chain, audit queries, export and sink           |
-//! | `keyed_chain.rs` | the keyed audit chain: recomputed rewrites caught, key rotation        |
+//! | `keyed_chain.rs` | the keyed audit chain: rewrites caught, key rotation, sealed checkpoint |
 //! | `feed.rs`        | the revocation feed                                                    |
 //! | `sweep.rs`       | retention sweeps: expiry, unused tokens, purge, audit truncation       |
 //! | `concurrency.rs` | limits under concurrent validations, issues, rotations, sweeps, writes |
