@@ -49,8 +49,9 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
             version: 3,
             description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused), \
                 CHECK constraints on tokens (16-byte ids, 32-byte hashes, counts not negative), \
-                audit_checkpoint.at (the checkpoint's time), audit_events.chain_key_id (keyed \
-                audit chain)",
+                audit_checkpoint.at (the checkpoint's time), audit_checkpoint.mac and mac_key_id \
+                (the checkpoint sealed with the audit key), audit_events.chain_key_id (keyed audit \
+                chain)",
             steps: &[Step::Sql(include_str!(
                 "../migrations/0003_cutoff_checks.sql"
             ))],

@@ -46,8 +46,9 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
         Migration {
             version: 3,
             description: "revocation_cutoff (issues racing revoke(IssuedBefore) are refused), \
-                audit_checkpoint.at (the checkpoint's time), audit_events.chain_key_id (keyed \
-                audit chain)",
+                audit_checkpoint.at (the checkpoint's time), audit_checkpoint.mac and mac_key_id \
+                (the checkpoint sealed with the audit key), audit_events.chain_key_id (keyed audit \
+                chain)",
             steps: &[Step::Sql(include_str!(
                 "../migrations/0003_revocation_cutoff.sql"
             ))],
