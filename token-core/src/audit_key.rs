@@ -3,8 +3,9 @@
 //! The unkeyed chain ([`chain_hash`](crate::audit::chain_hash)) detects an edited, inserted or
 //! deleted event only until someone recomputes the hashes after it, and anyone who can write to
 //! the database can. Keyed by an [`AuditKey`] held outside the database, each link is
-//! `blake3::keyed_hash(key, prev ‖ key id ‖ canonical bytes)`: without the key a writer cannot
-//! produce a link that verifies. Each stored event names the key that chained it
+//! `blake3::keyed_hash(link key, prev ‖ key id ‖ canonical bytes)`, where the link key is
+//! `blake3::derive_key` of the audit key for links (checkpoint MACs use another derived key):
+//! without the key a writer cannot produce a link that verifies. Each stored event names the key that chained it
 //! ([`AuditRecord::chain_key_id`](crate::AuditRecord::chain_key_id)), so an [`AuditKeyring`]
 //! rotates like the hashing [`Keyring`](crate::Keyring): add a key, make it current, keep the
 //! old one for verification.
@@ -37,9 +38,10 @@ use zeroize::{Zeroize, Zeroizing};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash};
+use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditRecord};
 use crate::format::{RandomnessError, fill_random};
 use crate::keyring::{KeyId, KeyringError};
+use crate::store::StoreError;
 
 /// A 256-bit audit chain key and its id. The key bytes are zeroized on drop and never printed.
 ///
@@ -78,8 +80,14 @@ impl AuditKey {
         self.id
     }
 
+    /// The key for one purpose, derived from the audit key (`blake3::derive_key` with a context
+    /// per purpose): links and checkpoint MACs never share a key, whatever their inputs.
+    fn subkey(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(context, &self.key[..]))
+    }
+
     fn link(&self, prev: &AuditHash, seq: u64, event: &AuditEvent) -> AuditHash {
-        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        let mut hasher = blake3::Hasher::new_keyed(&self.subkey(LINK_CONTEXT));
         hasher.update(prev.as_bytes());
         // The id is covered so a link cannot be relabelled to another key.
         hasher.update(&self.id.get().to_be_bytes());
@@ -92,7 +100,7 @@ impl AuditKey {
 
 impl AuditKey {
     fn checkpoint_tag(&self, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> AuditHash {
-        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        let mut hasher = blake3::Hasher::new_keyed(&self.subkey(CHECKPOINT_CONTEXT));
         hasher.update(&checkpoint_bytes(self.id, seq, hash, at));
         let tag = AuditHash::from_bytes(*hasher.finalize().as_bytes());
         hasher.zeroize();
@@ -100,10 +108,14 @@ impl AuditKey {
     }
 }
 
-/// What a checkpoint MAC covers: a domain tag (so no chain link is ever a valid checkpoint MAC,
-/// nor the reverse: a link's input starts with a 32-byte hash, this one with the tag), the key
-/// id, the sequence number, the hash and the time in Unix microseconds (the precision stores
-/// keep).
+/// `blake3::derive_key` context of the key that chains links.
+const LINK_CONTEXT: &str = "token-lifecycle 2026-12 audit chain link";
+/// `blake3::derive_key` context of the key that seals checkpoints.
+const CHECKPOINT_CONTEXT: &str = "token-lifecycle 2026-12 audit checkpoint seal";
+
+/// What a checkpoint MAC covers: a domain tag (the MAC is also under its own derived key, so no
+/// chain link is ever a valid checkpoint MAC, nor the reverse), the key id, the sequence number,
+/// the hash and the time in Unix microseconds (the precision stores keep).
 fn checkpoint_bytes(id: KeyId, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
     out.extend_from_slice(b"token-audit-checkpoint/v1\0");
@@ -322,6 +334,76 @@ pub fn append_link(
         }
         None => (None, crate::audit::chain_hash(prev, seq, event)),
     }
+}
+
+/// Whether two chain hashes are equal, in constant time (a keyed link is a MAC).
+pub(crate) fn same_hash(a: &AuditHash, b: &AuditHash) -> bool {
+    blake3::Hash::from(*a.as_bytes()) == blake3::Hash::from(*b.as_bytes())
+}
+
+/// Why a stored link does not verify ([`check_link`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkFault {
+    /// The stored hash is not the link recomputed from the previous hash and the event.
+    Mismatch,
+    /// The event was chained with an audit key the checker does not hold.
+    MissingKey(KeyId),
+}
+
+/// Recomputes the link of `record` after `prev` (keyed with `record.chain_key_id` when set) and
+/// compares it with the stored hash, in constant time.
+pub fn check_link(
+    keys: Option<&AuditKeyring>,
+    prev: &AuditHash,
+    record: &AuditRecord,
+) -> Result<(), LinkFault> {
+    let expected = match record.chain_key_id {
+        Some(id) => keys
+            .and_then(|keys| keys.link(id, prev, record.seq, &record.event))
+            .ok_or(LinkFault::MissingKey(id))?,
+        None => crate::audit::chain_hash(prev, record.seq, &record.event),
+    };
+    if same_hash(&expected, &record.hash) {
+        Ok(())
+    } else {
+        Err(LinkFault::Mismatch)
+    }
+}
+
+/// Checks that `records` (consecutive events in seq order, as stored) chain from `start` (the
+/// current checkpoint's hash, or [`AuditHash::GENESIS`]): what a store does before truncating
+/// them, so retention never seals a checkpoint over events that do not verify (a writer who
+/// backdated, or re-hashed, the last removed event would otherwise have it sealed as genuine).
+/// A failure is [`StoreError::Corrupt`] naming the event: the truncation must not happen.
+pub fn check_links_before_truncation(
+    store: &'static str,
+    keys: Option<&AuditKeyring>,
+    start: &AuditHash,
+    records: &[AuditRecord],
+) -> Result<(), StoreError> {
+    let mut prev = *start;
+    for record in records {
+        if let Err(fault) = check_link(keys, &prev, record) {
+            let why = match fault {
+                LinkFault::Mismatch => {
+                    "its stored hash is not its link (the trail was edited)".to_owned()
+                }
+                LinkFault::MissingKey(id) => format!(
+                    "it was chained with audit key {id}, which this store does not hold (every instance that sweeps needs the audit keys)"
+                ),
+            };
+            return Err(StoreError::Corrupt {
+                store,
+                message: format!(
+                    "audit_events seq {}: {why}; retention refuses to truncate behind it, run verify_audit_chain",
+                    record.seq
+                ),
+            });
+        }
+        prev = record.hash;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

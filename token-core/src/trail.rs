@@ -109,8 +109,10 @@ pub struct AuditPage {
 pub struct BrokenLink {
     /// The first event whose stored hash does not match.
     pub seq: u64,
-    /// The hash recomputed from the previous link and this event's content.
-    pub expected: AuditHash,
+    /// The hash recomputed from the previous link and this event's content; `None` for a keyed
+    /// link, whose correct value is a MAC under the audit key (reporting it would hand a forger
+    /// the value to write).
+    pub expected: Option<AuditHash>,
     /// The hash stored with the event.
     pub stored: AuditHash,
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use futures_util::stream;
 use time::OffsetDateTime;
-use token_core::audit_key::{append_link, seal_checkpoint};
+use token_core::audit_key::{append_link, check_links_before_truncation, seal_checkpoint};
 use token_core::store::{
     ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
     MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
@@ -573,16 +573,21 @@ impl TokenStore for MemoryStore {
     async fn truncate_audit(&self, request: &TruncateAudit) -> Result<u64, StoreError> {
         let (before, limit) = (request.before, request.limit);
         let mut state = self.write();
-        let mut removed = 0;
-        let mut last = None;
-        while removed < u64::from(limit) {
-            let Some(entry) = state.audit.first_entry() else {
-                break;
-            };
-            if entry.get().event.at >= before {
-                break;
-            }
-            let record = entry.remove();
+        let prefix: Vec<AuditRecord> = state
+            .audit
+            .values()
+            .take(limit as usize)
+            .take_while(|r| r.event.at < before)
+            .cloned()
+            .collect();
+        let Some(last) = prefix.last() else {
+            return Ok(0);
+        };
+        // Never seal a checkpoint over events that do not verify.
+        let start = state.checkpoint.map_or(AuditHash::GENESIS, |c| c.hash);
+        check_links_before_truncation("memory", state.audit_keys.as_ref(), &start, &prefix)?;
+        for record in &prefix {
+            state.audit.remove(&record.seq);
             if let Some(id) = record.event.token_id
                 && let Some(seqs) = state.audit_by_token.get_mut(&id)
             {
@@ -591,18 +596,14 @@ impl TokenStore for MemoryStore {
                     state.audit_by_token.remove(&id);
                 }
             }
-            last = Some(record);
-            removed += 1;
         }
-        if let Some(record) = last {
-            state.checkpoint = Some(seal_checkpoint(
-                state.audit_keys.as_ref(),
-                record.seq,
-                record.hash,
-                record.event.at,
-            ));
-        }
-        Ok(removed)
+        state.checkpoint = Some(seal_checkpoint(
+            state.audit_keys.as_ref(),
+            last.seq,
+            last.hash,
+            last.event.at,
+        ));
+        Ok(prefix.len() as u64)
     }
 
     async fn mark_expired(&self, request: &MarkExpired) -> Result<Vec<AuditEvent>, StoreError> {

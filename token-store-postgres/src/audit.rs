@@ -2,8 +2,10 @@
 //! the retention checkpoint and truncation.
 
 use sqlx::postgres::PgConnection;
+use token_core::audit_key::check_links_before_truncation;
 use token_core::{
-    AuditCheckpoint, AuditEvent, AuditKeyring, AuditQuery, AuditRecord, StoreError, TruncateAudit,
+    AuditCheckpoint, AuditEvent, AuditHash, AuditKeyring, AuditQuery, AuditRecord, StoreError,
+    TruncateAudit,
 };
 use token_store_sql::{decode_checkpoint, encode_checkpoint_mac, micros_ceil};
 
@@ -122,6 +124,29 @@ pub(crate) async fn truncate_audit(
         return Ok(0);
     };
     let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+    // Never seal a checkpoint over events that do not verify: a writer who backdated (or
+    // re-hashed) one would otherwise have retention vouch for it.
+    let (sql, args) = store
+        .inner
+        .sql
+        .audit_query_sql(&AuditQuery::new().limit(prefix as u32));
+    let removed: Vec<AuditRecord> = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend_in)?
+        .iter()
+        .map(audit_from_row)
+        .collect::<Result<_, _>>()?;
+    let current: Option<(i64, Vec<u8>)> = sqlx::query_as(q(&store.inner.sql.checkpoint_hash))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_in)?;
+    let start = match current {
+        Some((seq, hash)) => audit_hash(&hash, "audit_checkpoint", seq)?,
+        None => AuditHash::GENESIS,
+    };
+    let keys = store.inner.sql.chain.keys();
+    check_links_before_truncation(STORE, keys.as_deref(), &start, &removed)?;
     let checkpoint = store
         .inner
         .sql

@@ -71,6 +71,14 @@ impl Chain {
         }
     }
 
+    /// The audit keys, if the store has them.
+    pub(crate) fn keys(&self) -> Option<Arc<AuditKeyring>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Chains every later append with the current key of `keys`.
     pub(crate) fn set_keys(&self, keys: AuditKeyring) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));

@@ -40,6 +40,7 @@ pub(crate) struct Sql {
     pub(crate) count_live_key: Arc<str>,
     audit_base: String,
     pub(crate) checkpoint: Arc<str>,
+    pub(crate) checkpoint_hash: Arc<str>,
     pub(crate) truncate_scan: Arc<str>,
     pub(crate) truncate_delete: Arc<str>,
     pub(crate) truncate_checkpoint: Arc<str>,
@@ -161,6 +162,9 @@ impl Sql {
             audit_base: format!("SELECT {AUDIT_COLUMNS} FROM {s}.audit_events WHERE TRUE"),
             checkpoint: arc(format!(
                 "SELECT seq, hash, at, mac, mac_key_id FROM {s}.audit_checkpoint WHERE id = 1"
+            )),
+            checkpoint_hash: arc(format!(
+                "SELECT seq, hash FROM {s}.audit_checkpoint WHERE id = 1"
             )),
             truncate_scan: arc(format!(
                 "SELECT seq, at, hash FROM {s}.audit_events ORDER BY seq LIMIT $1"

@@ -1,7 +1,7 @@
 //! The audit trail: appends (inside a change's transaction, see [`crate::chain`]), queries,
 //! the retention checkpoint and truncation.
 
-use token_core::audit_key::seal_checkpoint;
+use token_core::audit_key::{check_links_before_truncation, seal_checkpoint};
 use token_core::clock::from_unix_micros;
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKeyring, AuditQuery, AuditRecord, StoreError,
@@ -12,7 +12,8 @@ use token_store_sql::{decode_checkpoint, encode_checkpoint_mac, micros_ceil};
 use crate::codec::{audit_from_row, audit_hash};
 use crate::error::{STORE, backend};
 use crate::statements::{
-    CHECKPOINT, TRUNCATE_CHECKPOINT, TRUNCATE_DELETE, TRUNCATE_SCAN_SQL, audit_query_sql, bind_all,
+    CHECKPOINT, CHECKPOINT_HASH, TRUNCATE_CHECKPOINT, TRUNCATE_DELETE, TRUNCATE_SCAN_SQL,
+    audit_query_sql, bind_all,
 };
 use crate::{SqliteStore, Tx, chain, commit, rollback};
 
@@ -91,6 +92,25 @@ pub(crate) async fn truncate_audit(
         return Ok(0);
     };
     let hash = audit_hash(last_hash, "audit_events", *last_seq)?;
+    // Never seal a checkpoint over events that do not verify: a writer who backdated (or
+    // re-hashed) one would otherwise have retention vouch for it.
+    let (sql, args) = audit_query_sql(&AuditQuery::new().limit(prefix as u32));
+    let removed: Vec<AuditRecord> = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(audit_from_row)
+        .collect::<Result<_, _>>()?;
+    let current: Option<(i64, Vec<u8>)> = sqlx::query_as(CHECKPOINT_HASH)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let start = match current {
+        Some((seq, hash)) => audit_hash(&hash, "audit_checkpoint", seq)?,
+        None => AuditHash::GENESIS,
+    };
+    check_links_before_truncation(STORE, tx.audit_keys.as_deref(), &start, &removed)?;
     let checkpoint = sealed(tx.audit_keys.as_deref(), *last_seq, hash, *last_at)?;
     let (mac, mac_key_id) = encode_checkpoint_mac(&checkpoint);
     sqlx::query(TRUNCATE_DELETE)

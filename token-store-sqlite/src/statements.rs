@@ -290,6 +290,8 @@ pub(crate) const RECORD_USAGE: &str = "UPDATE tokens SET \
 
 pub(crate) const CHECKPOINT: &str =
     "SELECT seq, hash, at, mac, mac_key_id FROM audit_checkpoint WHERE id = 1";
+/// The checkpoint's seq and hash (where the remaining chain starts).
+pub(crate) const CHECKPOINT_HASH: &str = "SELECT seq, hash FROM audit_checkpoint WHERE id = 1";
 pub(crate) const TRUNCATE_DELETE: &str = "DELETE FROM audit_events WHERE seq <= ?";
 pub(crate) const TRUNCATE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint \
     (id, seq, hash, at, mac, mac_key_id) VALUES (1, ?, ?, ?, ?, ?) \

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::TokenManager;
 use crate::audit::{AuditCheckpoint, AuditHash, AuditQuery, AuditRecord, chain_hash};
-use crate::audit_key::AuditKeyring;
+use crate::audit_key::{AuditKeyring, check_link};
 use crate::error::Error;
 use crate::trail::{AuditPage, BrokenLink, ChainReport, CheckpointCheck};
 
@@ -161,21 +161,21 @@ impl TokenManager {
                     }
                     None => {}
                 }
-                if let Some(p) = prev {
-                    let expected = match (record.chain_key_id, keys) {
-                        (Some(id), Some(keys)) => keys
-                            .link(id, &p, record.seq, &record.event)
-                            .unwrap_or_else(|| unreachable!("checked above")),
-                        _ => chain_hash(&p, record.seq, &record.event),
-                    };
-                    if expected != record.hash {
-                        report.first_broken = Some(BrokenLink {
-                            seq: record.seq,
-                            expected,
-                            stored: record.hash,
-                        });
-                        return Ok(report);
-                    }
+                if let Some(p) = prev
+                    && check_link(keys, &p, record).is_err()
+                {
+                    // (A missing key was reported above.) The correct value of a keyed link is
+                    // a MAC: never reported.
+                    let expected = record
+                        .chain_key_id
+                        .is_none()
+                        .then(|| chain_hash(&p, record.seq, &record.event));
+                    report.first_broken = Some(BrokenLink {
+                        seq: record.seq,
+                        expected,
+                        stored: record.hash,
+                    });
+                    return Ok(report);
                 }
                 prev = Some(record.hash);
                 report.checked += 1;
