@@ -24,6 +24,8 @@
 //!   [`cutoff_refusal`]) on records the
 //!   store read (and locked) there, and the **conditions of an audit query**
 //!   ([`audit_conditions`]), each store adding its own placeholders.
+//! - **Printing a database URL** ([`redacted_url`]): the password and `password` parameters as
+//!   `***`, for `Debug`, logs and errors.
 //! - **Migration bookkeeping** ([`Migrations`], [`Migration`], [`Step`], [`MIGRATIONS_TABLE`]):
 //!   which migrations are pending, and what a recorded version means (current,
 //!   [`SchemaTooNew`](token_core::StoreError::SchemaTooNew),
@@ -46,6 +48,7 @@ mod columns;
 mod lifecycle;
 mod migrate;
 mod query;
+mod redact;
 mod rows;
 #[cfg(test)]
 mod testing;
@@ -58,6 +61,7 @@ pub use crate::columns::{
 pub use crate::lifecycle::{cutoff_refusal, parent_refusal, rotation_successor};
 pub use crate::migrate::{MIGRATIONS_TABLE, Migration, Migrations, Step};
 pub use crate::query::{Param, TOKEN_INSERT_COLUMNS, audit_conditions, token_params};
+pub use crate::redact::redacted_url;
 pub use crate::rows::{
     TokenRow, revoke_event, row_id, row_subject, sweeper_event, unnamed_revoke_event,
 };
