@@ -54,25 +54,44 @@ use crate::store::StoreError;
 #[derive(Clone)]
 pub struct AuditKey {
     id: KeyId,
-    key: Arc<Zeroizing<[u8; 32]>>,
+    /// The keys actually used, derived once from the audit key (which is not kept).
+    subkeys: Arc<Subkeys>,
+}
+
+/// The per-purpose keys derived from an audit key (`blake3::derive_key`, one context each), so
+/// links and checkpoint MACs never share a key, whatever their inputs.
+struct Subkeys {
+    link: Zeroizing<[u8; 32]>,
+    checkpoint: Zeroizing<[u8; 32]>,
+}
+
+impl Subkeys {
+    fn derive(key: &[u8; 32]) -> Self {
+        Self {
+            link: Zeroizing::new(blake3::derive_key(LINK_CONTEXT, key)),
+            checkpoint: Zeroizing::new(blake3::derive_key(CHECKPOINT_CONTEXT, key)),
+        }
+    }
 }
 
 impl AuditKey {
     /// A key from 32 bytes of secret material (load them from your secret manager, not from the
     /// database the trail lives in). The argument is a copy: it is wiped here once stored.
     pub fn new(id: KeyId, mut key: [u8; 32]) -> Self {
-        let mut slot = Arc::new(Zeroizing::new([0u8; 32]));
-        Arc::make_mut(&mut slot).copy_from_slice(&key);
+        let subkeys = Arc::new(Subkeys::derive(&key));
         key.zeroize();
-        Self { id, key: slot }
+        Self { id, subkeys }
     }
 
     /// A fresh random key. Events chained with it cannot be verified once it is lost: persist it
     /// outside the database.
     pub fn generate(id: KeyId) -> Result<Self, RandomnessError> {
-        let mut slot = Arc::new(Zeroizing::new([0u8; 32]));
-        fill_random(&mut **Arc::make_mut(&mut slot))?;
-        Ok(Self { id, key: slot })
+        let mut key = Zeroizing::new([0u8; 32]);
+        fill_random(&mut *key)?;
+        Ok(Self {
+            id,
+            subkeys: Arc::new(Subkeys::derive(&key)),
+        })
     }
 
     /// This key's id.
@@ -80,14 +99,8 @@ impl AuditKey {
         self.id
     }
 
-    /// The key for one purpose, derived from the audit key (`blake3::derive_key` with a context
-    /// per purpose): links and checkpoint MACs never share a key, whatever their inputs.
-    fn subkey(&self, context: &str) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(blake3::derive_key(context, &self.key[..]))
-    }
-
     fn link(&self, prev: &AuditHash, seq: u64, event: &AuditEvent) -> AuditHash {
-        let mut hasher = blake3::Hasher::new_keyed(&self.subkey(LINK_CONTEXT));
+        let mut hasher = blake3::Hasher::new_keyed(&self.subkeys.link);
         hasher.update(prev.as_bytes());
         // The id is covered so a link cannot be relabelled to another key.
         hasher.update(&self.id.get().to_be_bytes());
@@ -100,7 +113,7 @@ impl AuditKey {
 
 impl AuditKey {
     fn checkpoint_tag(&self, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> AuditHash {
-        let mut hasher = blake3::Hasher::new_keyed(&self.subkey(CHECKPOINT_CONTEXT));
+        let mut hasher = blake3::Hasher::new_keyed(&self.subkeys.checkpoint);
         hasher.update(&checkpoint_bytes(self.id, seq, hash, at));
         let tag = AuditHash::from_bytes(*hasher.finalize().as_bytes());
         hasher.zeroize();
