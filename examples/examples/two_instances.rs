@@ -6,6 +6,10 @@
 //! cargo run --example two_instances                       # postgres://postgres@127.0.0.1:5432/test
 //! TOKEN_EXAMPLE_DATABASE_URL=postgres://user@host/db cargo run --example two_instances
 //! ```
+//!
+//! The hashing key comes from `TOKEN_HASH_KEY` (64 hex characters); without it a fresh key is
+//! generated for this run (both instances share it, as real instances share one from your secret
+//! manager).
 
 use std::time::{Duration, Instant};
 
@@ -15,11 +19,14 @@ use token_core::{
 };
 use token_store_postgres::{PgStore, PgStoreOptions};
 
-async fn instance(url: &str) -> Result<(PgStore, TokenManager), Box<dyn std::error::Error>> {
+async fn instance(
+    url: &str,
+    key: &HashKey,
+) -> Result<(PgStore, TokenManager), Box<dyn std::error::Error>> {
     let store = PgStore::connect_with(PgStoreOptions::new(url).schema("token_example")).await?;
     store.migrate().await?;
-    // Both instances must hash with the same key (load it from your secret manager).
-    let keyring = Keyring::new(HashKey::new(KeyId::new(1), [42; 32]));
+    // Both instances must hash with the same key.
+    let keyring = Keyring::new(key.clone());
     let manager = TokenManager::builder(store.clone(), keyring)
         .prefix("example")?
         // Each instance caches validated records; the store's LISTEN/NOTIFY feed tells it when
@@ -34,8 +41,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("TOKEN_EXAMPLE_DATABASE_URL")
         .or_else(|_| std::env::var("TOKEN_TEST_POSTGRES_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let (_, a) = instance(&url).await?;
-    let (_, b) = instance(&url).await?;
+    let key = match std::env::var("TOKEN_HASH_KEY") {
+        Ok(hex) => HashKey::from_hex(KeyId::new(1), &hex)?,
+        Err(_) => HashKey::generate(KeyId::new(1))?,
+    };
+    let (_, a) = instance(&url, &key).await?;
+    let (_, b) = instance(&url, &key).await?;
     println!(
         "two instances on {}, schema token_example",
         examples::redact::redacted_url(&url)

@@ -235,20 +235,12 @@ impl IntoResponse for ApiError {
 }
 
 impl From<Error> for ApiError {
+    /// Every error answered by the library's one mapping ([`token_core::status`]).
     fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::AlreadyRotated { .. } | Error::NotActive { .. } => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            Error::Policy(_)
-            | Error::InvalidRequest { .. }
-            | Error::Scope(_)
-            | Error::ScopeWidening { .. }
-            | Error::OutlivesParent { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
+        let answer = e.http();
+        let status =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = answer.code;
         if status.is_server_error() {
             // Details (driver messages) stay in the server's log, not in responses.
             eprintln!("request failed: {e}");

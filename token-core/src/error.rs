@@ -223,6 +223,10 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A validation failed (so `?` works across [`validate`](crate::TokenManager::validate) and
+    /// lifecycle calls in one handler; [`Error::http`] answers it as the validation would).
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
 }
 
 /// A [`TokenManager`](crate::TokenManager) configuration that cannot be built.

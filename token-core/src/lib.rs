@@ -18,6 +18,7 @@
 //! hash ([`keyring`]), and [`PlaintextToken`] zeroizes its string on drop.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 pub mod audit;
@@ -34,8 +35,10 @@ pub mod record;
 mod request;
 pub mod retention;
 pub mod scope;
+pub mod status;
 pub mod store;
 #[cfg(feature = "sweeper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sweeper")))]
 pub mod sweeper;
 pub mod trail;
 mod usage;
@@ -64,6 +67,7 @@ pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
 pub use retention::{Retention, RetentionBuilder, SweepFailure, SweepReport, SweepStep};
 pub use scope::{Scope, ScopeError, ScopeSet};
+pub use status::HttpAnswer;
 pub use store::{
     ConsumeUse, CountLiveWithKey, Cursor, ImmediateLookup, InsertOutcome, InsertToken, ListFilter,
     ListQuery, MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest,
