@@ -20,10 +20,21 @@ fn end_of_time() -> OffsetDateTime {
     OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT)
 }
 
+use tracing::Instrument as _;
+
+use super::spans;
+
 impl TokenManager {
     /// Issues a root token after checking the policy (TTL cap, expiry required, scope ceiling,
     /// live tokens per subject). The record and its `Issued` event are written atomically.
     pub async fn issue(&self, request: IssueRequest) -> Result<IssuedToken, Error> {
+        let span = spans::issue(&request.subject);
+        let result = self.issue_checked(request).instrument(span.clone()).await;
+        spans::issued(&span, &result);
+        result
+    }
+
+    async fn issue_checked(&self, request: IssueRequest) -> Result<IssuedToken, Error> {
         let _hashing = self.inner.hashing.read().await;
         let now = self.now();
         check_subject(&request.subject)?;
@@ -43,6 +54,20 @@ impl TokenManager {
     /// later than the parent's. The parent must be active; the check and the insert are one
     /// transaction, so a concurrent revocation of the parent's family cannot miss the child.
     pub async fn derive(
+        &self,
+        parent: TokenId,
+        request: DeriveRequest,
+    ) -> Result<IssuedToken, Error> {
+        let span = spans::derive(parent);
+        let result = self
+            .derive_checked(parent, request)
+            .instrument(span.clone())
+            .await;
+        spans::issued(&span, &result);
+        result
+    }
+
+    async fn derive_checked(
         &self,
         parent: TokenId,
         request: DeriveRequest,

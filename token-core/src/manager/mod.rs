@@ -14,6 +14,7 @@
 //! | `keys.rs` | hash-key rotation and retirement |
 //! | `read.rs` | `inspect`, `list`, `audit` |
 //! | `audit.rs` | audit queries, export and chain verification |
+//! | `spans.rs` | the tracing spans of the operations (names, levels, fields) |
 //! | `sweep.rs` | retention sweeps and the stale-token report |
 //! | `usage.rs` | flushing coalesced usage |
 //! | `events.rs` | denials, best-effort appends, the audit sink |
@@ -46,6 +47,7 @@ mod keys;
 mod read;
 mod revoke;
 mod rotate;
+mod spans;
 mod sweep;
 mod usage;
 mod validate;

@@ -10,6 +10,10 @@ use crate::format::TokenId;
 use crate::record::{TokenRecord, TokenState};
 use crate::store::{RevokeRequest, RevokeSelector, StoreError, event_token_ids};
 
+use tracing::Instrument as _;
+
+use super::spans;
+
 impl TokenManager {
     /// Revokes what `selector` matches, plus everything derived from it. Idempotent: returns the
     /// ids revoked by this call (already-revoked tokens are not repeated). Once this returns, no
@@ -29,6 +33,21 @@ impl TokenManager {
         &self,
         selector: RevokeSelector,
         reason: impl Into<String>,
+        ctx: &Context,
+    ) -> Result<Vec<TokenId>, Error> {
+        let span = spans::revoke(&selector);
+        let result = self
+            .revoke_checked(selector, reason.into(), ctx)
+            .instrument(span.clone())
+            .await;
+        spans::revoked(&span, &result);
+        result
+    }
+
+    async fn revoke_checked(
+        &self,
+        selector: RevokeSelector,
+        reason: String,
         ctx: &Context,
     ) -> Result<Vec<TokenId>, Error> {
         let now = self.now();

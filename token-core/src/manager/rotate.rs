@@ -11,6 +11,10 @@ use crate::policy::PolicyViolation;
 use crate::record::TokenState;
 use crate::store::{RotateOutcome, RotateToken};
 
+use tracing::Instrument as _;
+
+use super::spans;
+
 impl TokenManager {
     /// Replaces `id` with a new token carrying the same subject, scopes, labels, name, idle
     /// timeout, remaining uses and expiry ceiling (rotation never extends lifetime). The old token
@@ -23,6 +27,21 @@ impl TokenManager {
 
     /// [`rotate`](Self::rotate) with the caller's context for audit events.
     pub async fn rotate_with(
+        &self,
+        id: TokenId,
+        grace: Duration,
+        ctx: &Context,
+    ) -> Result<IssuedToken, Error> {
+        let span = spans::rotate(id);
+        let result = self
+            .rotate_checked(id, grace, ctx)
+            .instrument(span.clone())
+            .await;
+        spans::issued(&span, &result);
+        result
+    }
+
+    async fn rotate_checked(
         &self,
         id: TokenId,
         grace: Duration,

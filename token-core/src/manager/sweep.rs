@@ -14,6 +14,10 @@ use crate::store::{
     ListFilter, MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, TruncateAudit,
 };
 
+use tracing::Instrument as _;
+
+use super::spans;
+
 impl TokenManager {
     /// Runs one bounded retention pass with the manager's [`Retention`](crate::Retention):
     /// flushes coalesced usage, records newly expired tokens, revokes unused ones, purges old
@@ -28,6 +32,17 @@ impl TokenManager {
     /// not revoked after a failed usage flush, since the uses it could not write may be exactly
     /// the ones that show them in use.
     pub async fn sweep(&self) -> Result<SweepReport, Error> {
+        let span = spans::sweep();
+        let result = self.sweep_checked().instrument(span.clone()).await;
+        match &result {
+            Ok(report) => spans::swept(&span, report),
+            Err(Error::SweepIncomplete(report)) => spans::swept(&span, report),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn sweep_checked(&self) -> Result<SweepReport, Error> {
         let retention = *self.retention();
         let batch = retention.batch_size();
         let mut report = SweepReport::default();

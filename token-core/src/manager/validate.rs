@@ -31,6 +31,10 @@ use crate::scope::Scope;
 use crate::store::{ConsumeUse, ImmediateLookup, StoreError, UseOutcome};
 use crate::trail::UseAudit;
 
+use tracing::Instrument as _;
+
+use super::spans;
+
 impl TokenManager {
     /// Validates `token` and checks that it permits every scope in `required`.
     ///
@@ -51,6 +55,22 @@ impl TokenManager {
 
     /// [`validate`](Self::validate) with the caller's context for audit events.
     pub async fn validate_with(
+        &self,
+        token: &str,
+        required: &[Scope],
+        ctx: &Context,
+    ) -> Result<ValidatedToken, ValidationError> {
+        let span = spans::validate();
+        let result = self
+            .validate_checked(token, required, ctx)
+            .instrument(span.clone())
+            .await;
+        spans::validated(&span, token, &result);
+        result
+    }
+
+    /// [`validate_with`](Self::validate_with) inside its span.
+    async fn validate_checked(
         &self,
         token: &str,
         required: &[Scope],
