@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use token_core::{
-    CacheConfig, Context, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, RevokeSelector, Scope,
-    ScopeSet, TokenManager,
+    CacheConfig, Context, ErrorClass, HashKey, IssueRequest, KeyId, Keyring, Requirement,
+    RevokeSelector, ScopeSet, TokenManager,
 };
 use token_store_sqlite::SqliteStore;
 
@@ -52,15 +52,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("   token (shown once): {token}");
 
-    let read: Scope = "widgets:read".parse()?;
-    let ok = manager.validate(token, std::slice::from_ref(&read)).await?;
+    // Requirements are parsed once; validation parses nothing.
+    let read = Requirement::parse("widgets:read")?;
+    let ok = manager.validate(token, &read).await?;
     println!(
         "3. validate for widgets:read -> ok, subject {}",
         ok.subject()
     );
 
-    let write: Scope = "widgets:write".parse()?;
-    match manager.validate(token, &[write]).await {
+    let write = Requirement::parse("widgets:write")?;
+    match manager.validate(token, &write).await {
         Ok(_) => return Err("a read-only token was accepted for widgets:write".into()),
         Err(e) => {
             assert_eq!(e.class(), ErrorClass::InsufficientScope);
@@ -76,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("5. revoked {} token(s)", revoked.len());
 
-    match manager.validate(token, &[read]).await {
+    match manager.validate(token, &read).await {
         Ok(_) => return Err("a revoked token was accepted".into()),
         Err(e) => println!(
             "6. validate after revoke -> refused: {e} (class {:?})",

@@ -33,6 +33,7 @@ pub mod manual;
 pub mod policy;
 pub mod record;
 mod request;
+pub mod requirement;
 pub mod retention;
 pub mod scope;
 pub mod status;
@@ -65,6 +66,7 @@ pub use policy::{
 };
 pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
+pub use requirement::{Requirement, RequirementError};
 pub use retention::{Retention, RetentionBuilder, SweepFailure, SweepReport, SweepStep};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use status::HttpAnswer;
