@@ -19,6 +19,7 @@ use token_store_sqlite::SqliteStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    examples::init_logging();
     let path = std::env::var("TOKEN_QUICKSTART_DB").unwrap_or_else(|_| "quickstart.db".to_owned());
     let store = SqliteStore::connect(&format!("sqlite://{path}")).await?;
     store.migrate().await?;

@@ -20,6 +20,7 @@ use token_core::{HashKey, KeyId};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    examples::init_logging();
     let addr = std::env::var("TOKEN_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let url = std::env::var("TOKEN_EXAMPLE_DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://token-example.db".to_owned());

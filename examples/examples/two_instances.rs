@@ -38,6 +38,7 @@ async fn instance(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    examples::init_logging();
     let url = std::env::var("TOKEN_EXAMPLE_DATABASE_URL")
         .or_else(|_| std::env::var("TOKEN_TEST_POSTGRES_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());

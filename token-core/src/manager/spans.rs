@@ -87,12 +87,15 @@ pub(super) fn rotate(predecessor: TokenId) -> Span {
     )
 }
 
-/// Records an issue's, derive's or rotation's outcome on its span.
-pub(super) fn issued(span: &Span, result: &Result<IssuedToken, Error>) {
+/// Records an issue's, derive's or rotation's outcome on its span (the subject too, for a
+/// derive or rotation, whose span could not name it up front).
+pub(super) fn issued(span: &Span, result: &Result<IssuedToken, Error>, subject_known: bool) {
     match result {
         Ok(issued) => {
             span.record("token.id", display(issued.record.id));
-            span.record("subject", issued.record.subject.as_str());
+            if !subject_known {
+                span.record("subject", issued.record.subject.as_str());
+            }
             span.record("outcome", "ok");
         }
         Err(error) => refused(span, error),
