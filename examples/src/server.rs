@@ -1,6 +1,9 @@
 //! The example HTTP server: an admin API for tokens, a protected resource, and the OAuth 2.0
 //! revocation (RFC 7009) and introspection (RFC 7662) endpoints.
 //!
+//! Protected routes take the caller's token as `Authorization: Bearer <token>` or as
+//! `x-api-key: <token>` (one of the two; both is `400 invalid_request`).
+//!
 //! | route | auth | answer |
 //! |---|---|---|
 //! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?}` | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
@@ -17,7 +20,10 @@
 //! invalid one, 403 with `error="insufficient_scope"` for a valid token without the route's scope,
 //! except on `/oauth/introspect`, which answers that with 401 and
 //! `WWW-Authenticate: Bearer realm="token-example", error="insufficient_scope",
-//! scope="tokens:introspect"` (RFC 7662 §2.3).
+//! scope="tokens:introspect"` (RFC 7662 §2.3). Their bodies are token-tower's
+//! [`OAuthErrorJson`](token_tower::OAuthErrorJson): `{"error": "invalid_token",
+//! "error_description": "The access token is invalid."}` for every invalid token, the same for
+//! every cause (no error code without a token; `scope` added for `insufficient_scope`).
 //!
 //! `expires_at` in the admin API is RFC 3339; `exp`, `iat`, `nbf` in introspection are Unix seconds
 //! (RFC 7662). Error bodies have the RFC 6749 §5.2 shape, `{"error": "...", "error_description":
@@ -54,7 +60,7 @@ use token_core::{
     Context, Error, IssueRequest, IssuedToken, PlaintextToken, Scope, ScopeSet, TokenId,
     TokenManager, TokenRecord,
 };
-use token_tower::{Authenticated, BearerAuth};
+use token_tower::{Authenticated, BearerAuth, OAuthErrorJson};
 
 /// The largest body the OAuth endpoints read (a token is under 100 bytes).
 pub const OAUTH_BODY_LIMIT: usize = 4 * 1024;
@@ -73,7 +79,10 @@ struct AppState {
 
 /// Builds the router over `manager`.
 pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementError> {
-    let auth = BearerAuth::new(manager.clone()).realm("token-example");
+    let auth = BearerAuth::new(manager.clone())
+        .realm("token-example")
+        .api_key_header()
+        .render_rejections(OAuthErrorJson);
     let state = AppState {
         manager,
         auth: auth.clone(),

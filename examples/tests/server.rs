@@ -511,3 +511,100 @@ async fn an_unsupported_database_url_is_refused_without_echoing_its_password() {
     assert!(!shown.contains("s3cr3t-pw"), "{shown}");
     assert!(shown.contains("mysql://app:***@db/x"), "{shown}");
 }
+
+#[tokio::test]
+async fn protected_routes_accept_x_api_key_and_refusals_have_json_bodies() {
+    let server = Running::start().await;
+    let (status, issued) = server
+        .create(json!({"subject": "user:3", "scopes": ["widgets:read"], "ttl_seconds": 600}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let with_key = |method: Method, path: &str, token: &str| {
+        server
+            .client
+            .request(method, server.url(path))
+            .header("x-api-key", token)
+    };
+
+    let read = with_key(Method::GET, "/widgets", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let id = issued["id"].as_str().unwrap();
+    let admin = with_key(
+        Method::GET,
+        &format!("/tokens/{id}"),
+        server.admin.expose_secret(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(admin.status(), StatusCode::OK);
+
+    // Refusals keep the RFC 6750 challenge and carry the RFC 6749 §5.2 body, whichever header
+    // carried the token; the token is never echoed.
+    let write = with_key(Method::POST, "/widgets", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(&write),
+        "Bearer realm=\"token-example\", error=\"insufficient_scope\", scope=\"widgets:write\""
+    );
+    assert_eq!(
+        write.json::<Value>().await.unwrap(),
+        json!({
+            "error": "insufficient_scope",
+            "error_description": "The access token lacks a required scope.",
+            "scope": "widgets:write",
+        })
+    );
+    let invalid = with_key(Method::GET, "/widgets", "example_garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&invalid),
+        "Bearer realm=\"token-example\", error=\"invalid_token\""
+    );
+    assert_eq!(invalid.headers()["cache-control"], "no-store");
+    assert_eq!(
+        invalid.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_token", "error_description": "The access token is invalid."})
+    );
+    let anonymous = server
+        .client
+        .get(server.url("/widgets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&anonymous),
+        "Bearer realm=\"token-example\""
+    );
+    assert_eq!(
+        anonymous.json::<Value>().await.unwrap(),
+        json!({"error_description": "An access token is required."})
+    );
+
+    // Exactly one credential per request.
+    let both = with_key(Method::GET, "/widgets", &token)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        www_authenticate(&both),
+        "Bearer realm=\"token-example\", error=\"invalid_request\""
+    );
+    let body = both.text().await.unwrap();
+    assert!(body.contains("\"invalid_request\""), "{body}");
+    assert!(!body.contains(&token));
+    server.stop().await;
+}
