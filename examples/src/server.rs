@@ -21,7 +21,7 @@
 //! except on `/oauth/introspect`, which answers that with 401 and
 //! `WWW-Authenticate: Bearer realm="token-example", error="insufficient_scope",
 //! scope="tokens:introspect"` (RFC 7662 §2.3). Their bodies are token-tower's
-//! [`OAuthErrorJson`](token_tower::OAuthErrorJson): `{"error": "invalid_token",
+//! [`OAuthErrorJson`]: `{"error": "invalid_token",
 //! "error_description": "The access token is invalid."}` for every invalid token, the same for
 //! every cause (no error code without a token; `scope` added for `insufficient_scope`).
 //!
