@@ -36,6 +36,7 @@ impl TokenManager {
         let events = [event];
         if self.inner.store.append_audit(&events).await.is_err() {
             Counters::bump(&self.inner.stats.denied_events_dropped);
+            super::spans::denied_not_written("dropped");
             return false;
         }
         self.to_sink_all(&events);
@@ -59,7 +60,10 @@ impl TokenManager {
     /// same whatever is decided.
     async fn deny(&self, id: TokenId, event: AuditEvent, now: OffsetDateTime) {
         match self.inner.denials.admit(&id.to_string(), now) {
-            Admission::Suppress => Counters::bump(&self.inner.stats.denied_events_coalesced),
+            Admission::Suppress => {
+                Counters::bump(&self.inner.stats.denied_events_coalesced);
+                super::spans::denied_not_written("coalesced");
+            }
             Admission::Write { suppressed } => {
                 let event = if suppressed > 0 {
                     event.with_detail(format!("coalesced={suppressed}"))

@@ -30,7 +30,7 @@ impl TokenManager {
     pub async fn issue(&self, request: IssueRequest) -> Result<IssuedToken, Error> {
         let span = spans::issue(&request.subject);
         let result = self.issue_checked(request).instrument(span.clone()).await;
-        spans::issued(&span, &result, true);
+        spans::issued(&span, "issue", &result, true);
         result
     }
 
@@ -63,7 +63,7 @@ impl TokenManager {
             .derive_checked(parent, request)
             .instrument(span.clone())
             .await;
-        spans::issued(&span, &result, false);
+        spans::issued(&span, "derive", &result, false);
         result
     }
 

@@ -14,7 +14,7 @@
 //! | `keys.rs` | hash-key rotation and retirement |
 //! | `read.rs` | `inspect`, `list`, `audit` |
 //! | `audit.rs` | audit queries, export and chain verification |
-//! | `spans.rs` | the tracing spans of the operations (names, levels, fields) |
+//! | `spans.rs` | the tracing spans and metrics counters of the operations (names, levels, fields, labels) |
 //! | `sweep.rs` | retention sweeps and the stale-token report |
 //! | `usage.rs` | flushing coalesced usage |
 //! | `events.rs` | denials, best-effort appends, the audit sink |

@@ -37,7 +37,7 @@ impl TokenManager {
             .rotate_checked(id, grace, ctx)
             .instrument(span.clone())
             .await;
-        spans::issued(&span, &result, false);
+        spans::issued(&span, "rotate", &result, false);
         result
     }
 

@@ -10,6 +10,21 @@
 //! | `token.issue`, `token.derive`, `token.rotate` | INFO | `subject`, `token.id` (the new token), `parent` or `predecessor` when there is one, `outcome`, `reason` ([`HttpAnswer::code`](crate::HttpAnswer::code)) |
 //! | `token.revoke` | INFO | `selector` (its kind), `revoked` (how many), `outcome`, `reason` |
 //! | `token.sweep` | INFO | `expired`, `unused_revoked`, `purged`, `audit_truncated`, `failed_steps`, `outcome` |
+//!
+//! The same outcomes are counted through the [`metrics`](https://docs.rs/metrics) facade (install
+//! any recorder, e.g. `metrics-exporter-prometheus`; without one a count costs a check of a
+//! global and allocates nothing):
+//!
+//! | counter | labels | counts |
+//! |---|---|---|
+//! | `token_validations_total` | `outcome` (`ok`, `refused`) | validations |
+//! | `token_validation_refusals_total` | `reason` ([`ValidationError::reason_code`]) | refused validations |
+//! | `token_operations_total` | `operation` (`issue`, `derive`, `rotate`, `revoke`, `sweep`), `outcome` (`ok`, `refused`, `incomplete`) | lifecycle calls |
+//! | `token_revoked_total` | | tokens revoked (a cascade counts each) |
+//! | `token_swept_total` | `step` (`expired`, `unused_revoked`, `purged`, `audit_truncated`) | records a sweep changed |
+//! | `token_usage_flush_failures_total` | | usage batches the store did not take (kept for the next flush) |
+//! | `token_usage_updates_refused_total` | | usage updates refused for an invalid row (dropped) |
+//! | `token_denied_events_total` | `fate` (`coalesced`, `dropped`) | `Denied` events not written |
 
 use tracing::Span;
 use tracing::field::{Empty, display};
@@ -36,6 +51,14 @@ pub(super) fn validated(
     token: &str,
     result: &Result<ValidatedToken, ValidationError>,
 ) {
+    match result {
+        Ok(_) => metrics::counter!("token_validations_total", "outcome" => "ok").increment(1),
+        Err(error) => {
+            metrics::counter!("token_validations_total", "outcome" => "refused").increment(1);
+            metrics::counter!("token_validation_refusals_total", "reason" => error.reason_code())
+                .increment(1);
+        }
+    }
     if span.is_disabled() {
         return;
     }
@@ -88,8 +111,14 @@ pub(super) fn rotate(predecessor: TokenId) -> Span {
 }
 
 /// Records an issue's, derive's or rotation's outcome on its span (the subject too, for a
-/// derive or rotation, whose span could not name it up front).
-pub(super) fn issued(span: &Span, result: &Result<IssuedToken, Error>, subject_known: bool) {
+/// derive or rotation, whose span could not name it up front) and counts it.
+pub(super) fn issued(
+    span: &Span,
+    operation: &'static str,
+    result: &Result<IssuedToken, Error>,
+    subject_known: bool,
+) {
+    operation_done(operation, if result.is_ok() { "ok" } else { "refused" });
     match result {
         Ok(issued) => {
             span.record("token.id", display(issued.record.id));
@@ -122,8 +151,10 @@ pub(super) fn revoke(selector: &RevokeSelector) -> Span {
 
 /// Records a revocation's outcome on its span.
 pub(super) fn revoked(span: &Span, result: &Result<Vec<TokenId>, Error>) {
+    operation_done("revoke", if result.is_ok() { "ok" } else { "refused" });
     match result {
         Ok(ids) => {
+            metrics::counter!("token_revoked_total").increment(ids.len() as u64);
             span.record("revoked", ids.len());
             span.record("outcome", "ok");
         }
@@ -145,6 +176,18 @@ pub(super) fn sweep() -> Span {
 
 /// Records a sweep's report on its span.
 pub(super) fn swept(span: &Span, report: &SweepReport) {
+    let outcome = if report.failures.is_empty() {
+        "ok"
+    } else {
+        "incomplete"
+    };
+    operation_done("sweep", outcome);
+    metrics::counter!("token_swept_total", "step" => "expired").increment(report.expired as u64);
+    metrics::counter!("token_swept_total", "step" => "unused_revoked")
+        .increment(report.unused_revoked as u64);
+    metrics::counter!("token_swept_total", "step" => "purged").increment(report.purged as u64);
+    metrics::counter!("token_swept_total", "step" => "audit_truncated")
+        .increment(report.audit_truncated);
     span.record("expired", report.expired);
     span.record("unused_revoked", report.unused_revoked);
     span.record("purged", report.purged);
@@ -158,6 +201,26 @@ pub(super) fn swept(span: &Span, report: &SweepReport) {
             "incomplete"
         },
     );
+}
+
+fn operation_done(operation: &'static str, outcome: &'static str) {
+    metrics::counter!("token_operations_total", "operation" => operation, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Counts a usage batch the store did not take.
+pub(super) fn usage_flush_failed() {
+    metrics::counter!("token_usage_flush_failures_total").increment(1);
+}
+
+/// Counts usage updates refused for invalid rows.
+pub(super) fn usage_refused(count: usize) {
+    metrics::counter!("token_usage_updates_refused_total").increment(count as u64);
+}
+
+/// Counts a `Denied` event not written (`coalesced` or `dropped`).
+pub(super) fn denied_not_written(fate: &'static str) {
+    metrics::counter!("token_denied_events_total", "fate" => fate).increment(1);
 }
 
 fn refused(span: &Span, error: &Error) {

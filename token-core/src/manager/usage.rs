@@ -63,10 +63,14 @@ impl TokenManager {
                     .stats
                     .usage_updates_refused
                     .fetch_add(refused.len() as u64, Ordering::Relaxed);
+                if !refused.is_empty() {
+                    super::spans::usage_refused(refused.len());
+                }
                 Ok(refused)
             }
             Err(error) => {
                 Counters::bump(&self.inner.stats.usage_flush_failures);
+                super::spans::usage_flush_failed();
                 Err(error)
             }
         }
