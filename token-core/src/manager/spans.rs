@@ -51,14 +51,6 @@ pub(super) fn validated(
     token: &str,
     result: &Result<ValidatedToken, ValidationError>,
 ) {
-    match result {
-        Ok(_) => metrics::counter!("token_validations_total", "outcome" => "ok").increment(1),
-        Err(error) => {
-            metrics::counter!("token_validations_total", "outcome" => "refused").increment(1);
-            metrics::counter!("token_validation_refusals_total", "reason" => error.reason_code())
-                .increment(1);
-        }
-    }
     if span.is_disabled() {
         return;
     }
@@ -74,6 +66,18 @@ pub(super) fn validated(
             }
             span.record("outcome", "refused");
             span.record("reason", error.reason_code());
+        }
+    }
+}
+
+/// Counts a validation (whether or not a span records it).
+pub(super) fn counted(result: &Result<ValidatedToken, ValidationError>) {
+    match result {
+        Ok(_) => metrics::counter!("token_validations_total", "outcome" => "ok").increment(1),
+        Err(error) => {
+            metrics::counter!("token_validations_total", "outcome" => "refused").increment(1);
+            metrics::counter!("token_validation_refusals_total", "reason" => error.reason_code())
+                .increment(1);
         }
     }
 }
