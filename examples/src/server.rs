@@ -11,6 +11,7 @@
 //! | `DELETE /tokens/{id}` | `tokens:admin` | 204 (also when already revoked); 404 unknown |
 //! | `POST /tokens/{id}/rotate` `{grace_seconds}` | `tokens:admin` | 201 `{token, id, expires_at}`; 409 if already rotated or not active |
 //! | `GET /tokens/{id}/audit` | `tokens:admin` | 200 the audit events |
+//! | `GET /metrics` | `tokens:admin` | 200 the library's counters in the Prometheus text format ([`metrics_handle`]) |
 //! | `GET /widgets` | `widgets:read` | 200 |
 //! | `POST /widgets` | `widgets:write` | 201 |
 //! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
@@ -79,6 +80,8 @@ struct AppState {
 
 /// Builds the router over `manager`.
 pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementError> {
+    // Counting starts with the router, not with the first scrape.
+    metrics_handle();
     let auth = BearerAuth::new(manager.clone())
         .realm("token-example")
         .api_key_header()
@@ -92,6 +95,7 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
         .route("/tokens/{id}", get(get_token).delete(delete_token))
         .route("/tokens/{id}/rotate", post(rotate_token))
         .route("/tokens/{id}/audit", get(token_audit))
+        .route("/metrics", get(metrics_page))
         .route_layer(auth.require("tokens:admin")?);
     let widgets = Router::new().route(
         "/widgets",
@@ -140,6 +144,34 @@ pub async fn open_manager(
         .prefix("example")?
         .cache(token_core::CacheConfig::default())
         .build()?)
+}
+
+/// The process's Prometheus recorder, installed on first use: the library's counters
+/// (`token_validations_total`, `token_operations_total`, ...) as `GET /metrics` shows them. If
+/// the host installed another `metrics` recorder first, the page stays empty (the library's
+/// counts go to that recorder).
+pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder already installed: keep it, serve an empty page.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn metrics_page() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics_handle().render(),
+    )
+        .into_response()
 }
 
 /// Issues the bootstrap admin token (`tokens:admin tokens:introspect`, one hour).

@@ -608,3 +608,48 @@ async fn protected_routes_accept_x_api_key_and_refusals_have_json_bodies() {
     assert!(!body.contains(&token));
     server.stop().await;
 }
+
+/// `GET /metrics` shows the library's counters in the Prometheus text format, to the admin only.
+#[tokio::test]
+async fn metrics_page_shows_the_library_counters_to_the_admin() {
+    let server = Running::start().await;
+    let (_, created) = server
+        .create(json!({"subject": "m", "scopes": ["widgets:read"], "ttl_seconds": 60}))
+        .await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(server.widgets(&token).await.status(), StatusCode::OK);
+
+    let page = server
+        .as_admin(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("token_validations_total{outcome=\"ok\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("token_operations_total{operation=\"issue\",outcome=\"ok\"}"),
+        "{text}"
+    );
+    assert!(!text.contains(&token), "a token on the metrics page");
+
+    // Not for a token without tokens:admin.
+    let denied = server
+        .client
+        .get(server.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    server.stop().await;
+}
