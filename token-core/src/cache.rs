@@ -358,6 +358,7 @@ impl RecordCache {
     pub(crate) fn lookup(&self, id: TokenId, now: OffsetDateTime) -> CacheLookup {
         if !self.serving() {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("token_cache_lookups_total", "result" => "miss").increment(1);
             return CacheLookup::Miss(None);
         }
         // The ticket is taken before anything is read: an invalidation after this point makes
@@ -366,17 +367,21 @@ impl RecordCache {
         if let Some(entry) = self.records.get(&id) {
             if fresh(entry.cached_at, now, self.max_age) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("token_cache_lookups_total", "result" => "hit").increment(1);
                 return CacheLookup::Hit(entry.record);
             }
             self.records.remove(&id);
         } else if let Some(cached_at) = self.absent.get(&id) {
             if fresh(cached_at, now, self.negative_max_age) {
                 self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("token_cache_lookups_total", "result" => "negative_hit")
+                    .increment(1);
                 return CacheLookup::Absent;
             }
             self.absent.remove(&id);
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("token_cache_lookups_total", "result" => "miss").increment(1);
         CacheLookup::Miss(Some(ticket))
     }
 
@@ -426,6 +431,7 @@ impl RecordCache {
             self.absent.remove(&id);
         }
         self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("token_cache_invalidations_total").increment(1);
     }
 
     /// Drops `id` and every cached member of its family (the family of the cached copy of `id`,
@@ -444,6 +450,7 @@ impl RecordCache {
                 .retain(|_, cached| cached.record.family_id != family);
         }
         self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("token_cache_invalidations_total").increment(1);
     }
 
     /// Forgets that `id` was unknown (it was just issued here).
@@ -461,6 +468,7 @@ impl RecordCache {
         self.records.clear();
         self.absent.clear();
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("token_cache_flushes_total").increment(1);
     }
 
     /// Cached records.

@@ -323,3 +323,45 @@ async fn a_bulk_revocation_that_finds_everything_revoked_still_drops_cached_copi
     assert!(revoked.is_empty());
     assert!(here.validate(&token, &read()).await.is_err());
 }
+
+#[path = "support/recorder.rs"]
+mod recorder;
+
+/// The cache's lookups, invalidations and flushes are counted under the documented names.
+#[test]
+fn cache_metrics_count_hits_misses_invalidations_and_flushes() {
+    let counters = recorder::Counters::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&counters, || {
+        runtime.block_on(async {
+            let (_store, feed, _clock, here) = setup();
+            let (id, token) = issue(&here).await;
+            cached(&here, &token).await;
+            here.revoke(RevokeSelector::Token(id), "done")
+                .await
+                .unwrap();
+            feed.send(RevocationNotice::Interrupted).unwrap();
+            for _ in 0..1000 {
+                if here.stats().cache_flushes > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    });
+    let seen = counters.snapshot();
+    for name in [
+        "token_cache_lookups_total{result=hit}",
+        "token_cache_lookups_total{result=miss}",
+        "token_cache_invalidations_total",
+        "token_cache_flushes_total",
+    ] {
+        assert!(
+            seen.get(name).is_some_and(|n| *n > 0),
+            "{name} in {seen:#?}"
+        );
+    }
+}

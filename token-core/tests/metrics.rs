@@ -2,58 +2,17 @@
 //! (a recorder that keeps every counter; see the table in the manager's `spans.rs` docs, as
 //! published in the CHANGELOG).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+#[path = "support/recorder.rs"]
+mod recorder;
+
+use recorder::Counters;
 use token_core::{
     DeriveRequest, HashKey, IssueRequest, KeyId, Keyring, Requirement, RevokeSelector, ScopeSet,
     TokenManager,
 };
 use token_store_memory::MemoryStore;
-
-/// Keeps every counter by its name and sorted labels (`name{a=b,c=d}`).
-#[derive(Default)]
-struct Counters(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
-
-struct Count(Arc<AtomicU64>);
-
-impl metrics::CounterFn for Count {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::Relaxed);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-}
-
-impl Recorder for Counters {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let mut labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        labels.sort();
-        let name = if labels.is_empty() {
-            key.name().to_owned()
-        } else {
-            format!("{}{{{}}}", key.name(), labels.join(","))
-        };
-        let count = Arc::clone(self.0.lock().unwrap().entry(name).or_default());
-        Counter::from_arc(Arc::new(Count(count)))
-    }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
 
 #[test]
 fn a_lifecycle_is_counted_under_the_documented_names() {
@@ -98,13 +57,7 @@ fn a_lifecycle_is_counted_under_the_documented_names() {
             manager.sweep().await.unwrap();
         });
     });
-    let seen: BTreeMap<String, u64> = counters
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(name, count)| (name.clone(), count.load(Ordering::Relaxed)))
-        .collect();
+    let seen = counters.snapshot();
     for (name, expected) in [
         ("token_validations_total{outcome=ok}", 1),
         ("token_validations_total{outcome=refused}", 1),

@@ -117,6 +117,7 @@ impl DenialQueue {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.shared.pending.fetch_sub(1, Ordering::AcqRel);
                 self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("token_denied_events_total", "fate" => "queue_full").increment(1);
             }
             // The task's runtime shut down just now: the event is lost with it.
             Err(mpsc::error::TrySendError::Closed(_)) => {

@@ -24,7 +24,11 @@
 //! | `token_swept_total` | `step` (`expired`, `unused_revoked`, `purged`, `audit_truncated`) | records a sweep changed |
 //! | `token_usage_flush_failures_total` | | usage batches the store did not take (kept for the next flush) |
 //! | `token_usage_updates_refused_total` | | usage updates refused for an invalid row (dropped) |
-//! | `token_denied_events_total` | `fate` (`coalesced`, `dropped`) | `Denied` events not written |
+//! | `token_denied_events_total` | `fate` (`coalesced`, `queue_full`, `dropped`) | `Denied` events not written |
+//! | `token_usage_flush_batches_total` | | usage batches written |
+//! | `token_cache_lookups_total` | `result` (`hit`, `negative_hit`, `miss`) | validation-cache lookups |
+//! | `token_cache_invalidations_total` | | cache entries dropped by a change or the feed |
+//! | `token_cache_flushes_total` | | whole-cache flushes (feed interrupted, unknown outcome) |
 
 use tracing::Span;
 use tracing::field::{Empty, display};

@@ -54,6 +54,7 @@ impl TokenManager {
         }
         match self.inner.store.record_usage(&batch).await {
             Ok(refused) => {
+                metrics::counter!("token_usage_flush_batches_total").increment(1);
                 // Written uses stay visible for a flush interval (or a cache entry's lifetime,
                 // if longer): a record read just before the write landed does not show them.
                 // Refused ones are settled too: kept, they would be refused again forever.
