@@ -9,11 +9,11 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 
 /// Keeps every counter by its name and sorted labels (`name{a=b,c=d}`).
 #[derive(Default)]
-pub struct Counters(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
+pub(crate) struct Counters(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
 
 impl Counters {
     /// Every counter's value so far.
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
         self.0
             .lock()
             .unwrap()
