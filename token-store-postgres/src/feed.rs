@@ -181,6 +181,8 @@ impl Feed {
                     Ok(listener) => {
                         self.listener = Some(listener);
                         self.backoff = FIRST_BACKOFF;
+                        metrics::counter!("token_feed_reconnects_total", "store" => "postgres")
+                            .increment(1);
                         return Some(RevocationNotice::Interrupted);
                     }
                     Err(_) => {
@@ -197,15 +199,25 @@ impl Feed {
                 Ok(Some(notification)) => match parse_notice(notification.payload()) {
                     Some(notice) => notice,
                     // Unreadable: a revocation may hide in it, so caches must flush.
-                    None => RevocationNotice::Interrupted,
+                    None => {
+                        metrics::counter!("token_feed_interruptions_total", "cause" => "unreadable")
+                            .increment(1);
+                        RevocationNotice::Interrupted
+                    }
                 },
                 // The connection was lost and sqlx re-established it (and re-ran LISTEN) before
                 // returning: anything sent in between was missed.
-                Ok(None) => RevocationNotice::Interrupted,
+                Ok(None) => {
+                    metrics::counter!("token_feed_interruptions_total", "cause" => "reconnected")
+                        .increment(1);
+                    RevocationNotice::Interrupted
+                }
                 // The connection was lost and could not be re-established yet: report the loss
                 // now (caches flush while the database is unreachable) and again once listening.
                 Err(_) => {
                     self.listener = None;
+                    metrics::counter!("token_feed_interruptions_total", "cause" => "lost")
+                        .increment(1);
                     RevocationNotice::Interrupted
                 }
             });

@@ -2,6 +2,8 @@
 //! pool connections and a terminated listener. Validation never accepts while the store fails.
 
 mod common;
+#[path = "../../token-core/tests/support/recorder.rs"]
+mod recorder;
 
 use std::time::Duration;
 
@@ -153,6 +155,9 @@ async fn terminated_listener_yields_interrupted_then_delivers_again() {
     else {
         return;
     };
+    // The feed's counters (the only test of this binary that installs a recorder).
+    let counters: &'static recorder::Counters = Box::leak(Box::default());
+    let counting = metrics::set_global_recorder(counters).is_ok();
     let schema = fresh_schema();
     let janitor = common::SchemaJanitor::default();
     janitor.track(&schema);
@@ -200,6 +205,15 @@ async fn terminated_listener_yields_interrupted_then_delivers_again() {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+    if counting {
+        let seen = counters.snapshot();
+        let interruptions: u64 = seen
+            .iter()
+            .filter(|(name, _)| name.starts_with("token_feed_interruptions_total"))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(interruptions >= 2, "two terminations counted: {seen:#?}");
     }
     // The feed ends when the store is dropped.
     drop(manager);
