@@ -60,6 +60,7 @@ fn a_lifecycle_is_counted_under_the_documented_names() {
     let seen = counters.snapshot();
     for (name, expected) in [
         ("token_validations_total{outcome=ok}", 1),
+        ("token_validation_duration_seconds", 2), // values recorded
         ("token_validations_total{outcome=refused}", 1),
         (
             "token_validation_refusals_total{reason=insufficient_scope}",

@@ -18,6 +18,7 @@
 //! | counter | labels | counts |
 //! |---|---|---|
 //! | `token_validations_total` | `outcome` (`ok`, `refused`) | validations |
+//! | `token_validation_duration_seconds` (histogram) | | time from the call to the answer |
 //! | `token_validation_refusals_total` | `reason` ([`ValidationError::reason_code`]) | refused validations |
 //! | `token_operations_total` | `operation` (`issue`, `derive`, `rotate`, `revoke`, `sweep`), `outcome` (`ok`, `refused`, `incomplete`) | lifecycle calls |
 //! | `token_revoked_total` | | tokens revoked (a cascade counts each) |
@@ -29,6 +30,8 @@
 //! | `token_cache_lookups_total` | `result` (`hit`, `negative_hit`, `miss`) | validation-cache lookups |
 //! | `token_cache_invalidations_total` | | cache entries dropped by a change or the feed |
 //! | `token_cache_flushes_total` | | whole-cache flushes (feed interrupted, unknown outcome) |
+
+use std::time::Instant;
 
 use tracing::Span;
 use tracing::field::{Empty, display};
@@ -74,8 +77,11 @@ pub(super) fn validated(
     }
 }
 
-/// Counts a validation (whether or not a span records it).
-pub(super) fn counted(result: &Result<ValidatedToken, ValidationError>) {
+/// Counts a validation (whether or not a span records it) and records its duration since
+/// `started`.
+pub(super) fn counted(result: &Result<ValidatedToken, ValidationError>, started: Instant) {
+    metrics::histogram!("token_validation_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     match result {
         Ok(_) => metrics::counter!("token_validations_total", "outcome" => "ok").increment(1),
         Err(error) => {

@@ -62,9 +62,10 @@ impl TokenManager {
     ) -> Result<ValidatedToken, ValidationError> {
         // No subscriber wants DEBUG (one atomic load): no span to create, enter or move the
         // future into (the hot path stays as fast as without tracing).
+        let started = std::time::Instant::now();
         if !tracing::level_enabled!(tracing::Level::DEBUG) {
             let result = self.validate_checked(token, required, ctx).await;
-            spans::counted(&result);
+            spans::counted(&result, started);
             return result;
         }
         let span = spans::validate();
@@ -72,7 +73,7 @@ impl TokenManager {
             .validate_checked(token, required, ctx)
             .instrument(span.clone())
             .await;
-        spans::counted(&result);
+        spans::counted(&result, started);
         spans::validated(&span, token, &result);
         result
     }

@@ -34,11 +34,9 @@ impl metrics::CounterFn for Count {
     }
 }
 
-impl Recorder for Counters {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+impl Counters {
+    /// The count behind `key` (`name{a=b,c=d}`, labels sorted).
+    fn slot(&self, key: &Key) -> Arc<AtomicU64> {
         let mut labels: Vec<String> = key
             .labels()
             .map(|l| format!("{}={}", l.key(), l.value()))
@@ -49,13 +47,28 @@ impl Recorder for Counters {
         } else {
             format!("{}{{{}}}", key.name(), labels.join(","))
         };
-        let count = Arc::clone(self.0.lock().unwrap().entry(name).or_default());
-        Counter::from_arc(Arc::new(Count(count)))
+        Arc::clone(self.0.lock().unwrap().entry(name).or_default())
+    }
+}
+
+impl metrics::HistogramFn for Count {
+    fn record(&self, _: f64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Recorder for Counters {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(Arc::new(Count(self.slot(key))))
     }
     fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
         Gauge::noop()
     }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
+    /// A histogram is kept as the number of values recorded.
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(Arc::new(Count(self.slot(key))))
     }
 }
