@@ -314,14 +314,19 @@ impl FromStr for ScopeSet {
 
 impl fmt::Display for ScopeSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, scope) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(scope.as_str())?;
-        }
-        Ok(())
+        write_space_separated(&self.0, f)
     }
+}
+
+/// Writes `scopes` space-separated (the OAuth `scope` syntax, RFC 6749 §3.3).
+pub(crate) fn write_space_separated(scopes: &[Scope], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (i, scope) in scopes.iter().enumerate() {
+        if i > 0 {
+            f.write_str(" ")?;
+        }
+        f.write_str(scope.as_str())?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for ScopeSet {

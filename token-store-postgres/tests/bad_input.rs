@@ -237,7 +237,7 @@ async fn corrupt_rows_are_reported_and_never_validate() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let id = issued.token.id();
-        let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = token_store_sql::hex(id.as_bytes());
         exec(
             &url,
             format!("UPDATE \"{schema}\".tokens SET {assignment} WHERE id = '\\x{hex}'::bytea"),
@@ -368,13 +368,7 @@ async fn poisoned_flush(url: &str, corrupt: impl Fn(&str, &str) -> Vec<String>) 
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let hex: String = bad
-        .token
-        .id()
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = token_store_sql::hex(bad.token.id().as_bytes());
     for statement in corrupt(&schema, &hex) {
         exec(&url, statement).await;
     }

@@ -335,7 +335,7 @@ async fn unused_revocation_spares_a_token_used_while_it_waited_for_the_lock() {
         .unwrap_or_else(|e| panic!("{e}"));
     let id = issued.token.id();
     let since = issued.record.created_at + time::Duration::seconds(1);
-    let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = token_store_sql::hex(id.as_bytes());
     let used_at = token_store_sql::micros(since + time::Duration::seconds(1));
 
     // A use being written, not yet committed: it holds the row.

@@ -6,10 +6,7 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use token_core::{
-    DeriveRequest, Error, IssueRequest, Keyring, KeyringError, ManualClock, RevokeSelector,
-    TokenManager,
-};
+use token_core::{DeriveRequest, Error, IssueRequest, KeyringError, ManualClock, RevokeSelector};
 
 use crate::Fixture;
 use crate::env::{START, TestEnv, key, scopes_of};
@@ -87,12 +84,7 @@ pub async fn lagging_instance_cannot_issue_or_rotate_before_the_cutoff(f: &dyn F
     revoke(&env, RevokeSelector::IssuedBefore(env.clock_now())).await;
 
     let lagging_clock = ManualClock::new(START);
-    let lagging = TokenManager::builder(env.store.clone(), Keyring::new(key(1)))
-        .prefix("test")
-        .unwrap_or_else(|e| panic!("prefix: {e}"))
-        .clock(lagging_clock.clone())
-        .build()
-        .unwrap_or_else(|e| panic!("manager: {e}"));
+    let lagging = env.sibling(|b| b.clock(lagging_clock.clone()));
     let issued = lagging
         .issue(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
         .await;
@@ -179,12 +171,7 @@ pub async fn a_store_keeps_the_cutoff_at_most_at_the_revocation_time(f: &dyn Fix
     )
     .await
     .unwrap_or_else(|e| panic!("revoke: {e}"));
-    let lagging = TokenManager::builder(env.store.clone(), Keyring::new(key(1)))
-        .prefix("test")
-        .unwrap_or_else(|e| panic!("prefix: {e}"))
-        .clock(ManualClock::new(START + 5 * SECOND))
-        .build()
-        .unwrap_or_else(|e| panic!("manager: {e}"));
+    let lagging = env.sibling(|b| b.clock(ManualClock::new(START + 5 * SECOND)));
     let refused = lagging
         .issue(IssueRequest::new("u", scopes_of("a")).ttl(HOUR))
         .await;
