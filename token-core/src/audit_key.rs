@@ -29,7 +29,6 @@
 //! # Ok::<(), token_core::KeyringError>(())
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -40,7 +39,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditRecord};
 use crate::format::{RandomnessError, fill_random};
-use crate::keyring::{KeyId, KeyringError};
+use crate::keyring::{KeyId, KeySet, KeyringError};
 use crate::store::StoreError;
 
 /// A 256-bit audit chain key and its id. The key bytes are zeroized on drop and never printed.
@@ -151,17 +150,14 @@ impl fmt::Debug for AuditKey {
 /// A set of audit chain keys, one of which is current (new events are chained with it).
 #[derive(Clone, Debug)]
 pub struct AuditKeyring {
-    current: KeyId,
-    keys: BTreeMap<KeyId, AuditKey>,
+    keys: KeySet<AuditKey>,
 }
 
 impl AuditKeyring {
     /// A keyring whose only (and current) key is `key`.
     pub fn new(key: AuditKey) -> Self {
-        let current = key.id;
         Self {
-            current,
-            keys: BTreeMap::from([(current, key)]),
+            keys: KeySet::new(key.id, key),
         }
     }
 
@@ -173,36 +169,30 @@ impl AuditKeyring {
 
     /// Makes the key `id` current.
     pub fn with_current(mut self, id: KeyId) -> Result<Self, KeyringError> {
-        if !self.keys.contains_key(&id) {
-            return Err(KeyringError::UnknownKey(id));
-        }
-        self.current = id;
+        self.keys.set_current(id)?;
         Ok(self)
     }
 
     /// The id of the current key.
     pub fn current_id(&self) -> KeyId {
-        self.current
+        self.keys.current_id()
     }
 
     /// Whether the keyring holds `id`.
     pub fn contains(&self, id: KeyId) -> bool {
-        self.keys.contains_key(&id)
+        self.keys.contains(id)
     }
 
     /// Ids of all keys, in ascending order.
     pub fn key_ids(&self) -> impl Iterator<Item = KeyId> + '_ {
-        self.keys.keys().copied()
+        self.keys.ids()
     }
 
     /// The link of event `seq` after `prev`, chained with the current key: what a store writes
     /// (the hash, and the key id into `chain_key_id`).
     pub fn chain(&self, prev: &AuditHash, seq: u64, event: &AuditEvent) -> (KeyId, AuditHash) {
-        // `current` is always a member: the constructor and `with_current` guarantee it.
-        match self.keys.get(&self.current) {
-            Some(key) => (key.id, key.link(prev, seq, event)),
-            None => unreachable!("the current audit key is always in the keyring"),
-        }
+        let key = self.keys.current();
+        (key.id, key.link(prev, seq, event))
     }
 
     /// The link of event `seq` after `prev` under key `id`, or `None` when the keyring lacks it.
@@ -213,7 +203,7 @@ impl AuditKeyring {
         seq: u64,
         event: &AuditEvent,
     ) -> Option<AuditHash> {
-        self.keys.get(&id).map(|key| key.link(prev, seq, event))
+        self.keys.get(id).map(|key| key.link(prev, seq, event))
     }
 }
 
@@ -281,12 +271,10 @@ impl fmt::Display for CheckpointBreak {
 impl AuditKeyring {
     /// The MAC of checkpoint (`seq`, `hash`, `at`) under the current key.
     pub fn checkpoint_mac(&self, seq: u64, hash: &AuditHash, at: OffsetDateTime) -> CheckpointMac {
-        match self.keys.get(&self.current) {
-            Some(key) => CheckpointMac {
-                key_id: key.id,
-                tag: key.checkpoint_tag(seq, hash, at),
-            },
-            None => unreachable!("the current audit key is always in the keyring"),
+        let key = self.keys.current();
+        CheckpointMac {
+            key_id: key.id,
+            tag: key.checkpoint_tag(seq, hash, at),
         }
     }
 
@@ -297,7 +285,7 @@ impl AuditKeyring {
         let Some(mac) = checkpoint.mac else {
             return Ok(false);
         };
-        let Some(key) = self.keys.get(&mac.key_id) else {
+        let Some(key) = self.keys.get(mac.key_id) else {
             return Err(CheckpointBreak::MissingKey { key_id: mac.key_id });
         };
         let verifies = checkpoint.at.is_some_and(|at| {

@@ -241,20 +241,80 @@ pub enum KeyringError {
     },
 }
 
+/// Keys by id, one of them current: the mechanics the hashing [`Keyring`] and the
+/// [`AuditKeyring`](crate::AuditKeyring) share. The current key is always a member: the
+/// constructor and `set_current` guarantee it, and `remove` refuses to take it out.
+#[derive(Clone, Debug)]
+pub(crate) struct KeySet<K> {
+    current: KeyId,
+    keys: BTreeMap<KeyId, K>,
+}
+
+impl<K> KeySet<K> {
+    pub(crate) fn new(id: KeyId, key: K) -> Self {
+        Self {
+            current: id,
+            keys: BTreeMap::from([(id, key)]),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, id: KeyId, key: K) {
+        self.keys.insert(id, key);
+    }
+
+    pub(crate) fn set_current(&mut self, id: KeyId) -> Result<(), KeyringError> {
+        if !self.keys.contains_key(&id) {
+            return Err(KeyringError::UnknownKey(id));
+        }
+        self.current = id;
+        Ok(())
+    }
+
+    pub(crate) fn current_id(&self) -> KeyId {
+        self.current
+    }
+
+    pub(crate) fn contains(&self, id: KeyId) -> bool {
+        self.keys.contains_key(&id)
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.keys.keys().copied()
+    }
+
+    pub(crate) fn get(&self, id: KeyId) -> Option<&K> {
+        self.keys.get(&id)
+    }
+
+    pub(crate) fn current(&self) -> &K {
+        match self.keys.get(&self.current) {
+            Some(key) => key,
+            None => unreachable!("the current key is always in the set"),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: KeyId) -> Result<(), KeyringError> {
+        if id == self.current {
+            return Err(KeyringError::RetiringCurrentKey(id));
+        }
+        if self.keys.remove(&id).is_none() {
+            return Err(KeyringError::UnknownKey(id));
+        }
+        Ok(())
+    }
+}
+
 /// A set of hashing keys, one of which is current.
 #[derive(Clone, Debug)]
 pub struct Keyring {
-    current: KeyId,
-    keys: BTreeMap<KeyId, HashKey>,
+    keys: KeySet<HashKey>,
 }
 
 impl Keyring {
     /// A keyring whose only (and current) key is `key`.
     pub fn new(key: HashKey) -> Self {
-        let current = key.id;
         Self {
-            current,
-            keys: BTreeMap::from([(current, key)]),
+            keys: KeySet::new(key.id, key),
         }
     }
 
@@ -266,47 +326,33 @@ impl Keyring {
 
     /// Makes the key `id` current: new tokens are hashed with it.
     pub fn with_current(mut self, id: KeyId) -> Result<Self, KeyringError> {
-        if !self.keys.contains_key(&id) {
-            return Err(KeyringError::UnknownKey(id));
-        }
-        self.current = id;
+        self.keys.set_current(id)?;
         Ok(self)
     }
 
     /// The id of the current key.
     pub fn current_id(&self) -> KeyId {
-        self.current
+        self.keys.current_id()
     }
 
     /// Whether the keyring holds `id`.
     pub fn contains(&self, id: KeyId) -> bool {
-        self.keys.contains_key(&id)
+        self.keys.contains(id)
     }
 
     /// Ids of all keys, in ascending order.
     pub fn key_ids(&self) -> impl Iterator<Item = KeyId> + '_ {
-        self.keys.keys().copied()
+        self.keys.ids()
     }
 
     pub(crate) fn without(&self, id: KeyId) -> Result<Self, KeyringError> {
-        if id == self.current {
-            return Err(KeyringError::RetiringCurrentKey(id));
-        }
-        if !self.keys.contains_key(&id) {
-            return Err(KeyringError::UnknownKey(id));
-        }
         let mut next = self.clone();
-        next.keys.remove(&id);
+        next.keys.remove(id)?;
         Ok(next)
     }
 
     fn current_key(&self) -> &HashKey {
-        // `current` is always a member: constructors and `with_current` guarantee it, and
-        // `without` refuses to remove it.
-        match self.keys.get(&self.current) {
-            Some(key) => key,
-            None => unreachable!("the current key is always in the keyring"),
-        }
+        self.keys.current()
     }
 
     /// Hashes `id ‖ secret` with the current key.
@@ -325,7 +371,7 @@ impl Keyring {
     ) -> Result<bool, KeyringError> {
         let key = self
             .keys
-            .get(&key_id)
+            .get(key_id)
             .ok_or(KeyringError::UnknownKey(key_id))?;
         // blake3::Hash equality is constant-time.
         Ok(key.hash(id, secret, false) == *stored)
