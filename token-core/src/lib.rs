@@ -66,7 +66,7 @@ pub use policy::{
 };
 pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
-pub use requirement::{Requirement, RequirementError};
+pub use requirement::{AnyOf, Requirement, RequirementError};
 pub use retention::{Retention, RetentionBuilder, SweepFailure, SweepReport, SweepStep};
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use status::HttpAnswer;

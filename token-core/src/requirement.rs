@@ -1,6 +1,7 @@
-//! [`Requirement`]: the scopes a request must carry, parsed and checked once (at startup, say),
-//! so call sites pass `&requirement` to [`validate`](crate::TokenManager::validate) and the hot
-//! path parses nothing.
+//! [`Requirement`] (every scope) and [`AnyOf`] (at least one): the scopes a request must carry,
+//! parsed and checked once (at startup, say), so call sites pass `&requirement` to
+//! [`validate`](crate::TokenManager::validate) or
+//! [`validate_any`](crate::TokenManager::validate_any) and the hot path parses nothing.
 
 use std::fmt;
 use std::ops::Deref;
@@ -47,6 +48,9 @@ pub enum RequirementError {
     /// A scope contains `*`: a requirement must name concrete scopes (a wildcard only grants).
     #[error("required scope {0} contains '*'; name the concrete scope the request needs")]
     Wildcard(Scope),
+    /// An any-of requirement with no scopes, which no token could meet.
+    #[error("an any-of requirement needs at least one scope")]
+    EmptyAnyOf,
 }
 
 impl Requirement {
@@ -66,16 +70,7 @@ impl Requirement {
 
     /// A requirement of these scopes (duplicates collapse, order is kept).
     pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Result<Self, RequirementError> {
-        let mut out: Vec<Scope> = Vec::new();
-        for scope in scopes {
-            if !scope.is_concrete() {
-                return Err(RequirementError::Wildcard(scope));
-            }
-            if !out.contains(&scope) {
-                out.push(scope);
-            }
-        }
-        Ok(Self(out.into_boxed_slice()))
+        concrete_and_distinct(scopes).map(Self)
     }
 
     /// The required scopes.
@@ -110,6 +105,80 @@ impl fmt::Display for Requirement {
     }
 }
 
+/// Scopes of which a request must carry at least one: concrete, distinct, in the order given, and
+/// at least one. Check it with [`validate_any`](crate::TokenManager::validate_any) (one lookup,
+/// like [`validate`](crate::TokenManager::validate)).
+///
+/// Unlike [`Requirement`] it does not dereference to `[Scope]`: a slice passed to `validate`
+/// means *all of*, and an any-of list must never be read that way by accident.
+///
+/// ```
+/// use token_core::{AnyOf, RequirementError};
+///
+/// let readers: AnyOf = "widgets:read widgets:admin".parse()?;
+/// assert_eq!(readers.scopes().len(), 2);
+/// assert_eq!(readers.to_string(), "widgets:read widgets:admin");
+/// assert_eq!(AnyOf::parse(" "), Err(RequirementError::EmptyAnyOf)); // no token could meet it
+/// assert!(AnyOf::parse("widgets:* admin").is_err());
+/// # Ok::<(), RequirementError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AnyOf(Box<[Scope]>);
+
+impl AnyOf {
+    /// Parses space-separated alternatives (at least one).
+    pub fn parse(text: &str) -> Result<Self, RequirementError> {
+        let scopes = text
+            .split_ascii_whitespace()
+            .map(Scope::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_scopes(scopes)
+    }
+
+    /// Alternatives from these scopes (duplicates collapse, order is kept; at least one).
+    pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Result<Self, RequirementError> {
+        let scopes = concrete_and_distinct(scopes)?;
+        if scopes.is_empty() {
+            return Err(RequirementError::EmptyAnyOf);
+        }
+        Ok(Self(scopes))
+    }
+
+    /// The alternatives.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.0
+    }
+}
+
+impl FromStr for AnyOf {
+    type Err = RequirementError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for AnyOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::scope::write_space_separated(&self.0, f)
+    }
+}
+
+/// `scopes` without duplicates (first occurrence kept); refuses a scope with `*`.
+fn concrete_and_distinct(
+    scopes: impl IntoIterator<Item = Scope>,
+) -> Result<Box<[Scope]>, RequirementError> {
+    let mut out: Vec<Scope> = Vec::new();
+    for scope in scopes {
+        if !scope.is_concrete() {
+            return Err(RequirementError::Wildcard(scope));
+        }
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    Ok(out.into_boxed_slice())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +198,23 @@ mod tests {
         assert_eq!(Requirement::parse("").map(|r| r.len()), Ok(0));
         let round: Requirement = r.to_string().parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(round, r);
+    }
+
+    #[test]
+    fn any_of_needs_one_concrete_alternative_and_collapses_duplicates() {
+        let any = AnyOf::parse("b:read a:read b:read").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(any.to_string(), "b:read a:read");
+        assert_eq!(AnyOf::parse(""), Err(RequirementError::EmptyAnyOf));
+        assert_eq!(AnyOf::from_scopes([]), Err(RequirementError::EmptyAnyOf));
+        assert!(matches!(
+            AnyOf::parse("a:read b:*"),
+            Err(RequirementError::Wildcard(_))
+        ));
+        assert!(matches!(
+            AnyOf::parse("A!"),
+            Err(RequirementError::Scope(_))
+        ));
+        let round: AnyOf = any.to_string().parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(round, any);
     }
 }

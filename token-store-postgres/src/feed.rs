@@ -15,22 +15,41 @@ use crate::PgStore;
 use crate::error::{backend, backend_in};
 
 /// Most ids in one notification payload (PostgreSQL caps payloads below 8000 bytes; an id and
-/// its separator take 23).
+/// its separator take 23, the send-time stamp at most 22).
 pub(crate) const IDS_PER_NOTIFICATION: usize = 300;
 
 /// First wait before re-opening a lost listener connection; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The payload announcing `ids`: base62 ids separated by single spaces.
+/// What starts a payload's send-time stamp: `@<microseconds since the Unix epoch> ` (base62 ids
+/// never contain an `@`). Receivers subtract it from their own clock for
+/// `token_feed_notification_lag_seconds`; payloads without one (from an older sender) are read
+/// all the same.
+const SENT_AT: char = '@';
+
+/// `body` stamped with the sender's wall clock now.
+fn stamped(body: &str) -> String {
+    format!("{SENT_AT}{} {body}", unix_micros_now())
+}
+
+fn unix_micros_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The payloads announcing `ids`: a send-time stamp, then base62 ids separated by single spaces.
 pub(crate) fn payloads(ids: &[TokenId]) -> Vec<String> {
     ids.chunks(IDS_PER_NOTIFICATION)
         .map(|chunk| {
-            chunk
+            let ids = chunk
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" ");
+            stamped(&ids)
         })
         .collect()
 }
@@ -66,19 +85,48 @@ pub(crate) async fn announce_rotation(
 ) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(&store.inner.channel)
-        .bind(format!("{CHANGED}{predecessor}"))
+        .bind(stamped(&format!("{CHANGED}{predecessor}")))
         .execute(&mut *conn)
         .await
         .map_err(backend_in)?;
     Ok(())
 }
 
+/// A notification read off the channel.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) notice: RevocationNotice,
+    /// The sender's wall clock when it announced the change, in microseconds since the Unix
+    /// epoch; `None` from a sender that does not stamp its payloads.
+    pub(crate) sent_at_us: Option<i64>,
+}
+
 /// The notice a payload carries; `None` when it is malformed (the feed then reports an
 /// interruption).
-pub(crate) fn parse_notice(payload: &str) -> Option<RevocationNotice> {
-    match payload.strip_prefix(CHANGED) {
+pub(crate) fn parse_notice(payload: &str) -> Option<Received> {
+    let (sent_at_us, body) = match payload.strip_prefix(SENT_AT) {
+        Some(stamped) => {
+            let (micros, body) = stamped.split_once(' ')?;
+            (Some(micros.parse::<i64>().ok()?), body)
+        }
+        None => (None, payload),
+    };
+    let notice = match body.strip_prefix(CHANGED) {
         Some(ids) => parse_payload(ids).map(RevocationNotice::Changed),
-        None => parse_payload(payload).map(RevocationNotice::Revoked),
+        None => parse_payload(body).map(RevocationNotice::Revoked),
+    }?;
+    Some(Received { notice, sent_at_us })
+}
+
+/// Records how long a notice took from its sender to this listener (clamped at zero: the
+/// clocks of two hosts may disagree).
+fn record_lag(sent_at_us: Option<i64>) {
+    if let Some(sent) = sent_at_us {
+        let lag_us = unix_micros_now().saturating_sub(sent).max(0);
+        #[allow(clippy::cast_precision_loss)] // microseconds of lag fit an f64 exactly
+        let lag = lag_us as f64 / 1e6;
+        metrics::histogram!("token_feed_notification_lag_seconds", "store" => "postgres")
+            .record(lag);
     }
 }
 
@@ -197,7 +245,10 @@ impl Feed {
             };
             return Some(match received {
                 Ok(Some(notification)) => match parse_notice(notification.payload()) {
-                    Some(notice) => notice,
+                    Some(received) => {
+                        record_lag(received.sent_at_us);
+                        received.notice
+                    }
                     // Unreadable: a revocation may hide in it, so caches must flush.
                     None => {
                         metrics::counter!("token_feed_interruptions_total", "cause" => "unreadable")
@@ -241,23 +292,44 @@ mod tests {
         let chunks = payloads(&ids);
         assert_eq!(chunks.len(), 3);
         let mut back = Vec::new();
+        let before = unix_micros_now();
         for chunk in &chunks {
             assert!(chunk.len() < 8000);
-            back.extend(parse_payload(chunk).unwrap_or_default());
+            let received = parse_notice(chunk).unwrap_or_else(|| panic!("unreadable {chunk}"));
+            let sent = received.sent_at_us.unwrap_or_else(|| panic!("no stamp"));
+            assert!(sent <= unix_micros_now() && sent + 60_000_000 > before);
+            match received.notice {
+                RevocationNotice::Revoked(ids) => back.extend(ids),
+                other => panic!("not a revocation: {other:?}"),
+            }
         }
         assert_eq!(back, ids);
+        // The longest payload, with the longest stamp, still fits.
+        let longest = format!(
+            "{SENT_AT}{} {}",
+            i64::MIN,
+            &chunks[0][chunks[0].find(' ').map_or(0, |i| i + 1)..]
+        );
+        assert!(longest.len() < 8000, "{}", longest.len());
     }
 
     #[test]
     fn rotation_payloads_are_changed_notices_not_revocations() {
         let id = TokenId::from_bytes([7; 16]);
         assert_eq!(
-            parse_notice(&format!("{CHANGED}{id}")),
+            parse_notice(&format!("{CHANGED}{id}")).map(|r| r.notice),
+            Some(RevocationNotice::Changed(vec![id]))
+        );
+        assert_eq!(
+            parse_notice(&stamped(&format!("{CHANGED}{id}"))).map(|r| r.notice),
             Some(RevocationNotice::Changed(vec![id]))
         );
         assert_eq!(
             parse_notice(&id.to_string()),
-            Some(RevocationNotice::Revoked(vec![id]))
+            Some(Received {
+                notice: RevocationNotice::Revoked(vec![id]),
+                sent_at_us: None
+            })
         );
         assert_eq!(parse_notice(CHANGED), None);
     }
@@ -266,6 +338,16 @@ mod tests {
     fn malformed_payloads_are_refused() {
         for bad in ["", " ", "abc", "0000000000000000000000 x", "\u{0}"] {
             assert_eq!(parse_payload(bad), None, "{bad:?}");
+        }
+        let id = TokenId::from_bytes([7; 16]);
+        for bad in [
+            format!("@ {id}"),
+            format!("@12x {id}"),
+            format!("@12{id}"),
+            "@12 ".to_owned(),
+            format!("@1 @2 {id}"),
+        ] {
+            assert_eq!(parse_notice(&bad), None, "{bad:?}");
         }
     }
 }

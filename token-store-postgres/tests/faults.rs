@@ -155,7 +155,8 @@ async fn terminated_listener_yields_interrupted_then_delivers_again() {
     else {
         return;
     };
-    // The feed's counters (the only test of this binary that installs a recorder).
+    // The feed's counters and lag histogram (the only test of this binary that installs a
+    // recorder).
     let counters: &'static recorder::Counters = Box::leak(Box::default());
     metrics::set_global_recorder(counters)
         .unwrap_or_else(|_| panic!("another recorder is installed in this test binary"));
@@ -214,6 +215,15 @@ async fn terminated_listener_yields_interrupted_then_delivers_again() {
         .map(|(_, n)| n)
         .sum();
     assert!(interruptions >= 2, "two terminations counted: {seen:#?}");
+    // Each delivered revocation carried its send time: its lag was recorded.
+    let lags = seen
+        .get("token_feed_notification_lag_seconds{store=postgres}")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        lags >= 2,
+        "two delivered revocations, lags recorded: {seen:#?}"
+    );
     // The feed ends when the store is dropped.
     drop(manager);
     drop(store);

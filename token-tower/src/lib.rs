@@ -105,7 +105,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderName, StatusCode};
-use token_core::{Scope, TokenManager, ValidatedToken};
+use token_core::{AnyOf, Requirement, Scope, TokenManager, ValidatedToken};
 use tower_layer::Layer;
 
 #[cfg(feature = "axum")]
@@ -113,8 +113,8 @@ pub use extract::MissingAuthLayer;
 pub use rejection::{
     OAuthErrorJson, ProblemJson, Rejection, RejectionBody, RejectionKind, RenderRejection,
 };
-pub use requirement::RequirementError;
 pub use service::BearerAuthService;
+pub use token_core::RequirementError;
 
 use rejection::Renderer;
 use requirement::Required;
@@ -294,12 +294,12 @@ impl BearerAuth {
 
     /// A layer that accepts any valid token.
     pub fn layer(&self) -> BearerAuthLayer {
-        self.build(Required::All(Arc::from(Vec::new())))
+        self.build(Required::All(Arc::new(Requirement::none())))
     }
 
     /// A layer that requires every scope in `scopes` (space-separated, concrete).
     pub fn require(&self, scopes: &str) -> Result<BearerAuthLayer, RequirementError> {
-        self.require_scopes(requirement::parse_list(scopes)?)
+        Ok(self.build(Required::All(Arc::new(Requirement::parse(scopes)?))))
     }
 
     /// A layer that requires every scope in `scopes`.
@@ -307,8 +307,8 @@ impl BearerAuth {
         &self,
         scopes: impl IntoIterator<Item = Scope>,
     ) -> Result<BearerAuthLayer, RequirementError> {
-        let required = requirement::concrete(scopes.into_iter().collect())?;
-        Ok(self.build(Required::All(required)))
+        let required = Requirement::from_scopes(scopes)?;
+        Ok(self.build(Required::All(Arc::new(required))))
     }
 
     /// A layer that requires at least one of `scopes` (each concrete; at least one).
@@ -317,9 +317,9 @@ impl BearerAuth {
     /// widgets:admin"`), the only list syntax RFC 6750 has; its description and a rendered body
     /// say any one will do.
     ///
-    /// The token is read once without side effects to pick a scope it permits, then validated
-    /// for that scope, so a use-limited token spends a use only when it passes and a refusal is
-    /// audited like any other; a store without a cache is read twice.
+    /// The token is checked with [`TokenManager::validate_any`](token_core::TokenManager::validate_any):
+    /// one lookup, a use-limited token spends a use only when it passes, and a refusal is
+    /// audited like any other.
     ///
     /// ```
     /// use token_core::{HashKey, KeyId, Keyring, TokenManager};
@@ -340,12 +340,9 @@ impl BearerAuth {
     ) -> Result<BearerAuthLayer, RequirementError> {
         let parsed = scopes
             .into_iter()
-            .map(|s| s.as_ref().parse::<Scope>().map_err(RequirementError::Scope))
+            .map(|s| s.as_ref().parse::<Scope>())
             .collect::<Result<Vec<_>, _>>()?;
-        if parsed.is_empty() {
-            return Err(RequirementError::EmptyAnyOf);
-        }
-        Ok(self.build(Required::Any(requirement::concrete(parsed)?)))
+        Ok(self.build(Required::Any(Arc::new(AnyOf::from_scopes(parsed)?))))
     }
 
     /// A layer that requires every scope `compute` derives from the request head, such as a

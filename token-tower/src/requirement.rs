@@ -4,50 +4,23 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::request::Parts;
-use token_core::{Scope, ScopeError};
-
-/// A required scope was invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RequirementError {
-    /// Not a valid scope.
-    Scope(ScopeError),
-    /// Contains `*`; requirements name concrete actions.
-    Wildcard(Scope),
-    /// An any-of requirement with no scopes, which no token could meet.
-    EmptyAnyOf,
-}
-
-impl fmt::Display for RequirementError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Scope(e) => write!(f, "invalid required scope: {e}"),
-            Self::Wildcard(s) => write!(
-                f,
-                "required scope {s} contains '*'; requirements must be concrete (e.g. widgets:read)"
-            ),
-            Self::EmptyAnyOf => f.write_str("an any-of requirement needs at least one scope"),
-        }
-    }
-}
-
-impl std::error::Error for RequirementError {}
+use token_core::{AnyOf, Requirement, Scope};
 
 type Compute = dyn Fn(&Parts) -> Option<Vec<Scope>> + Send + Sync;
 
 /// The requirement of one layer.
 #[derive(Clone)]
 pub(crate) enum Required {
-    All(Arc<[Scope]>),
-    Any(Arc<[Scope]>),
+    All(Arc<Requirement>),
+    Any(Arc<AnyOf>),
     Computed(Arc<Compute>),
 }
 
 impl fmt::Debug for Required {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::All(scopes) => f.debug_tuple("AllOf").field(scopes).finish(),
-            Self::Any(scopes) => f.debug_tuple("AnyOf").field(scopes).finish(),
+            Self::All(scopes) => f.debug_tuple("AllOf").field(&scopes.scopes()).finish(),
+            Self::Any(scopes) => f.debug_tuple("AnyOf").field(&scopes.scopes()).finish(),
             Self::Computed(_) => f.write_str("Computed"),
         }
     }
@@ -55,14 +28,15 @@ impl fmt::Debug for Required {
 
 /// A requirement resolved for one request.
 pub(crate) enum Resolved {
-    All(Arc<[Scope]>),
-    Any(Arc<[Scope]>),
+    All(Arc<Requirement>),
+    Any(Arc<AnyOf>),
 }
 
 impl Resolved {
     pub(crate) fn scopes(&self) -> &[Scope] {
         match self {
-            Self::All(s) | Self::Any(s) => s,
+            Self::All(s) => s.scopes(),
+            Self::Any(s) => s.scopes(),
         }
     }
 
@@ -89,28 +63,9 @@ impl Required {
             Self::All(s) => Some(Resolved::All(Arc::clone(s))),
             Self::Any(s) => Some(Resolved::Any(Arc::clone(s))),
             Self::Computed(compute) => {
-                let scopes = compute(request)?;
-                scopes
-                    .iter()
-                    .all(Scope::is_concrete)
-                    .then(|| Resolved::All(Arc::from(scopes)))
+                let required = Requirement::from_scopes(compute(request)?).ok()?;
+                Some(Resolved::All(Arc::new(required)))
             }
         }
-    }
-}
-
-/// Parses a space-separated list of concrete scopes.
-pub(crate) fn parse_list(scopes: &str) -> Result<Vec<Scope>, RequirementError> {
-    scopes
-        .split_ascii_whitespace()
-        .map(|s| s.parse::<Scope>().map_err(RequirementError::Scope))
-        .collect()
-}
-
-/// Refuses a requirement containing `*`.
-pub(crate) fn concrete(scopes: Vec<Scope>) -> Result<Arc<[Scope]>, RequirementError> {
-    match scopes.iter().find(|s| !s.is_concrete()) {
-        Some(wild) => Err(RequirementError::Wildcard(wild.clone())),
-        None => Ok(Arc::from(scopes)),
     }
 }

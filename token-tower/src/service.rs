@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use token_core::{ErrorClass, Scope, TokenManager, ValidatedToken};
+use token_core::{ErrorClass, ValidatedToken};
 use tower_service::Service;
 
 use crate::rejection::{self, Rejection, RejectionKind, Renderer};
@@ -121,11 +121,16 @@ async fn authenticate(
         .resolve(request)
         .ok_or(RejectionKind::InvalidRequest)?;
     let ctx = context::context_of(config, request);
-    let checked = match &required {
-        Resolved::All(scopes) => scopes.to_vec(),
-        Resolved::Any(scopes) => any_permitted(&config.manager, token, scopes).await?,
+    let validated = match &required {
+        Resolved::All(scopes) => config.manager.validate_with(token, scopes, &ctx).await,
+        Resolved::Any(alternatives) => {
+            config
+                .manager
+                .validate_any_with(token, alternatives, &ctx)
+                .await
+        }
     };
-    match config.manager.validate_with(token, &checked, &ctx).await {
+    match validated {
         Ok(identity) => Ok(Some(identity)),
         Err(e) => Err(Refusal {
             kind: match e.class() {
@@ -136,28 +141,4 @@ async fn authenticate(
             required: Some(required),
         }),
     }
-}
-
-/// What to validate an any-of requirement against: the first alternative the token permits, or
-/// (when it permits none, or is not active) all of them, so that validation refuses it with the
-/// right class and audits the refusal. Reading the record first has no side effects.
-async fn any_permitted(
-    manager: &TokenManager,
-    token: &str,
-    alternatives: &[Scope],
-) -> Result<Vec<Scope>, Refusal> {
-    let found = manager
-        .introspect(token)
-        .await
-        .map_err(|_| RejectionKind::Unavailable)?;
-    let chosen = found.and_then(|identity| {
-        alternatives
-            .iter()
-            .find(|s| identity.scopes().permits(s))
-            .cloned()
-    });
-    Ok(match chosen {
-        Some(scope) => vec![scope],
-        None => alternatives.to_vec(),
-    })
 }

@@ -1,6 +1,8 @@
 //! The hot path: `validate`, read top to bottom.
 //!
-//! 1. Required scopes must be concrete (a `*` in a requirement is a programming error).
+//! 1. Required scopes must be concrete (a `*` in a requirement is a programming error). They are
+//!    all required ([`validate`](TokenManager::validate)) or any one of them
+//!    ([`validate_any`](TokenManager::validate_any)); the path is the same.
 //! 2. [`parse_own`](TokenManager::parse_own): length, format, checksum and prefix, with no store
 //!    access, so garbage never reaches the database.
 //! 3. One lookup by the public id: from the store's memory when it has one
@@ -27,6 +29,7 @@ use crate::format::TokenId;
 use crate::format::{FormatError, ParsedToken, parse_token};
 use crate::keyring::{Keyring, KeyringError};
 use crate::record::{TokenRecord, TokenState};
+use crate::requirement::AnyOf;
 use crate::scope::Scope;
 use crate::store::{ConsumeUse, ImmediateLookup, StoreError, UseOutcome};
 use crate::trail::UseAudit;
@@ -60,6 +63,56 @@ impl TokenManager {
         required: &[Scope],
         ctx: &Context,
     ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_for(token, Required::All(required), ctx).await
+    }
+
+    /// Validates `token` and checks that it permits at least one of `alternatives`: the same
+    /// steps, the same single lookup and the same refusals as [`validate`](Self::validate). A
+    /// token that permits none is refused with
+    /// [`InsufficientScope`](ValidationError::InsufficientScope), whose `missing` lists every
+    /// alternative.
+    ///
+    /// ```
+    /// use token_core::{AnyOf, HashKey, IssueRequest, KeyId, Keyring, ScopeSet, TokenManager};
+    /// use token_store_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tokens = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+    ///     .build()?;
+    /// let admin = tokens.issue(IssueRequest::new("user:1", ScopeSet::parse("widgets:admin")?)).await?;
+    /// let readers = AnyOf::parse("widgets:read widgets:admin")?; // once, at startup
+    /// assert!(tokens.validate_any(admin.token.expose_secret(), &readers).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn validate_any(
+        &self,
+        token: &str,
+        alternatives: &AnyOf,
+    ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_any_with(token, alternatives, &Context::new())
+            .await
+    }
+
+    /// [`validate_any`](Self::validate_any) with the caller's context for audit events.
+    pub async fn validate_any_with(
+        &self,
+        token: &str,
+        alternatives: &AnyOf,
+        ctx: &Context,
+    ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_for(token, Required::Any(alternatives.scopes()), ctx)
+            .await
+    }
+
+    /// Both entry points: the span (only when DEBUG is enabled), the counters, the validation.
+    async fn validate_for(
+        &self,
+        token: &str,
+        required: Required<'_>,
+        ctx: &Context,
+    ) -> Result<ValidatedToken, ValidationError> {
         // No subscriber wants DEBUG (one atomic load): no span to create, enter or move the
         // future into (the hot path stays as fast as without tracing).
         let started = std::time::Instant::now();
@@ -78,14 +131,14 @@ impl TokenManager {
         result
     }
 
-    /// [`validate_with`](Self::validate_with) inside its span.
+    /// [`validate_for`](Self::validate_for) inside its span.
     async fn validate_checked(
         &self,
         token: &str,
-        required: &[Scope],
+        required: Required<'_>,
         ctx: &Context,
     ) -> Result<ValidatedToken, ValidationError> {
-        if let Some(bad) = required.iter().find(|s| !s.is_concrete()) {
+        if let Some(bad) = required.scopes().iter().find(|s| !s.is_concrete()) {
             return Err(ValidationError::InvalidRequirement(bad.clone()));
         }
         let parsed = self.parse_own(token)?;
@@ -296,6 +349,40 @@ impl TokenManager {
     }
 }
 
+/// The scopes a validation checks: every one, or at least one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Required<'a> {
+    /// Every scope ([`validate`](TokenManager::validate)); none means any valid token.
+    All(&'a [Scope]),
+    /// At least one ([`validate_any`](TokenManager::validate_any)); never empty ([`AnyOf`]).
+    Any(&'a [Scope]),
+}
+
+impl<'a> Required<'a> {
+    fn scopes(self) -> &'a [Scope] {
+        match self {
+            Self::All(scopes) | Self::Any(scopes) => scopes,
+        }
+    }
+
+    /// `None` when `granted` meets the requirement, else the scopes to name as missing: those
+    /// of an all-of requirement it lacks, every alternative of an any-of one.
+    fn missing(self, granted: &crate::scope::ScopeSet) -> Option<Vec<Scope>> {
+        match self {
+            Self::All(scopes) if scopes.iter().all(|r| granted.permits(r)) => None,
+            Self::All(scopes) => Some(
+                scopes
+                    .iter()
+                    .filter(|r| !granted.permits(r))
+                    .cloned()
+                    .collect(),
+            ),
+            Self::Any(scopes) if scopes.iter().any(|r| granted.permits(r)) => None,
+            Self::Any(scopes) => Some(scopes.to_vec()),
+        }
+    }
+}
+
 /// What [`lookup`](TokenManager::lookup) found.
 pub(super) struct Found {
     /// The record, `None` if the store holds no such id.
@@ -331,7 +418,7 @@ pub(crate) fn decide(
     keyring: &Keyring,
     parsed: &ParsedToken<'_>,
     record: &TokenRecord,
-    required: &[Scope],
+    required: Required<'_>,
     now: OffsetDateTime,
     buffered_use: impl FnOnce() -> Option<OffsetDateTime>,
 ) -> Result<Accounting, ValidationError> {
@@ -343,12 +430,7 @@ pub(crate) fn decide(
     if let Some(error) = ValidationError::from_state(state) {
         return Err(error);
     }
-    if !required.iter().all(|r| record.scopes.permits(r)) {
-        let missing = required
-            .iter()
-            .filter(|r| !record.scopes.permits(r))
-            .cloned()
-            .collect();
+    if let Some(missing) = required.missing(&record.scopes) {
         return Err(ValidationError::InsufficientScope { missing });
     }
     Ok(if record.max_uses.is_some() {
@@ -391,7 +473,7 @@ mod tests {
 
     use time::OffsetDateTime;
 
-    use super::{Accounting, decide};
+    use super::{Accounting, Required, decide};
     use crate::error::ValidationError;
     use crate::format::{PlaintextToken, TokenPrefix, parse_token};
     use crate::keyring::{HashKey, KeyId, Keyring};
@@ -438,7 +520,50 @@ mod tests {
         buffered: Option<OffsetDateTime>,
     ) -> Result<Accounting, ValidationError> {
         let parsed = parse_token(f.token.expose_secret()).unwrap();
-        decide(&f.keyring, &parsed, &f.record, required, NOW, || buffered)
+        decide(
+            &f.keyring,
+            &parsed,
+            &f.record,
+            Required::All(required),
+            NOW,
+            || buffered,
+        )
+    }
+
+    fn run_any(f: &Fixture, alternatives: &[Scope]) -> Result<Accounting, ValidationError> {
+        let parsed = parse_token(f.token.expose_secret()).unwrap();
+        decide(
+            &f.keyring,
+            &parsed,
+            &f.record,
+            Required::Any(alternatives),
+            NOW,
+            || None,
+        )
+    }
+
+    #[test]
+    fn any_of_passes_with_one_alternative_and_names_all_when_none_is_held() {
+        let f = fixture();
+        let admin: Scope = "widgets:admin".parse().unwrap();
+        let alternatives = vec![admin.clone(), read()[0].clone()];
+        assert_eq!(run_any(&f, &alternatives).unwrap(), Accounting::Coalesce);
+        let write: Scope = "widgets:write".parse().unwrap();
+        let none_held = vec![admin, write];
+        match run_any(&f, &none_held) {
+            Err(ValidationError::InsufficientScope { missing }) => assert_eq!(missing, none_held),
+            other => panic!("expected InsufficientScope, got {other:?}"),
+        }
+        let mut revoked = fixture();
+        revoked.record.revocation = Some(Revocation {
+            at: NOW,
+            reason: "test".to_owned(),
+            actor: None,
+        });
+        assert!(matches!(
+            run_any(&revoked, &alternatives),
+            Err(ValidationError::Revoked)
+        ));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use token_core::{
-    AuditKind, Context, ErrorClass, IssueRequest, PlaintextToken, TokenPrefix, ValidationError,
+    AnyOf, AuditKind, Context, ErrorClass, IssueRequest, PlaintextToken, TokenPrefix,
+    ValidationError,
 };
 
 use crate::Fixture;
@@ -34,6 +35,7 @@ macro_rules! __conformance_validate {
             idle_timeout_expires_unused_token,
             use_postpones_idle_expiry,
             insufficient_scope_lists_missing_scopes,
+            any_of_costs_what_validate_costs_and_names_every_alternative,
             wildcard_requirement_is_refused,
             introspect_neither_uses_nor_audits,
             prefix_is_bound_to_the_record,
@@ -220,6 +222,55 @@ pub async fn insufficient_scope_lists_missing_scopes(f: &dyn Fixture) {
         }
         other => panic!("wrong error {other}"),
     }
+}
+
+/// `validate_any` passes a token holding one alternative with the store calls `validate` makes
+/// (one lookup, one atomic use count for a use-limited token), refuses a token holding none with
+/// every alternative named, and a refusal spends no use.
+pub async fn any_of_costs_what_validate_costs_and_names_every_alternative(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let admin = env
+        .issue_with(IssueRequest::new("u", scopes_of("widgets:admin")).max_uses(3))
+        .await;
+    let token = admin.token.expose_secret();
+    let readers = AnyOf::parse("widgets:read widgets:admin").unwrap_or_else(|e| panic!("{e}"));
+
+    let before = env.store.calls();
+    env.manager
+        .validate(token, &req("widgets:admin"))
+        .await
+        .unwrap_or_else(|e| panic!("validate: {e}"));
+    let validate_calls = env.store.calls() - before;
+    let before = env.store.calls();
+    let ok = env
+        .manager
+        .validate_any(token, &readers)
+        .await
+        .unwrap_or_else(|e| panic!("validate_any: {e}"));
+    assert_eq!(ok.id(), admin.token.id());
+    assert_eq!(
+        env.store.calls() - before,
+        validate_calls,
+        "an any-of validation costs more store calls than an all-of one"
+    );
+
+    let writers = AnyOf::parse("widgets:write widgets:delete").unwrap_or_else(|e| panic!("{e}"));
+    match env.manager.validate_any(token, &writers).await {
+        Err(ValidationError::InsufficientScope { missing }) => {
+            assert_eq!(missing, req("widgets:write widgets:delete"));
+        }
+        other => panic!("expected InsufficientScope, got {other:?}"),
+    }
+    let record = env
+        .manager
+        .inspect(admin.token.id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("record gone"));
+    assert_eq!(
+        record.use_count, 2,
+        "the refused any-of validation spent a use"
+    );
 }
 
 pub async fn wildcard_requirement_is_refused(f: &dyn Fixture) {
