@@ -44,6 +44,7 @@ mod events;
 mod feed;
 mod issue;
 mod keys;
+mod manage;
 mod read;
 mod revoke;
 mod rotate;
@@ -220,6 +221,11 @@ impl ValidatedToken {
     /// When it expires.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.record.expires_at
+    }
+
+    /// The host's metadata on the token, if any.
+    pub fn metadata(&self) -> Option<&crate::metadata::Metadata> {
+        self.record.metadata.as_ref()
     }
 
     /// The full record (as read at validation time).
