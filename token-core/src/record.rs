@@ -18,7 +18,10 @@ pub type Labels = BTreeMap<String, String>;
 /// Everything a store keeps about a token. It holds the keyed hash of the secret, never the secret.
 ///
 /// This struct is the storage contract between the manager and store implementations, so its fields
-/// are public (stores build it from rows). Read-only users get it from
+/// are public (stores build it from rows) and it is not `#[non_exhaustive]`: a new field is a
+/// change of the contract every store must follow (the schema grows with it), announced in the
+/// changelog. What an API shows of a token is [`TokenView`](crate::TokenView)
+/// ([`view_at`](Self::view_at)), which is `#[non_exhaustive]` and `Serialize`. Read-only users get it from
 /// [`TokenManager::inspect`](crate::TokenManager::inspect) and `list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::metadata::Metadata;
-use crate::record::{Labels, TokenRecord};
+use crate::record::{Labels, TokenRecord, TokenState};
 
 /// What an admin may see of a token: every field of its [`TokenRecord`] except the secret's
 /// hash and the hashing key's id. Times are RFC 3339, ids base62, scopes and networks lists of
@@ -20,7 +20,8 @@ use crate::record::{Labels, TokenRecord};
 /// let tokens = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
 ///     .build()?;
 /// let issued = tokens.issue(IssueRequest::new("user:1", ScopeSet::parse("widgets:read")?)).await?;
-/// let json = serde_json::to_value(issued.record.view())?;
+/// let json = serde_json::to_value(issued.record.view_at(tokens.clock().now()))?;
+/// assert_eq!(json["state"], "active");
 /// assert_eq!(json["subject"], "user:1");
 /// assert_eq!(json["scopes"], serde_json::json!(["widgets:read"]));
 /// assert!(json.get("hash").is_none());
@@ -36,6 +37,8 @@ pub struct TokenView {
     pub prefix: String,
     /// Whom it acts for.
     pub subject: String,
+    /// Its state at the instant the view was taken.
+    pub state: TokenState,
     /// Its scopes.
     pub scopes: Vec<String>,
     /// Name.
@@ -89,13 +92,14 @@ pub struct TokenView {
 }
 
 impl TokenRecord {
-    /// The public, serializable view of this record.
-    pub fn view(&self) -> TokenView {
+    /// The public, serializable view of this record, with its state at `now`.
+    pub fn view_at(&self, now: OffsetDateTime) -> TokenView {
         let revocation = self.revocation.as_ref();
         TokenView {
             id: self.id.to_string(),
             prefix: self.prefix.clone(),
             subject: self.subject.clone(),
+            state: self.state_at(now),
             scopes: self.scopes.iter().map(ToString::to_string).collect(),
             name: self.name.clone(),
             description: self.description.clone(),
