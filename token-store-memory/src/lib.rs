@@ -375,12 +375,9 @@ impl TokenStore for MemoryStore {
         {
             return Ok(RotateOutcome::BeforeRevocationCutoff { cutoff });
         }
-        let mut successor = rotation.successor.clone();
-        // The parent as of now: a rotation of the parent may have moved the predecessor.
-        successor.parent_id = old.parent_id;
-        if let Some(max) = old.max_uses {
-            successor.max_uses = Some(max.saturating_sub(old.use_count));
-        }
+        // The parent and the grants as of now (a concurrent rotation of the parent or an
+        // update of the predecessor may have changed them).
+        let successor = rotation.successor_for(old);
         if state.records.contains_key(&successor.id) {
             return Err(StoreError::AlreadyExists { id: successor.id });
         }

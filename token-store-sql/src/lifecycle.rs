@@ -77,14 +77,8 @@ pub fn rotation_successor(
     if state != TokenState::Active {
         return Err(RotateOutcome::NotActive(state));
     }
-    let mut successor = rotation.successor.clone();
-    // The parent as of this transaction: a rotation of the parent may have moved the
-    // predecessor since the manager read it.
-    successor.parent_id = old.parent_id;
-    if let Some(max) = old.max_uses {
-        successor.max_uses = Some(max.saturating_sub(old.use_count));
-    }
-    Ok(successor)
+    // The parent and the grants as of this transaction (RotateToken::successor_for).
+    Ok(rotation.successor_for(old))
 }
 
 #[cfg(test)]

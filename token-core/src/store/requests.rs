@@ -166,6 +166,35 @@ pub struct RotateToken {
 }
 
 impl RotateToken {
+    /// The successor to insert, given the predecessor as read (and locked) inside the
+    /// rotation's transaction (reference semantics for stores): the requested successor, under
+    /// the predecessor's parent as read there (a concurrent rotation of the parent may have
+    /// moved it), with the predecessor's grants as read there (scopes, network allowlist, idle
+    /// timeout no longer than its own, an expiry no later than its own, its uses left), so an
+    /// update that narrowed the predecessor after the manager read it is not undone. Its
+    /// descriptive fields (name, description, labels, metadata) come along.
+    pub fn successor_for(&self, predecessor: &TokenRecord) -> TokenRecord {
+        let old = predecessor;
+        let mut successor = self.successor.clone();
+        successor.parent_id = old.parent_id;
+        if let Some(max) = old.max_uses {
+            successor.max_uses = Some(max.saturating_sub(old.use_count));
+        }
+        successor.scopes = old.scopes.clone();
+        successor.allowed_networks.clone_from(&old.allowed_networks);
+        if let Some(idle) = old.idle_timeout {
+            successor.idle_timeout = Some(successor.idle_timeout.map_or(idle, |s| s.min(idle)));
+        }
+        if let Some(end) = old.expires_at {
+            successor.expires_at = Some(successor.expires_at.map_or(end, |s| s.min(end)));
+        }
+        successor.name.clone_from(&old.name);
+        successor.description.clone_from(&old.description);
+        successor.labels.clone_from(&old.labels);
+        successor.metadata.clone_from(&old.metadata);
+        successor
+    }
+
     /// Builds a rotation request.
     pub fn new(
         predecessor: TokenId,

@@ -29,6 +29,8 @@ macro_rules! __conformance_manage {
             metadata_is_stored_and_returned,
             allowlist_is_checked_and_only_narrows,
             concurrent_updates_validations_and_revocation_never_see_a_wider_state,
+            rotation_racing_an_update_keeps_the_narrowed_grants,
+            derive_racing_an_update_is_refused_as_wider,
         }
     };
 }
@@ -604,4 +606,68 @@ pub async fn concurrent_updates_validations_and_revocation_never_see_a_wider_sta
         "a validation saw a wider state than committed"
     );
     assert_rejected(&env, &token, "revoked").await;
+}
+
+/// A rotation whose store write waits while an update narrows the predecessor: the successor
+/// gets the narrowed grants (as read in the rotation's transaction), not the ones the manager
+/// read before.
+pub async fn rotation_racing_an_update_keeps_the_narrowed_grants(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env
+        .issue_with(
+            IssueRequest::new("u", scopes_of("a b")).allowed_networks(networks("10.0.0.0/8")),
+        )
+        .await;
+    let id = issued.token.id();
+    env.store.park_next_write();
+    let manager = env.manager.clone();
+    let rotation = tokio::spawn(async move { manager.rotate(id, HOUR).await });
+    env.store.parked_write().await;
+    env.manager
+        .update(
+            id,
+            TokenUpdate::new()
+                .scopes(scopes_of("a"))
+                .allowed_networks(networks("10.1.0.0/16")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    env.store.release_write();
+    let successor = rotation
+        .await
+        .unwrap_or_else(|e| panic!("join: {e}"))
+        .unwrap_or_else(|e| panic!("rotate: {e}"));
+    let stored_successor = stored(&env, successor.token.id()).await;
+    assert_eq!(
+        stored_successor.scopes,
+        scopes_of("a"),
+        "the rotation undid the update"
+    );
+    assert_eq!(
+        stored_successor.allowed_networks,
+        Some(networks("10.1.0.0/16"))
+    );
+}
+
+/// A derive whose insert waits while an update narrows the parent below the child's scopes:
+/// the store refuses the child (checked against the parent as read in its transaction).
+pub async fn derive_racing_an_update_is_refused_as_wider(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let parent = env.issue("u", "a b").await;
+    let id = parent.token.id();
+    env.store.park_next_write();
+    let manager = env.manager.clone();
+    let derive =
+        tokio::spawn(async move { manager.derive(id, DeriveRequest::new(scopes_of("b"))).await });
+    env.store.parked_write().await;
+    env.manager
+        .update(id, TokenUpdate::new().scopes(scopes_of("a")))
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    env.store.release_write();
+    let child = derive.await.unwrap_or_else(|e| panic!("join: {e}"));
+    assert!(
+        matches!(child, Err(Error::ParentNarrowed { field: "scopes" })),
+        "a child wider than its narrowed parent: {child:?}"
+    );
 }
