@@ -17,7 +17,7 @@
 //! | `GET /widgets` | `widgets:read` | 200 |
 //! | `POST /widgets` | `widgets:write` | 201 |
 //! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
-//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}`; 401 for a caller token without `tokens:introspect` |
+//! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type, cnf?, allowed_cidrs?}` or exactly `{"active": false}` (also for a suspended token); 401 for a caller token without `tokens:introspect`. A bound token answers `token_type: "DPoP"` and `cnf: {jkt}` (RFC 9449 §6.2); a token with a network allowlist lists it in `allowed_cidrs` (introspection cannot check the resource server's caller: the resource server must) |
 //!
 //! Authentication failures are token-tower's RFC 6750 answers: 401 without a token or with an
 //! invalid one, 403 with `error="insufficient_scope"` for a valid token without the route's scope,
@@ -713,8 +713,17 @@ async fn introspect(
                 "sub": r.subject,
                 "iat": r.created_at.unix_timestamp(),
                 "jti": r.id,
-                "token_type": "Bearer",
+                "token_type": if r.dpop_jkt.is_some() { "DPoP" } else { "Bearer" },
             });
+            // RFC 9449 section 6.2: the key a bound token is confirmed with.
+            if let Some(jkt) = &r.dpop_jkt {
+                body["cnf"] = json!({ "jkt": jkt });
+            }
+            // Introspection does not know the resource server's caller: a token pinned to
+            // networks says so, and the resource server must enforce it.
+            if let Some(networks) = &r.allowed_networks {
+                body["allowed_cidrs"] = json!(networks.networks().collect::<Vec<_>>());
+            }
             if let Some(exp) = r.expires_at {
                 body["exp"] = json!(exp.unix_timestamp());
             }

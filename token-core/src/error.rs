@@ -60,6 +60,19 @@ pub enum ValidationError {
     /// [`Context`](crate::Context) carries no (readable) `client_ip`.
     #[error("token may not be used from this address")]
     AddressNotAllowed,
+    /// The token is bound to a key (DPoP) and was presented without a proof of possession (as a
+    /// bearer token): no downgrade.
+    #[error("token is bound to a key and needs a proof of possession")]
+    ProofRequired,
+    /// The proof was signed by another key than the one the token is bound to.
+    #[error("the proof was signed by another key than the token's")]
+    ProofKeyMismatch,
+    /// A proof of possession came with a token that is not bound to a key.
+    #[error("token is not bound to a key; present it as a bearer token")]
+    NotBound,
+    /// The proof's `jti` was accepted before (by this or another instance sharing the store).
+    #[error("the proof was already used")]
+    ProofReplayed,
     /// The token is valid but lacks scopes.
     #[error("token lacks required scopes: {}", join(.missing))]
     InsufficientScope {
@@ -122,6 +135,10 @@ impl ValidationError {
             Self::UseLimitReached => "use_limit_reached",
             Self::Suspended => "suspended",
             Self::AddressNotAllowed => "address_not_allowed",
+            Self::ProofRequired => "proof_required",
+            Self::ProofKeyMismatch => "proof_key_mismatch",
+            Self::NotBound => "not_bound",
+            Self::ProofReplayed => "proof_replayed",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::UnknownHashKey(_) => "unknown_hash_key",
             Self::InvalidRequirement(_) => "invalid_requirement",

@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod audit_key;
+pub mod binding;
 pub mod cache;
 pub mod clock;
 mod error;
@@ -52,6 +53,7 @@ pub use audit::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Context,
 };
 pub use audit_key::{AuditKey, AuditKeyring, CheckpointBreak, CheckpointMac};
+pub use binding::{KeyThumbprint, ProofOfPossession, ThumbprintError};
 pub use cache::CacheConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};
@@ -77,10 +79,11 @@ pub use retention::{Retention, RetentionBuilder, SweepFailure, SweepReport, Swee
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use status::HttpAnswer;
 pub use store::{
-    ConsumeUse, CountLiveWithKey, Cursor, ImmediateLookup, InsertOutcome, InsertToken, ListFilter,
-    ListQuery, MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest,
-    RevokeSelector, RotateOutcome, RotateToken, StoreError, SuspendRequest, Suspension, TokenStore,
-    TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome, Widening,
+    ClaimOutcome, ConsumeUse, CountLiveWithKey, Cursor, ImmediateLookup, InsertOutcome,
+    InsertToken, ListFilter, ListQuery, MarkExpired, ProofClaim, PurgeRequest, RevocationNotice,
+    RevocationStream, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError,
+    SuspendRequest, Suspension, TokenStore, TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate,
+    UseOutcome, Widening,
 };
 pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, CheckpointCheck, UseAudit};
 pub use update::TokenUpdate;

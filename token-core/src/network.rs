@@ -79,14 +79,21 @@ impl NetworkAllowlist {
     }
 
     fn from_nets(nets: Vec<IpNet>) -> Result<Self, NetworkError> {
-        if nets.len() > ALLOWLIST_MAX_NETWORKS {
+        // Bound the work before aggregating; the limit applies to what is kept.
+        if nets.len() > ALLOWLIST_MAX_NETWORKS * 4 {
             return Err(NetworkError::TooMany { count: nets.len() });
         }
         if nets.is_empty() {
             return Err(NetworkError::Empty);
         }
-        // Canonical: host bits cleared, contained blocks dropped, sorted.
-        Ok(Self(IpNet::aggregate(&nets)))
+        // Canonical: host bits cleared, contained and duplicate blocks dropped, sorted.
+        let canonical = IpNet::aggregate(&nets);
+        if canonical.len() > ALLOWLIST_MAX_NETWORKS {
+            return Err(NetworkError::TooMany {
+                count: canonical.len(),
+            });
+        }
+        Ok(Self(canonical))
     }
 
     /// Whether `address` lies in one of the networks (an IPv4-mapped IPv6 address counts as its
@@ -131,15 +138,26 @@ fn parse_net(text: &str) -> Result<IpNet, NetworkError> {
     let invalid = || NetworkError::Invalid {
         text: text.chars().take(64).collect(),
     };
-    if text.contains('/') {
+    let net = if text.contains('/') {
         IpNet::from_str(text)
             .map(|n| n.trunc())
-            .map_err(|_| invalid())
+            .map_err(|_| invalid())?
     } else {
         IpAddr::from_str(text)
             .map(IpNet::from)
-            .map_err(|_| invalid())
+            .map_err(|_| invalid())?
+    };
+    // An IPv4-mapped IPv6 block (`::ffff:10.0.0.0/104`) is the IPv4 block it maps: callers'
+    // mapped addresses are compared as IPv4.
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+    {
+        return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+            .map(|n| IpNet::V4(n.trunc()))
+            .map_err(|_| invalid());
     }
+    Ok(net)
 }
 
 impl FromStr for NetworkAllowlist {
@@ -203,6 +221,9 @@ mod tests {
         assert!(l.permits(ip("2001:db8:ffff::1")));
         assert!(!l.permits(ip("2001:db9::1")));
         assert!(l.permits(ip("::ffff:192.0.2.1")), "IPv4-mapped IPv6");
+        let mapped = list("::ffff:10.0.0.0/104");
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.permits(ip("10.1.2.3")) && mapped.permits(ip("::ffff:10.1.2.3")));
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct TokenRecord {
     pub metadata: Option<Metadata>,
     /// The networks the token may be used from; `None`: any address.
     pub allowed_networks: Option<NetworkAllowlist>,
+    /// The key the token is bound to (DPoP `cnf.jkt`, see [`binding`](crate::binding)): it
+    /// validates only with a proof signed by that key. Fixed at issue; derived tokens and
+    /// rotation keep it.
+    pub dpop_jkt: Option<crate::binding::KeyThumbprint>,
 }
 
 /// When, why and by whom a token was revoked.
@@ -229,6 +233,7 @@ impl TokenRecord {
             suspended_at: None,
             metadata: None,
             allowed_networks: None,
+            dpop_jkt: None,
         }
     }
 }

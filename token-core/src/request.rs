@@ -47,6 +47,7 @@ pub(crate) struct TokenSpec {
     pub(crate) labels: Labels,
     pub(crate) metadata: Option<Metadata>,
     pub(crate) allowed_networks: Option<NetworkAllowlist>,
+    pub(crate) dpop_jkt: Option<crate::binding::KeyThumbprint>,
     pub(crate) context: Context,
 }
 
@@ -118,6 +119,15 @@ macro_rules! spec_setters {
         /// lie within its parent's, and it inherits the parent's when it names none.
         pub fn allowed_networks(mut self, networks: NetworkAllowlist) -> Self {
             self.spec.allowed_networks = Some(networks);
+            self
+        }
+
+        /// Binds the token to the client key with this thumbprint (DPoP `cnf.jkt`): it then
+        /// validates only with a verified proof signed by that key
+        /// ([`validate_with_proof`](crate::TokenManager::validate_with_proof)), never as a plain
+        /// bearer token. A derived token keeps its parent's binding.
+        pub fn bind_to_key(mut self, jkt: crate::binding::KeyThumbprint) -> Self {
+            self.spec.dpop_jkt = Some(jkt);
             self
         }
 

@@ -160,6 +160,8 @@ pub struct SweepReport {
     pub purged: usize,
     /// Audit events deleted behind the checkpoint.
     pub audit_truncated: u64,
+    /// Expired proof-of-possession claims deleted (DPoP `jti`s no proof can replay any more).
+    pub proof_claims_purged: u64,
     /// The steps that failed, in order, with their errors.
     pub failures: Vec<SweepFailure>,
 }
@@ -183,6 +185,8 @@ pub enum SweepStep {
     RevokeUnused,
     /// Deleting old revoked and expired records.
     Purge,
+    /// Deleting expired proof-of-possession claims.
+    PurgeProofClaims,
     /// Deleting audit events older than [`Retention::audit_max_age`].
     TruncateAudit,
 }
@@ -194,6 +198,7 @@ impl std::fmt::Display for SweepStep {
             Self::MarkExpired => "mark expired",
             Self::RevokeUnused => "revoke unused",
             Self::Purge => "purge",
+            Self::PurgeProofClaims => "purge proof claims",
             Self::TruncateAudit => "truncate audit",
         })
     }

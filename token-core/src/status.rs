@@ -83,6 +83,10 @@ impl ValidationError {
             | Self::UseLimitReached
             | Self::Suspended
             | Self::AddressNotAllowed
+            | Self::ProofRequired
+            | Self::ProofKeyMismatch
+            | Self::NotBound
+            | Self::ProofReplayed
             | Self::UnknownHashKey(_)
             | Self::InsufficientScope { .. } => match self.class() {
                 ErrorClass::InsufficientScope => INSUFFICIENT_SCOPE,
@@ -170,6 +174,10 @@ mod tests {
             (ValidationError::UseLimitReached, 401),
             (ValidationError::Suspended, 401),
             (ValidationError::AddressNotAllowed, 401),
+            (ValidationError::ProofRequired, 401),
+            (ValidationError::ProofKeyMismatch, 401),
+            (ValidationError::NotBound, 401),
+            (ValidationError::ProofReplayed, 401),
             (ValidationError::UnknownHashKey(KeyId::new(9)), 401),
             (
                 ValidationError::InsufficientScope {

@@ -84,6 +84,19 @@ impl TokenStore for Remote {
     ) -> Result<token_core::UpdateOutcome, StoreError> {
         self.inner.update(request).await
     }
+    async fn claim_proof(
+        &self,
+        claim: &token_core::ProofClaim,
+    ) -> Result<token_core::ClaimOutcome, StoreError> {
+        self.inner.claim_proof(claim).await
+    }
+    async fn purge_proof_claims(
+        &self,
+        before: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_proof_claims(before, limit).await
+    }
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.inner.consume_use(request).await
     }

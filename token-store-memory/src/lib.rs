@@ -29,10 +29,10 @@ use futures_util::stream;
 use time::OffsetDateTime;
 use token_core::audit_key::{append_link, check_links_before_truncation, seal_checkpoint};
 use token_core::store::{
-    ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
-    MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
-    RotateOutcome, RotateToken, StoreError, SuspendRequest, TokenStore, TruncateAudit,
-    UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome,
+    ClaimOutcome, ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken,
+    ListQuery, MarkExpired, ProofClaim, PurgeRequest, RevocationNotice, RevocationStream,
+    RevokeRequest, RevokeSelector, RotateOutcome, RotateToken, StoreError, SuspendRequest,
+    TokenStore, TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome,
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKeyring, AuditKind, AuditQuery, AuditRecord,
@@ -60,6 +60,9 @@ impl Default for MemoryStore {
 /// Revocation batches buffered per subscriber before it is told it lagged (and must flush).
 const FEED_CAPACITY: usize = 1024;
 
+/// Most unexpired proof claims held (about 80 MB); beyond, a claim is refused (fail closed).
+const MAX_PROOF_CLAIMS: usize = 1_000_000;
+
 #[derive(Debug, Default)]
 struct State {
     records: HashMap<TokenId, Arc<TokenRecord>, TokenIdHasherBuilder>,
@@ -79,6 +82,8 @@ struct State {
     cutoff: Option<OffsetDateTime>,
     /// Keys the chain is keyed with, when the host configured them.
     audit_keys: Option<AuditKeyring>,
+    /// Claimed proof-of-possession identifiers and until when each must be kept.
+    proof_claims: HashMap<[u8; 32], OffsetDateTime>,
 }
 
 impl State {
@@ -496,8 +501,8 @@ impl TokenStore for MemoryStore {
         let Some(current) = state.records.get(&request.id).cloned() else {
             return Ok(UpdateOutcome::NotFound);
         };
-        if let Err(ended) = request.check_state(&current) {
-            return Ok(UpdateOutcome::NotActive(ended));
+        if let Err(refused) = request.check_state(&current) {
+            return Ok(refused);
         }
         let (updated, event) = match request.apply(&current) {
             Err(widening) => return Ok(UpdateOutcome::Widens(widening)),
@@ -539,6 +544,45 @@ impl TokenStore for MemoryStore {
         })
     }
 
+    async fn claim_proof(&self, claim: &ProofClaim) -> Result<ClaimOutcome, StoreError> {
+        let mut state = self.write();
+        if state.proof_claims.contains_key(&claim.key) {
+            return Ok(ClaimOutcome::Replayed);
+        }
+        if state.proof_claims.len() >= MAX_PROOF_CLAIMS {
+            state.proof_claims.retain(|_, until| *until >= claim.now);
+            if state.proof_claims.len() >= MAX_PROOF_CLAIMS {
+                // Bounded memory: refuse (fail closed) rather than forget a live claim.
+                return Err(StoreError::Conflict {
+                    message: format!(
+                        "{MAX_PROOF_CLAIMS} unexpired proof claims are held; retry when some expire"
+                    ),
+                });
+            }
+        }
+        state.proof_claims.insert(claim.key, claim.expires_at);
+        Ok(ClaimOutcome::Claimed)
+    }
+
+    async fn purge_proof_claims(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.write();
+        let expired: Vec<[u8; 32]> = state
+            .proof_claims
+            .iter()
+            .filter(|(_, until)| **until < before)
+            .map(|(key, _)| *key)
+            .take(limit as usize)
+            .collect();
+        for key in &expired {
+            state.proof_claims.remove(key);
+        }
+        Ok(expired.len() as u64)
+    }
+
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         let (id, now) = (request.id, request.now);
         let mut state = self.write();
@@ -546,6 +590,7 @@ impl TokenStore for MemoryStore {
             return Ok(UseOutcome::NotFound);
         };
         if record.revocation.is_some()
+            || record.suspended_at.is_some()
             || record.rotated_to.is_some()
             || record.expires_at.is_some_and(|e| now >= e)
         {

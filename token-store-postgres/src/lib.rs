@@ -62,6 +62,7 @@ mod feed;
 mod manage;
 mod migrate;
 mod options;
+mod proofs;
 mod records;
 mod revoke;
 mod schema;

@@ -87,9 +87,9 @@ pub(crate) async fn update(
         rollback(tx).await?;
         return Ok(UpdateOutcome::NotFound);
     };
-    if let Err(state) = request.check_state(&current) {
+    if let Err(refused) = request.check_state(&current) {
         rollback(tx).await?;
-        return Ok(UpdateOutcome::NotActive(state));
+        return Ok(refused);
     }
     let (updated, event) = match request.apply(&current) {
         Err(widening) => {

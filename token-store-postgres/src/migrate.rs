@@ -16,7 +16,7 @@ use crate::error::{STORE, backend, backend_in};
 pub const MIGRATIONS_TABLE: &str = token_store_sql::MIGRATIONS_TABLE;
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The steps of migrations that run in Rust.
 enum RustStep {
@@ -63,6 +63,12 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
             steps: &[Step::Sql(include_str!(
                 "../migrations/0004_manage_tokens.sql"
             ))],
+        },
+        Migration {
+            version: 5,
+            description: "tokens.dpop_jkt (key binding), dpop_proofs (proof identifiers \
+                claimed once across instances)",
+            steps: &[Step::Sql(include_str!("../migrations/0005_dpop.sql"))],
         },
     ],
 );

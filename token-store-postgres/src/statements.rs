@@ -34,6 +34,8 @@ pub(crate) struct Sql {
     pub(crate) lock_unused: Arc<str>,
     pub(crate) revoke: Arc<str>,
     pub(crate) set_suspended: Arc<str>,
+    pub(crate) claim_proof: Arc<str>,
+    pub(crate) purge_proof_claims: Arc<str>,
     pub(crate) children_for_update: Arc<str>,
     pub(crate) update_token: Arc<str>,
     pub(crate) delete_labels: Arc<str>,
@@ -71,7 +73,7 @@ impl Sql {
                 "SELECT {cols} FROM {s}.tokens t WHERE t.id = $1 FOR UPDATE OF t"
             )),
             active: arc(format!(
-                "SELECT revoked_at IS NULL AND rotated_to IS NULL \
+                "SELECT revoked_at IS NULL AND suspended_at IS NULL AND rotated_to IS NULL \
                  AND (expires_at IS NULL OR expires_at > $2) \
                  FROM {s}.tokens WHERE id = $1"
             )),
@@ -82,7 +84,7 @@ impl Sql {
             insert_token: arc(format!(
                 "INSERT INTO {s}.tokens ({TOKEN_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
                  $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-                 $22, $23, $24, $25, $26)"
+                 $22, $23, $24, $25, $26, $27)"
             )),
             insert_labels: arc(format!(
                 "INSERT INTO {s}.token_labels (token_id, key, value) \
@@ -132,6 +134,14 @@ impl Sql {
                 "UPDATE {s}.tokens SET revoked_at = $2, revoke_reason = $3, revoked_by = $4 \
                  WHERE id = ANY($1::bytea[]) AND revoked_at IS NULL"
             )),
+            claim_proof: arc(format!(
+                "INSERT INTO {s}.dpop_proofs (key, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO NOTHING"
+            )),
+            purge_proof_claims: arc(format!(
+                "DELETE FROM {s}.dpop_proofs WHERE key IN (SELECT key FROM {s}.dpop_proofs \
+                 WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)"
+            )),
             set_suspended: arc(format!(
                 "UPDATE {s}.tokens SET suspended_at = $2 WHERE id = ANY($1::bytea[])"
             )),
@@ -153,7 +163,7 @@ impl Sql {
                 "UPDATE {s}.tokens SET use_count = use_count + 1, \
                  last_used_at = GREATEST(last_used_at, $2) \
                  WHERE id = $1 AND (max_uses IS NULL OR use_count < max_uses) \
-                 AND revoked_at IS NULL AND rotated_to IS NULL \
+                 AND revoked_at IS NULL AND suspended_at IS NULL AND rotated_to IS NULL \
                  AND (expires_at IS NULL OR expires_at > $2) \
                  RETURNING use_count"
             )),

@@ -49,6 +49,23 @@ impl TokenStore for PgStore {
             .await
     }
 
+    async fn claim_proof(
+        &self,
+        claim: &token_core::ProofClaim,
+    ) -> Result<token_core::ClaimOutcome, StoreError> {
+        self.explained(crate::proofs::claim_proof(self, claim).await)
+            .await
+    }
+
+    async fn purge_proof_claims(
+        &self,
+        before: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.explained(crate::proofs::purge_proof_claims(self, before, limit).await)
+            .await
+    }
+
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.explained(usage::consume_use(self, request).await)
             .await

@@ -16,7 +16,8 @@ use token_core::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, Audit
 use token_core::clock::from_unix_micros;
 use token_core::keyring::{KeyId, TokenHash};
 use token_core::{
-    Labels, Metadata, NetworkAllowlist, Revocation, ScopeSet, StoreError, TokenId, TokenRecord,
+    KeyThumbprint, Labels, Metadata, NetworkAllowlist, Revocation, ScopeSet, StoreError, TokenId,
+    TokenRecord,
 };
 
 /// Read access to the columns of one row. `Ok(None)` is SQL `NULL`; `Err` says why a value could
@@ -198,8 +199,8 @@ impl<'r, C: Columns + ?Sized> RowReader<'r, C> {
 /// (space-separated), `name`, `description`, `created_at`, `created_by`, `expires_at`,
 /// `not_before`, `idle_timeout_us`, `last_used_at`, `use_count`, `max_uses`, `parent_id`,
 /// `family_id`, `rotated_from`, `rotated_to`, `revoked_at`, `revoke_reason`, `revoked_by`,
-/// `suspended_at`, `metadata` (JSON object text) and `allowed_cidrs` (space-separated CIDR
-/// blocks): ids as 16 raw bytes, times as Unix microseconds, durations in microseconds.
+/// `suspended_at`, `metadata` (JSON object text), `allowed_cidrs` (space-separated CIDR
+/// blocks) and `dpop_jkt` (a key thumbprint): ids as 16 raw bytes, times as Unix microseconds, durations in microseconds.
 pub fn decode_token<C: Columns + ?Sized>(
     row: &C,
     store: &'static str,
@@ -248,6 +249,11 @@ pub fn decode_token<C: Columns + ?Sized>(
         .map(|text| NetworkAllowlist::parse(&text))
         .transpose()
         .map_err(|e| r.corrupt("allowed_cidrs", e))?;
+    let dpop_jkt = r
+        .opt_text("dpop_jkt")?
+        .map(|text| KeyThumbprint::parse(&text))
+        .transpose()
+        .map_err(|e| r.corrupt("dpop_jkt", e))?;
     Ok(TokenRecord {
         id,
         hash,
@@ -274,6 +280,7 @@ pub fn decode_token<C: Columns + ?Sized>(
         suspended_at: r.opt_time("suspended_at")?,
         metadata,
         allowed_networks,
+        dpop_jkt,
     })
 }
 

@@ -30,7 +30,7 @@ pub enum Param {
 pub const TOKEN_INSERT_COLUMNS: &str = "id, hash, hash_key_id, prefix, subject, scopes, name, \
     description, created_at, created_by, expires_at, not_before, idle_timeout_us, last_used_at, \
     use_count, max_uses, parent_id, family_id, rotated_from, rotated_to, revoked_at, \
-    revoke_reason, revoked_by, suspended_at, metadata, allowed_cidrs";
+    revoke_reason, revoked_by, suspended_at, metadata, allowed_cidrs, dpop_jkt";
 
 /// The `tokens` columns an update writes (what [`TokenManager::update`](token_core::TokenManager::update)
 /// may change, labels aside), in the order of [`update_params`]; the id follows them.
@@ -110,6 +110,7 @@ pub fn token_params(store: &'static str, record: &TokenRecord) -> Result<Vec<Par
         Param::OptInt(opt_micros(record.suspended_at)),
         Param::OptText(record.metadata.as_ref().map(ToString::to_string)),
         Param::OptText(record.allowed_networks.as_ref().map(ToString::to_string)),
+        Param::OptText(record.dpop_jkt.as_ref().map(ToString::to_string)),
     ])
 }
 

@@ -49,6 +49,7 @@ mod feed;
 mod manage;
 mod migrate;
 mod options;
+mod proofs;
 #[cfg(test)]
 mod query_plans;
 mod records;

@@ -69,8 +69,8 @@ pub(crate) async fn update(
     let Some(current) = fetch(&mut tx, &LOOKUP_SQL, request.id).await?.pop() else {
         return Ok(UpdateOutcome::NotFound);
     };
-    if let Err(state) = request.check_state(&current) {
-        return Ok(UpdateOutcome::NotActive(state));
+    if let Err(refused) = request.check_state(&current) {
+        return Ok(refused);
     }
     let (updated, event) = match request.apply(&current) {
         Err(widening) => return Ok(UpdateOutcome::Widens(widening)),

@@ -20,7 +20,7 @@ pub(crate) static LOOKUP_SQL: LazyLock<String> =
 pub(crate) static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tokens ({TOKEN_INSERT_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 });
 
@@ -302,12 +302,13 @@ pub(crate) const REVOKE: &str = "UPDATE tokens SET revoked_at = ?, revoke_reason
 pub(crate) const CONSUME_USE: &str = "UPDATE tokens SET use_count = use_count + 1, \
     last_used_at = max(coalesce(last_used_at, ?), ?) \
     WHERE id = ? AND (max_uses IS NULL OR use_count < max_uses) \
-    AND revoked_at IS NULL AND rotated_to IS NULL \
+    AND revoked_at IS NULL AND suspended_at IS NULL AND rotated_to IS NULL \
     AND (expires_at IS NULL OR expires_at > ?) \
     RETURNING use_count";
 
 /// Whether a token that was not counted is active (so its limit was reached).
-pub(crate) const ACTIVE: &str = "SELECT revoked_at IS NULL AND rotated_to IS NULL \
+pub(crate) const ACTIVE: &str = "SELECT revoked_at IS NULL AND suspended_at IS NULL \
+    AND rotated_to IS NULL \
     AND (expires_at IS NULL OR expires_at > ?) FROM tokens WHERE id = ?";
 
 /// Adds coalesced uses of one token.

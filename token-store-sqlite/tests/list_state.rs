@@ -70,6 +70,7 @@ fn records() -> Vec<TokenRecord> {
                                 suspended_at: n.is_multiple_of(5).then(|| at(1)),
                                 metadata: None,
                                 allowed_networks: None,
+                                dpop_jkt: None,
                             });
                         }
                     }

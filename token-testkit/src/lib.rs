@@ -169,6 +169,7 @@ macro_rules! conformance_tests {
             __conformance_concurrency,
             __conformance_races,
             __conformance_manage,
+            __conformance_binding,
         );
     };
     (@topics $fixture:expr; $($topic:ident),* $(,)?) => {
@@ -338,6 +339,21 @@ impl TokenStore for CountingStore {
         self.tick();
         self.gate.pass().await;
         self.inner.update(request).await
+    }
+    async fn claim_proof(
+        &self,
+        claim: &token_core::ProofClaim,
+    ) -> Result<token_core::ClaimOutcome, StoreError> {
+        self.tick();
+        self.inner.claim_proof(claim).await
+    }
+    async fn purge_proof_claims(
+        &self,
+        before: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.tick();
+        self.inner.purge_proof_claims(before, limit).await
     }
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.tick();

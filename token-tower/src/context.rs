@@ -18,22 +18,30 @@ fn header_text(request: &Parts, name: &HeaderName) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// An address as proxies write it: `203.0.113.7`, `203.0.113.7:51234`, `2001:db8::1`,
+/// `[2001:db8::1]:443`.
+fn forwarded_ip(entry: &str) -> Option<std::net::IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
 fn client_ip(config: &Config, request: &Parts) -> Option<String> {
-    if let Some(header) = &config.client_ip_header {
+    if let Some(header) = &config.client_ip_header
+        && let Some(line) = request.headers.get_all(header).iter().next_back()
+    {
         // The last entry of the last header line is the one the nearest (trusted) proxy
-        // appended; earlier entries and lines may come from the client. Only an IP address is
-        // accepted; anything else falls back to the connection address.
-        let nearest = request
-            .headers
-            .get_all(header)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
+        // appended; earlier entries and lines may come from the client. A header that is
+        // there but unreadable gives no address at all rather than the proxy's own (the
+        // connection's), so a network allowlist fails closed.
+        return line
+            .to_str()
+            .ok()
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok());
-        if let Some(ip) = nearest {
-            return Some(ip.to_string());
-        }
+            .and_then(forwarded_ip)
+            .map(|ip| ip.to_string());
     }
     if let Some(ClientAddr(addr)) = request.extensions.get::<ClientAddr>() {
         return Some(addr.ip().to_string());

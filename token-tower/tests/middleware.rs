@@ -368,14 +368,21 @@ async fn context_flows_into_audit_events() {
         Some("192.0.2.5")
     );
 
-    // A forged first header line is ignored: the last line is the proxy's. A value that is not
-    // an IP address falls back to the connection address.
+    // A forged first header line is ignored: the last line is the proxy's. Ports are dropped.
+    // A value that is not an address gives no address (never the proxy's own, which a network
+    // allowlist could admit); without the header the connection address is used.
     let layer = BearerAuth::new(manager.clone())
         .trust_client_ip_header(HeaderName::from_static("x-forwarded-for"))
         .layer();
     for (lines, expected) in [
-        (vec!["6.6.6.6", "198.51.100.1, 203.0.113.8"], "203.0.113.8"),
-        (vec!["not-an-ip"], "192.0.2.5"),
+        (
+            vec!["6.6.6.6", "198.51.100.1, 203.0.113.8"],
+            Some("203.0.113.8"),
+        ),
+        (vec!["198.51.100.1, 203.0.113.9:51234"], Some("203.0.113.9")),
+        (vec!["[2001:db8::1]:443"], Some("2001:db8::1")),
+        (vec!["not-an-ip"], None),
+        (vec![], Some("192.0.2.5")),
     ] {
         let mut builder = get("/").header(AUTHORIZATION, bearer(&token));
         for line in lines {
@@ -387,10 +394,7 @@ async fn context_flows_into_audit_events() {
             .insert(ClientAddr(SocketAddr::from(([192, 0, 2, 5], 4000))));
         send(&layer, request).await;
         let events = manager.audit(id).await.unwrap();
-        assert_eq!(
-            events.last().unwrap().event.client_ip.as_deref(),
-            Some(expected)
-        );
+        assert_eq!(events.last().unwrap().event.client_ip.as_deref(), expected);
     }
 }
 
@@ -432,6 +436,15 @@ impl TokenStore for DownStore {
         &self,
         _: &token_core::UpdateToken,
     ) -> Result<token_core::UpdateOutcome, StoreError> {
+        Err(down())
+    }
+    async fn claim_proof(
+        &self,
+        _: &token_core::ProofClaim,
+    ) -> Result<token_core::ClaimOutcome, StoreError> {
+        Err(down())
+    }
+    async fn purge_proof_claims(&self, _: time::OffsetDateTime, _: u32) -> Result<u64, StoreError> {
         Err(down())
     }
     async fn consume_use(&self, _: &ConsumeUse) -> Result<UseOutcome, StoreError> {

@@ -288,6 +288,7 @@ impl ManagerBuilder {
                 strict_validation_audit: self.strict_validation_audit,
                 audit_keys: self.audit_keys,
                 keyed_required_from: self.keyed_required_from,
+                seen_proofs: super::proofs::SeenProofs::new(),
                 cache: self
                     .cache
                     .map(|config| ValidationCache::new(RecordCache::new(&config))),

@@ -98,6 +98,22 @@ impl TokenManager {
             return Err(Error::ScopeWidening { scopes: widening });
         }
         self.narrow_limits(&parent_record, &mut spec)?;
+        // A derived token keeps its parent's key binding (an unbound parent's child may be
+        // bound: that only narrows who can use it).
+        if let Some(parent_key) = &parent_record.dpop_jkt {
+            match &spec.dpop_jkt {
+                None => spec.dpop_jkt = Some(parent_key.clone()),
+                Some(requested) if requested != parent_key => {
+                    return Err(Error::InvalidRequest {
+                        field: "dpop_jkt",
+                        problem: format!(
+                            "the parent is bound to key {parent_key}; a derived token keeps that binding"
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         if let Some(parent_networks) = &parent_record.allowed_networks {
             match &spec.allowed_networks {
                 None => spec.allowed_networks = Some(parent_networks.clone()),
@@ -278,6 +294,7 @@ impl TokenManager {
             suspended_at: None,
             metadata: spec.metadata.clone(),
             allowed_networks: spec.allowed_networks.clone(),
+            dpop_jkt: spec.dpop_jkt.clone(),
         };
         Ok((token, record))
     }

@@ -1,6 +1,8 @@
 //! Managing tokens after issue: `suspend` and `resume` (reversible, by selector) and `update`
 //! (in place, only ever narrowing, descendants narrowed with it).
 
+use std::time::Duration;
+
 use super::TokenManager;
 use super::spans;
 use crate::audit::Context;
@@ -59,7 +61,9 @@ impl TokenManager {
             .await
     }
 
-    /// Resumes suspended tokens `selector` matches, and their suspended descendants. Resuming
+    /// Resumes suspended tokens `selector` matches, and their suspended descendants (whatever
+    /// suspended them: a descendant suspended on its own is resumed with its ancestor, so
+    /// resume the narrowest selector that covers what the investigation cleared). Resuming
     /// never revives a token something else ended: a revoked, expired or rotated-out token stays
     /// refused. For [`RevokeSelector::Token`] of such a token the answer says so:
     /// [`Error::NotActive`] with its state (or [`Error::NotFound`]); a token that is not
@@ -233,6 +237,7 @@ impl TokenManager {
             }
             UpdateOutcome::NotFound => Err(Error::NotFound(id)),
             UpdateOutcome::NotActive(state) => Err(Error::NotActive { id, state }),
+            UpdateOutcome::Rotated { successor } => Err(Error::AlreadyRotated { id, successor }),
             UpdateOutcome::Widens(widening) => Err(Error::UpdateWidens {
                 field: widening.field,
                 problem: widening.problem,
@@ -272,6 +277,12 @@ fn check_update(update: &TokenUpdate) -> Result<(), Error> {
     }
     if update.idle_timeout.is_some_and(|d| d.is_zero()) {
         return Err(invalid("idle_timeout", "is zero; it must be positive"));
+    }
+    if update
+        .expires_in
+        .is_some_and(|d| d > Duration::from_secs(100 * 365 * 86_400))
+    {
+        return Err(invalid("expires_in", "exceeds 100 years"));
     }
     if update.expires_in.is_some_and(|d| d.is_zero()) {
         return Err(invalid(

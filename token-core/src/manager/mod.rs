@@ -45,6 +45,7 @@ mod feed;
 mod issue;
 mod keys;
 mod manage;
+mod proofs;
 mod read;
 mod revoke;
 mod rotate;
@@ -123,6 +124,8 @@ struct Inner {
     /// Every event from this sequence number on must be keyed.
     keyed_required_from: Option<u64>,
     cache: Option<feed::ValidationCache>,
+    /// Proof identifiers this process claimed or saw replayed (DPoP).
+    seen_proofs: proofs::SeenProofs,
 }
 
 #[derive(Default)]

@@ -129,6 +129,11 @@ impl TokenManager {
     /// anything else (malformed, unknown, wrong secret, revoked, expired, idle, used up). Unlike
     /// [`validate`](Self::validate) it neither records a use nor consumes one of `max_uses`, and
     /// writes no audit event. Errors only when the store fails.
+    ///
+    /// Introspection answers for the token, not for a request: it does not check a network
+    /// allowlist (it has no caller's address; the resource server that asks must check
+    /// [`TokenRecord::allowed_networks`]) nor a key binding (the proof is the resource
+    /// server's to verify against [`TokenRecord::dpop_jkt`]).
     pub async fn introspect(&self, token: &str) -> Result<Option<ValidatedToken>, StoreError> {
         let Some(record) = self.possessed(token).await? else {
             return Ok(None);

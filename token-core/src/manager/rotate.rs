@@ -123,10 +123,14 @@ impl TokenManager {
                 // The predecessor's life was just shortened: no cached copy may outlive it.
                 self.invalidate_cached([id]);
                 self.to_sink_all(&rotation.events);
-                Ok(IssuedToken {
-                    token,
-                    record: rotation.successor,
-                })
+                // What the store wrote: it takes the predecessor's grants as read in its
+                // transaction (`RotateToken::successor_for`), which a concurrent update may
+                // have narrowed since this manager read them.
+                let record = match self.inner.store.get(rotation.successor.id).await {
+                    Ok(Some(stored)) => (*stored).clone(),
+                    _ => rotation.successor,
+                };
+                Ok(IssuedToken { token, record })
             }
             RotateOutcome::NotFound => Err(Error::NotFound(id)),
             RotateOutcome::NotActive(state) => Err(Error::NotActive { id, state }),

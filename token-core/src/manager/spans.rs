@@ -23,7 +23,7 @@
 //! | `token_validation_refusals_total` | `reason` ([`ValidationError::reason_code`]) | refused validations |
 //! | `token_operations_total` | `operation` (`issue`, `derive`, `rotate`, `revoke`, `suspend`, `resume`, `update`, `sweep`), `outcome` (`ok`, `refused`, `incomplete`) | lifecycle calls |
 //! | `token_revoked_total` | | tokens revoked (a cascade counts each) |
-//! | `token_swept_total` | `step` (`expired`, `unused_revoked`, `purged`, `audit_truncated`) | records a sweep changed |
+//! | `token_swept_total` | `step` (`expired`, `unused_revoked`, `purged`, `proof_claims_purged`, `audit_truncated`) | records a sweep changed |
 //! | `token_usage_flush_failures_total` | | usage batches the store did not take (kept for the next flush) |
 //! | `token_usage_updates_refused_total` | | usage updates refused for an invalid row (dropped) |
 //! | `token_denied_events_total` | `fate` (`coalesced`, `queue_full`, `dropped`) | `Denied` events not written |
@@ -201,6 +201,8 @@ pub(super) fn swept(span: &Span, report: &SweepReport) {
     metrics::counter!("token_swept_total", "step" => "unused_revoked")
         .increment(report.unused_revoked as u64);
     metrics::counter!("token_swept_total", "step" => "purged").increment(report.purged as u64);
+    metrics::counter!("token_swept_total", "step" => "proof_claims_purged")
+        .increment(report.proof_claims_purged);
     metrics::counter!("token_swept_total", "step" => "audit_truncated")
         .increment(report.audit_truncated);
     span.record("expired", report.expired);

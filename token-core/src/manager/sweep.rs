@@ -101,6 +101,12 @@ impl TokenManager {
             self.to_sink_all(&purged);
         }
 
+        // A claim can go once no replay of its proof could pass verification any more.
+        let claims = self.inner.store.purge_proof_claims(now, batch).await;
+        if let Some(claims) = note(&mut report, SweepStep::PurgeProofClaims, claims) {
+            report.proof_claims_purged = claims;
+        }
+
         if let Some(age) = retention.audit_max_age() {
             let truncate = TruncateAudit::new(before(now, age), batch);
             let truncated = self.inner.store.truncate_audit(&truncate).await;

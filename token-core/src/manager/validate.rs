@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 
 use super::{Counters, TokenManager, ValidatedToken};
 use crate::audit::{AuditEvent, AuditKind, Context};
+use crate::binding::ProofOfPossession;
 use crate::cache::CacheLookup;
 use crate::error::ValidationError;
 use crate::format::TokenId;
@@ -63,7 +64,44 @@ impl TokenManager {
         required: &[Scope],
         ctx: &Context,
     ) -> Result<ValidatedToken, ValidationError> {
-        self.validate_for(token, Required::All(required), ctx).await
+        self.validate_for(token, Required::All(required), ctx, None)
+            .await
+    }
+
+    /// [`validate_with`](Self::validate_with) for a token presented with a proof of possession
+    /// (DPoP, RFC 9449) the caller verified: the token must be bound to the proof's key
+    /// ([`ValidationError::NotBound`] for an unbound one, [`ValidationError::ProofKeyMismatch`]
+    /// for another key), and the proof's `jti` is claimed once across every instance sharing
+    /// the store ([`ValidationError::ProofReplayed`] for a second use), after the token's own
+    /// checks pass. A bound token presented without a proof, through
+    /// [`validate`](Self::validate), is [`ValidationError::ProofRequired`].
+    pub async fn validate_with_proof(
+        &self,
+        token: &str,
+        required: &[Scope],
+        ctx: &Context,
+        proof: &ProofOfPossession,
+    ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_for(token, Required::All(required), ctx, Some(proof))
+            .await
+    }
+
+    /// [`validate_any_with`](Self::validate_any_with) with a proof of possession, as
+    /// [`validate_with_proof`](Self::validate_with_proof).
+    pub async fn validate_any_with_proof(
+        &self,
+        token: &str,
+        alternatives: &AnyOf,
+        ctx: &Context,
+        proof: &ProofOfPossession,
+    ) -> Result<ValidatedToken, ValidationError> {
+        self.validate_for(
+            token,
+            Required::Any(alternatives.scopes()),
+            ctx,
+            Some(proof),
+        )
+        .await
     }
 
     /// Validates `token` and checks that it permits at least one of `alternatives`: the same
@@ -102,7 +140,7 @@ impl TokenManager {
         alternatives: &AnyOf,
         ctx: &Context,
     ) -> Result<ValidatedToken, ValidationError> {
-        self.validate_for(token, Required::Any(alternatives.scopes()), ctx)
+        self.validate_for(token, Required::Any(alternatives.scopes()), ctx, None)
             .await
     }
 
@@ -112,18 +150,19 @@ impl TokenManager {
         token: &str,
         required: Required<'_>,
         ctx: &Context,
+        proof: Option<&ProofOfPossession>,
     ) -> Result<ValidatedToken, ValidationError> {
         // No subscriber wants DEBUG (one atomic load): no span to create, enter or move the
         // future into (the hot path stays as fast as without tracing).
         let started = std::time::Instant::now();
         if !tracing::level_enabled!(tracing::Level::DEBUG) {
-            let result = self.validate_checked(token, required, ctx).await;
+            let result = self.validate_checked(token, required, ctx, proof).await;
             spans::counted(&result, started);
             return result;
         }
         let span = spans::validate();
         let result = self
-            .validate_checked(token, required, ctx)
+            .validate_checked(token, required, ctx, proof)
             .instrument(span.clone())
             .await;
         spans::counted(&result, started);
@@ -137,6 +176,7 @@ impl TokenManager {
         token: &str,
         required: Required<'_>,
         ctx: &Context,
+        proof: Option<&ProofOfPossession>,
     ) -> Result<ValidatedToken, ValidationError> {
         if let Some(bad) = required.scopes().iter().find(|s| !s.is_concrete()) {
             return Err(ValidationError::InvalidRequirement(bad.clone()));
@@ -152,19 +192,28 @@ impl TokenManager {
             Box::pin(self.deny_unknown(token, parsed.id(), ctx)).await;
             return Err(ValidationError::UnknownToken);
         };
-        let caller = ctx.client_ip.as_deref();
+        let presented = Presented {
+            caller: ctx.client_ip.as_deref(),
+            proof,
+        };
         let decision = decide(
             &self.keyring(),
             &parsed,
             &record,
             required,
             now,
-            caller,
+            presented,
             || self.buffered_use(&record),
         );
-        let result = match decision {
-            Ok(accounting) => self.account_use(&record, now, accounting).await,
-            Err(error) => Err(error),
+        let result = match (decision, proof) {
+            // A proof's identifier is claimed only for a token that passed every other check,
+            // so refused requests fill no store table.
+            (Ok(accounting), Some(proof)) => match Box::pin(self.claim_proof(proof, now)).await {
+                Ok(()) => self.account_use(&record, now, accounting).await,
+                Err(error) => Err(error),
+            },
+            (Ok(accounting), None) => self.account_use(&record, now, accounting).await,
+            (Err(error), _) => Err(error),
         };
         match result {
             Ok(()) => {
@@ -390,6 +439,16 @@ impl<'a> Required<'a> {
     }
 }
 
+/// What the request presented besides the token: the caller's address and a verified proof of
+/// possession.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Presented<'a> {
+    /// The caller's address (`Context::client_ip`), for a token with a network allowlist.
+    pub(crate) caller: Option<&'a str>,
+    /// A verified DPoP proof, for a bound token.
+    pub(crate) proof: Option<&'a ProofOfPossession>,
+}
+
 /// What [`lookup`](TokenManager::lookup) found.
 pub(super) struct Found {
     /// The record, `None` if the store holds no such id.
@@ -428,7 +487,7 @@ pub(crate) fn decide(
     record: &TokenRecord,
     required: Required<'_>,
     now: OffsetDateTime,
-    caller: Option<&str>,
+    presented: Presented<'_>,
     buffered_use: impl FnOnce() -> Option<OffsetDateTime>,
 ) -> Result<Accounting, ValidationError> {
     verify_possession(keyring, parsed, record)?;
@@ -439,9 +498,20 @@ pub(crate) fn decide(
     if let Some(error) = ValidationError::from_state(state) {
         return Err(error);
     }
+    // A bound token needs a proof by its key; a proof needs a bound token (no downgrade).
+    match (&record.dpop_jkt, presented.proof) {
+        (Some(_), None) => return Err(ValidationError::ProofRequired),
+        (Some(bound), Some(proof)) if bound != proof.jkt() => {
+            return Err(ValidationError::ProofKeyMismatch);
+        }
+        (None, Some(_)) => return Err(ValidationError::NotBound),
+        _ => {}
+    }
     if let Some(networks) = &record.allowed_networks {
         // No address, or one that does not parse, is outside every network.
-        let address = caller.and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+        let address = presented
+            .caller
+            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
         if !address.is_some_and(|a| networks.permits(a)) {
             return Err(ValidationError::AddressNotAllowed);
         }
@@ -489,7 +559,7 @@ mod tests {
 
     use time::OffsetDateTime;
 
-    use super::{Accounting, Required, decide};
+    use super::{Accounting, Presented, Required, decide};
     use crate::error::ValidationError;
     use crate::format::{PlaintextToken, TokenPrefix, parse_token};
     use crate::keyring::{HashKey, KeyId, Keyring};
@@ -542,7 +612,7 @@ mod tests {
             &f.record,
             Required::All(required),
             NOW,
-            None,
+            Presented::default(),
             || buffered,
         )
     }
@@ -559,7 +629,10 @@ mod tests {
                 &f.record,
                 Required::All(&read()),
                 NOW,
-                caller,
+                Presented {
+                    caller,
+                    proof: None,
+                },
                 || None,
             )
         };
@@ -584,11 +657,55 @@ mod tests {
                 &f.record,
                 Required::All(&read()),
                 NOW,
-                Some("10.1.2.3"),
+                Presented {
+                    caller: Some("10.1.2.3"),
+                    proof: None,
+                },
                 || None
             ),
             Err(ValidationError::Suspended)
         ));
+    }
+
+    #[test]
+    fn a_bound_token_needs_a_proof_by_its_key_and_a_proof_needs_a_bound_token() {
+        use crate::binding::{KeyThumbprint, ProofOfPossession};
+        let key = |text: &str| KeyThumbprint::parse(text).unwrap();
+        let mine = key("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        let other = key("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        let mut f = fixture();
+        let parsed = parse_token(f.token.expose_secret()).unwrap();
+        let with = |f: &Fixture, proof: Option<&ProofOfPossession>| {
+            decide(
+                &f.keyring,
+                &parsed,
+                &f.record,
+                Required::All(&read()),
+                NOW,
+                Presented {
+                    caller: None,
+                    proof,
+                },
+                || None,
+            )
+        };
+        let by_mine = ProofOfPossession::new(mine.clone(), "j1", NOW);
+        let by_other = ProofOfPossession::new(other, "j2", NOW);
+        assert!(matches!(
+            with(&f, Some(&by_mine)),
+            Err(ValidationError::NotBound)
+        ));
+        assert!(with(&f, None).is_ok());
+        f.record.dpop_jkt = Some(mine);
+        assert!(matches!(
+            with(&f, None),
+            Err(ValidationError::ProofRequired)
+        ));
+        assert!(matches!(
+            with(&f, Some(&by_other)),
+            Err(ValidationError::ProofKeyMismatch)
+        ));
+        assert!(with(&f, Some(&by_mine)).is_ok());
     }
 
     fn run_any(f: &Fixture, alternatives: &[Scope]) -> Result<Accounting, ValidationError> {
@@ -599,7 +716,7 @@ mod tests {
             &f.record,
             Required::Any(alternatives),
             NOW,
-            None,
+            Presented::default(),
             || None,
         )
     }

@@ -145,6 +145,11 @@ pub enum UpdateOutcome {
     NotFound,
     /// The token is revoked or expired: there is nothing left to change.
     NotActive(TokenState),
+    /// The token was rotated: update its successor instead.
+    Rotated {
+        /// The successor.
+        successor: TokenId,
+    },
     /// The update would widen the token; nothing was written.
     Widens(Widening),
 }
@@ -171,12 +176,18 @@ impl UpdateToken {
         }
     }
 
-    /// Whether `current` (as read in the transaction) may be updated at all: not revoked and not
-    /// expired at `now`. `Err` is the state to answer [`UpdateOutcome::NotActive`] with.
-    pub fn check_state(&self, current: &TokenRecord) -> Result<(), TokenState> {
+    /// Whether `current` (as read in the transaction) may be updated at all: not revoked, not
+    /// expired at `now` and not rotated out (its successor is the live token; narrowing the old
+    /// copy would leave the successor wide). `Err` is the outcome to answer with.
+    pub fn check_state(&self, current: &TokenRecord) -> Result<(), UpdateOutcome> {
         match current.state_at(self.now) {
-            state @ (TokenState::Revoked | TokenState::Expired) => Err(state),
-            _ => Ok(()),
+            state @ (TokenState::Revoked | TokenState::Expired) => {
+                Err(UpdateOutcome::NotActive(state))
+            }
+            _ => match current.rotated_to {
+                Some(successor) => Err(UpdateOutcome::Rotated { successor }),
+                None => Ok(()),
+            },
         }
     }
 
@@ -210,9 +221,9 @@ impl UpdateToken {
             }
         }
         let expiry = match (u.expires_at, u.expires_in) {
-            (Some(at), Some(ttl)) => Some(at.min(self.now + ttl)),
+            (Some(at), Some(ttl)) => Some(at.min(later(self.now, ttl))),
             (Some(at), None) => Some(at),
-            (None, Some(ttl)) => Some(self.now + ttl),
+            (None, Some(ttl)) => Some(later(self.now, ttl)),
             (None, None) => None,
         };
         if let Some(end) = expiry {
@@ -458,6 +469,14 @@ impl UpdateToken {
         }
         event
     }
+}
+
+/// `now + ttl`, saturating at the latest representable instant (never a panic).
+fn later(now: OffsetDateTime, ttl: std::time::Duration) -> OffsetDateTime {
+    time::Duration::try_from(ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add(ttl))
+        .unwrap_or_else(|| OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT))
 }
 
 fn single(scope: &Scope) -> ScopeSet {

@@ -31,9 +31,9 @@ mod requests;
 
 pub use changes::{SuspendRequest, Suspension, UpdateOutcome, UpdateToken, Widening};
 pub use requests::{
-    ConsumeUse, CountLiveWithKey, Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery,
-    MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken,
-    TruncateAudit, UsageUpdate, UseOutcome,
+    ClaimOutcome, ConsumeUse, CountLiveWithKey, Cursor, InsertOutcome, InsertToken, ListFilter,
+    ListQuery, MarkExpired, ProofClaim, PurgeRequest, RevokeRequest, RevokeSelector, RotateOutcome,
+    RotateToken, TruncateAudit, UsageUpdate, UseOutcome,
 };
 
 /// Errors a store reports. Match on the variants; `Backend` wraps driver errors.
@@ -206,10 +206,25 @@ pub trait TokenStore: Send + Sync + 'static {
     /// the feed as [`RevocationNotice::Changed`] after the commit.
     async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError>;
 
+    /// Claims a proof-of-possession identifier, atomically across every instance sharing the
+    /// store (insert if absent): [`ClaimOutcome::Claimed`] for the first claim of `claim.key`,
+    /// [`ClaimOutcome::Replayed`] for every later one until the claim is purged. Bounded: a
+    /// store may refuse with [`StoreError::Conflict`] when it holds too many unexpired claims.
+    async fn claim_proof(&self, claim: &ProofClaim) -> Result<ClaimOutcome, StoreError>;
+
+    /// Deletes up to `limit` claims whose `expires_at` is before `before` (the sweeper's step).
+    /// Returns how many it deleted.
+    async fn purge_proof_claims(
+        &self,
+        before: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
     /// Counts one use of a token with `max_uses`, atomically:
     /// `use_count = use_count + 1 WHERE use_count < max_uses AND revoked_at IS NULL AND
-    /// rotated_to IS NULL AND (expires_at IS NULL OR expires_at > now)`, also setting
-    /// `last_used_at`. A revoked, rotated or expired token is [`UseOutcome::NotActive`], so no use
+    /// suspended_at IS NULL AND rotated_to IS NULL AND (expires_at IS NULL OR expires_at > now)`,
+    /// also setting `last_used_at`. A revoked, suspended, rotated or expired token is
+    /// [`UseOutcome::NotActive`], so no use
     /// is counted after a revocation or a rotation committed (a use-limited token rotates without
     /// grace, and its successor already holds the uses left; `now` may lag the rotation's time).
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError>;
@@ -314,6 +329,16 @@ macro_rules! forward_store {
             }
             async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError> {
                 (**self).update(request).await
+            }
+            async fn claim_proof(&self, claim: &ProofClaim) -> Result<ClaimOutcome, StoreError> {
+                (**self).claim_proof(claim).await
+            }
+            async fn purge_proof_claims(
+                &self,
+                before: time::OffsetDateTime,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                (**self).purge_proof_claims(before, limit).await
             }
             async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
                 (**self).consume_use(request).await

@@ -60,11 +60,20 @@ impl InsertToken {
 
     /// The field in which `child` would be wider than `parent` (reference check for stores, on
     /// the parent as read in the insert's transaction, so a concurrent update narrowing the
-    /// parent cannot be bypassed): `scopes` not covered by the parent's, or `allowed_networks`
-    /// not within the parent's (none at all, under a parent with an allowlist, is wider).
+    /// parent cannot be bypassed): `scopes` not covered by the parent's, `dpop_jkt` other than
+    /// the parent's binding, `idle_timeout` longer than the parent's, or `allowed_networks` not
+    /// within the parent's (none at all, under a parent with one, is wider).
     pub fn child_widens(parent: &TokenRecord, child: &TokenRecord) -> Option<&'static str> {
         if !parent.scopes.covers(&child.scopes) {
             return Some("scopes");
+        }
+        if parent.dpop_jkt.is_some() && child.dpop_jkt != parent.dpop_jkt {
+            return Some("dpop_jkt");
+        }
+        if let Some(parent_idle) = parent.idle_timeout
+            && child.idle_timeout.is_none_or(|idle| idle > parent_idle)
+        {
+            return Some("idle_timeout");
         }
         match (&parent.allowed_networks, &child.allowed_networks) {
             (Some(theirs), Some(mine)) if !theirs.covers(mine) => Some("allowed_networks"),
@@ -182,6 +191,7 @@ impl RotateToken {
         }
         successor.scopes = old.scopes.clone();
         successor.allowed_networks.clone_from(&old.allowed_networks);
+        successor.dpop_jkt.clone_from(&old.dpop_jkt);
         if let Some(idle) = old.idle_timeout {
             successor.idle_timeout = Some(successor.idle_timeout.map_or(idle, |s| s.min(idle)));
         }
@@ -637,4 +647,39 @@ impl MarkExpired {
     pub fn new(now: OffsetDateTime, limit: u32) -> Self {
         Self { now, limit }
     }
+}
+
+/// A claim of a proof-of-possession identifier ([`TokenStore::claim_proof`](super::TokenStore::claim_proof)):
+/// the first claim of `key` wins, every later one (on any instance sharing the store) is a
+/// replay, until the claim is purged after `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProofClaim {
+    /// [`ProofOfPossession::claim_key`](crate::ProofOfPossession::claim_key).
+    pub key: [u8; 32],
+    /// Until when the claim must be kept (a replay would still pass verification before).
+    pub expires_at: OffsetDateTime,
+    /// The manager's current time (a store that prunes on claim drops claims expired by then).
+    pub now: OffsetDateTime,
+}
+
+impl ProofClaim {
+    /// A claim of `key`, at `now`, kept until `expires_at`.
+    pub fn new(key: [u8; 32], expires_at: OffsetDateTime, now: OffsetDateTime) -> Self {
+        Self {
+            key,
+            expires_at,
+            now,
+        }
+    }
+}
+
+/// Result of [`TokenStore::claim_proof`](super::TokenStore::claim_proof).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimOutcome {
+    /// First claim: the proof may be accepted.
+    Claimed,
+    /// Claimed before: a replay.
+    Replayed,
 }

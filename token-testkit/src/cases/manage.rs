@@ -30,6 +30,8 @@ macro_rules! __conformance_manage {
             allowlist_is_checked_and_only_narrows,
             concurrent_updates_validations_and_revocation_never_see_a_wider_state,
             rotation_racing_an_update_keeps_the_narrowed_grants,
+            suspended_use_limited_token_counts_no_use,
+            updating_a_rotated_out_token_names_its_successor,
             derive_racing_an_update_is_refused_as_wider,
         }
     };
@@ -647,6 +649,10 @@ pub async fn rotation_racing_an_update_keeps_the_narrowed_grants(f: &dyn Fixture
         stored_successor.allowed_networks,
         Some(networks("10.1.0.0/16"))
     );
+    assert_eq!(
+        successor.record, *stored_successor,
+        "rotate answers what the store wrote"
+    );
 }
 
 /// A derive whose insert waits while an update narrows the parent below the child's scopes:
@@ -670,4 +676,48 @@ pub async fn derive_racing_an_update_is_refused_as_wider(f: &dyn Fixture) {
         matches!(child, Err(Error::ParentNarrowed { field: "scopes" })),
         "a child wider than its narrowed parent: {child:?}"
     );
+}
+
+/// The store's atomic use count refuses a suspended token (a stale cached copy elsewhere must
+/// not get a use counted after the suspension committed).
+pub async fn suspended_use_limited_token_counts_no_use(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env
+        .issue_with(IssueRequest::new("u", scopes_of("a")).max_uses(5))
+        .await;
+    let id = issued.token.id();
+    env.manager
+        .suspend(RevokeSelector::Token(id), "x")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let request = token_core::ConsumeUse::new(id, env.clock_now());
+    let outcome = token_core::TokenStore::consume_use(&env.store, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, token_core::UseOutcome::NotActive);
+    assert_eq!(stored(&env, id).await.use_count, 0);
+}
+
+/// An update of a token in its rotation grace window is refused, naming the successor (the
+/// live token), instead of narrowing the old copy only.
+pub async fn updating_a_rotated_out_token_names_its_successor(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued = env.issue("u", "a b").await;
+    let successor = env
+        .manager
+        .rotate(issued.token.id(), HOUR)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = env
+        .manager
+        .update(issued.token.id(), TokenUpdate::new().scopes(scopes_of("a")))
+        .await;
+    match answer {
+        Err(Error::AlreadyRotated {
+            successor: named, ..
+        }) => {
+            assert_eq!(named, successor.token.id());
+        }
+        other => panic!("expected AlreadyRotated, got {other:?}"),
+    }
 }

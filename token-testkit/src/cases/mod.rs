@@ -8,6 +8,7 @@
 //!
 //! | file             | pins                                                                   |
 //! |------------------|------------------------------------------------------------------------|
+//! | `binding.rs`     | DPoP key binding: proofs required, replays refused across managers  |
 //! | `manage.rs`      | suspend and resume, updates that only narrow, metadata, allowlists   |
 //! | `validate.rs`    | secret, checksum, prefix, validity window, scopes, introspection       |
 //! | `usage.rs`       | which validations count a use, flushing buffered usage                 |
@@ -57,6 +58,7 @@
 mod support;
 
 mod audit;
+mod binding;
 mod concurrency;
 mod derive;
 mod feed;
@@ -96,3 +98,4 @@ crate::__conformance_sweep!([reexport] sweep;);
 crate::__conformance_concurrency!([reexport] concurrency;);
 crate::__conformance_races!([reexport] races;);
 crate::__conformance_manage!([reexport] manage;);
+crate::__conformance_binding!([reexport] binding;);
