@@ -106,12 +106,14 @@ fn decode(part: &str) -> Result<Vec<u8>, DpopError> {
 fn is_dpop_type(typ: &str) -> bool {
     // Media types compare case-insensitively, and `application/` may be left out (RFC 7515
     // section 4.1.9).
-    let typ = if typ.len() > 12 && typ[..12].eq_ignore_ascii_case("application/") {
-        &typ[12..]
-    } else {
-        typ
+    const PREFIX: &[u8] = b"application/";
+    let bytes = typ.as_bytes();
+    // Compared as bytes: slicing the `str` could split a multi-byte character.
+    let subtype = match bytes.get(..PREFIX.len()) {
+        Some(head) if head.eq_ignore_ascii_case(PREFIX) => &bytes[PREFIX.len()..],
+        _ => bytes,
     };
-    typ.eq_ignore_ascii_case("dpop+jwt")
+    subtype.eq_ignore_ascii_case(b"dpop+jwt")
 }
 
 /// A JSON NumericDate (integer or not) as an instant, when representable.

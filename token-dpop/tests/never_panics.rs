@@ -29,6 +29,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::from),
+        // Multi-byte characters where the verifier compares prefixes.
+        "(application/|applicatio\\PC|\\PC{0,13})(dpop\\+jwt)?".prop_map(Value::from),
         prop::sample::select(vec![
             "dpop+jwt", "ES256", "EdDSA", "PS256", "RS256", "none", "HS256", "EC", "OKP", "RSA",
             "P-256", "Ed25519", "AQAB", "GET", HTU,
