@@ -119,6 +119,10 @@ fn wrong_typ_is_refused() {
         json!("jwt"),
         json!("JWT"),
         json!("at+jwt"),
+        json!("application/jwt"),
+        json!("applicationé/dpop+jwt"),
+        // A multi-byte character across byte 12, where the `application/` prefix would end.
+        json!("xéééééééééééé"),
         json!(1),
         json!(null),
     ] {
