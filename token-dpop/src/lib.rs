@@ -96,6 +96,12 @@
 //! - Send one `DPoP` header per request, and refuse requests with more (RFC 9449 section 4.3,
 //!   check 1): the verifier sees one proof string.
 //!
+//! ## The client side
+//!
+//! [`client::ProofKey`] makes proofs (ES256 or EdDSA) for example programs, tests and Rust
+//! clients: generate a key, bind tokens to [`client::ProofKey::thumbprint`], and send
+//! [`client::ProofKey::proof`] in the `DPoP` header of each request.
+//!
 //! ## Server nonces
 //!
 //! With [`DpopConfig::nonces`], proofs must carry a `nonce` the server handed out
@@ -107,6 +113,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 mod config;
 mod error;
 mod htu;
