@@ -6,8 +6,8 @@
 /// There is one variant per check, in the order the checks run (see the
 /// [crate docs](crate#what-is-checked-in-which-order)); each message names the check and what
 /// is allowed. No message contains the access token, and no message echoes attacker-chosen input
-/// except the `alg` value of [`AlgorithmNotAllowed`](Self::AlgorithmNotAllowed) (a short, quoted
-/// header member).
+/// except the `alg` value of [`AlgorithmNotAllowed`](Self::AlgorithmNotAllowed) (cut to 32 bytes,
+/// quoted and escaped).
 ///
 /// Facing the network, answer with [`error_code`](Self::error_code) in the `WWW-Authenticate`
 /// challenge (RFC 9449 section 7.1). For the two nonce errors, send a fresh nonce from
@@ -31,7 +31,8 @@ pub enum DpopError {
     /// The header's `typ` is not `dpop+jwt`.
     #[error("wrong DPoP proof type: the header's `typ` must be \"dpop+jwt\"")]
     WrongType,
-    /// The header's `alg` is `none`, a MAC, or not one of the configured algorithms.
+    /// The header's `alg` is `none`, a MAC, or not one of the configured algorithms. Holds the
+    /// `alg` value, cut to 32 bytes.
     #[error(
         "DPoP proof algorithm {0:?} is not allowed: use one of the server's configured asymmetric \
          algorithms (the `algs` of its DPoP challenge; `none` and MACs are never accepted)"

@@ -43,7 +43,8 @@
 //!    [`MAX_HEADER_BYTES`] long ([`TooLarge`](DpopError::TooLarge)), else
 //!    [`Malformed`](DpopError::Malformed).
 //! 3. The header decodes (base64url without padding, canonical) to a JSON object with no
-//!    duplicated members and no `crit`: [`Malformed`](DpopError::Malformed).
+//!    duplicated members and no `crit`, and the signature part decodes:
+//!    [`Malformed`](DpopError::Malformed).
 //! 4. `typ` is `dpop+jwt` (media-type rules: case-insensitive, optional `application/`):
 //!    [`WrongType`](DpopError::WrongType).
 //! 5. `alg` is one of the configured algorithms; `none` and MACs (`HS256`, ...) cannot be

@@ -67,8 +67,9 @@ pub struct VerifiedProof {
     /// of the current one: answer this request with a `DPoP-Nonce` header from
     /// [`DpopVerifier::fresh_nonce`]. Always `false` without server nonces.
     pub nonce_rollover_soon: bool,
-    /// `iat` plus the configured window: after this instant the proof is refused as too old
-    /// anyway, so a replay record for `jti` can be dropped then.
+    /// `iat` plus the configured window: the last instant at which this proof is accepted. Keep
+    /// the replay record for `jti` until then (inclusive); after it the proof is refused as too
+    /// old anyway.
     pub jti_expires_at: OffsetDateTime,
 }
 
@@ -101,6 +102,22 @@ fn decode(part: &str) -> Result<Vec<u8>, DpopError> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| DpopError::Malformed)
+}
+
+/// The longest `alg` value an error repeats, in bytes: errors get logged, and `alg` is chosen by
+/// whoever sent the proof.
+const MAX_ECHOED_ALG_BYTES: usize = 32;
+
+fn bounded(mut alg: String) -> String {
+    if alg.len() > MAX_ECHOED_ALG_BYTES {
+        let mut end = MAX_ECHOED_ALG_BYTES;
+        while !alg.is_char_boundary(end) {
+            end -= 1;
+        }
+        alg.truncate(end);
+        alg.push('…');
+    }
+    alg
 }
 
 fn is_dpop_type(typ: &str) -> bool {
@@ -212,12 +229,14 @@ impl DpopVerifier {
         {
             return Err(DpopError::Malformed);
         }
-        // 3. The header: a JSON object, no `crit` extensions (none are understood).
+        // 3. The header: a JSON object, no `crit` extensions (none are understood); the
+        //    signature: base64url.
         let header: Header =
             serde_json::from_slice(&decode(header_b64)?).map_err(|_| DpopError::Malformed)?;
         if header.crit.is_some() {
             return Err(DpopError::Malformed);
         }
+        let signature = decode(signature_b64)?;
         // 4. Explicit typing.
         match header.typ.as_ref().and_then(Value::as_str) {
             Some(typ) if is_dpop_type(typ) => {}
@@ -227,7 +246,7 @@ impl DpopVerifier {
         let alg = match header.alg {
             Some(Value::String(name)) => match Algorithm::from_jose(&name) {
                 Some(alg) if config.algorithms.contains(&alg) => alg,
-                _ => return Err(DpopError::AlgorithmNotAllowed(name)),
+                _ => return Err(DpopError::AlgorithmNotAllowed(bounded(name))),
             },
             _ => return Err(DpopError::Malformed),
         };
@@ -254,7 +273,6 @@ impl DpopVerifier {
         };
         let iat = numeric_date(iat).ok_or(DpopError::Malformed)?;
         // 10. The signature, over the ASCII `header.claims` exactly as sent.
-        let signature = decode(signature_b64)?;
         let signing_input = &proof[..header_b64.len() + 1 + claims_b64.len()];
         key.verify(alg, signing_input.as_bytes(), &signature)?;
         // 11. `htm`.

@@ -168,6 +168,20 @@ fn alg_none_and_hs256_are_never_allowed() {
 }
 
 #[test]
+fn long_alg_is_cut_in_the_error() {
+    let alg = "é".repeat(100);
+    let proof = Proof::new(Algorithm::Es256)
+        .header("alg", json!(alg))
+        .sign();
+    let Err(DpopError::AlgorithmNotAllowed(echoed)) = verify(&proof) else {
+        panic!("expected AlgorithmNotAllowed");
+    };
+    assert_eq!(echoed, format!("{}…", "é".repeat(16)));
+    let err = DpopError::AlgorithmNotAllowed("a\nb".into()).to_string();
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
 fn alg_outside_the_configured_set_is_refused() {
     let only_ed = DpopVerifier::new(DpopConfig::new().algorithms([Algorithm::EdDsa]));
     let proof = Proof::new(Algorithm::Es256).sign();
