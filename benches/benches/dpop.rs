@@ -1,6 +1,7 @@
 //! DPoP proof verification (token-dpop) per algorithm: ES256, EdDSA, PS256 and RS256, each a
 //! fresh valid proof with `ath` for `GET https://api.example.com/widgets`, verified at its `iat`;
-//! plus the cheap refusals (garbage, a bad signature) and a thumbprint, in the same run.
+//! plus the cheap refusals (garbage, a bad signature), a thumbprint, and the bare signature checks
+//! with already-parsed keys (what the proof checks add on top), in the same run.
 //!
 //! ```text
 //! cargo bench -p benches --bench dpop
@@ -134,6 +135,37 @@ fn bench_verify(c: &mut Criterion) {
     c.bench_function("dpop_thumbprint_EC", |b| {
         b.iter(|| thumbprint(black_box(&jwk)))
     });
+
+    // The signature checks alone, with already-parsed keys: what the proof checks add on top.
+    let mut group = c.benchmark_group("signature_only");
+    let message = [7u8; 400];
+    let p256_key = p256::ecdsa::SigningKey::from_slice(&random32()).expect("a P-256 scalar");
+    let p256_signature: p256::ecdsa::Signature = p256_key.sign(&message);
+    let p256_public = *p256_key.verifying_key();
+    group.bench_function("ES256", |b| {
+        b.iter(|| {
+            use p256::ecdsa::signature::Verifier as _;
+            p256_public.verify(black_box(&message), &p256_signature)
+        })
+    });
+    let ed_key = ed25519_dalek::SigningKey::from_bytes(&random32());
+    let ed_signature = ed_key.sign(&message);
+    let ed_public = ed_key.verifying_key();
+    group.bench_function("EdDSA", |b| {
+        b.iter(|| ed_public.verify_strict(black_box(&message), &ed_signature))
+    });
+    let rsa_public = rsa::PublicKey::from(&rsa_key);
+    let digest = Sha256::digest(message);
+    let rsa_signature = rsa_key
+        .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
+        .expect("RSA signing");
+    group.bench_function("RS256", |b| {
+        b.iter(|| {
+            let digest = Sha256::digest(black_box(&message));
+            rsa_public.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, &rsa_signature)
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench_verify);

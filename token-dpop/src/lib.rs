@@ -15,9 +15,9 @@
 //! # let proof = "e30.e30.AA"; let token = "acme_live_...";
 //! // `htu` comes from the configured public base URL plus the request path.
 //! match verifier.verify(proof, "GET", "https://api.example/widgets", Some(token), now) {
-//!     Ok(verified) => {
-//!         // 1. Claim `verified.jti` once across all instances (the store's replay table).
-//!         // 2. Require `verified.jkt` == the token's `cnf.jkt`.
+//!     Ok(_verified) => {
+//!         // 1. Claim `_verified.jti` once across all instances (the store's replay table).
+//!         // 2. Require `_verified.jkt` == the token's `cnf.jkt`.
 //!     }
 //!     Err(err) => {
 //!         // `WWW-Authenticate: DPoP algs="ES256 EdDSA PS256 RS256", error="invalid_dpop_proof"`
