@@ -6,23 +6,34 @@ use http::request::Parts;
 
 use crate::rejection::RejectionKind;
 
-/// The one credential of a request: `Ok(None)` when it carries none.
+/// How a request presented its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Authorization: Bearer` or the API key header.
+    Bearer,
+    /// `Authorization: DPoP` (with a `DPoP` proof header, RFC 9449).
+    Dpop,
+}
+
+/// The one credential of a request and how it came: `Ok(None)` when it carries none.
 ///
-/// A request may carry exactly one: a token in both `Authorization: Bearer` and the API key
-/// header, either header twice, or `access_token` in the query string is `invalid_request`.
+/// A request may carry exactly one: a token in both `Authorization` and the API key header,
+/// either header twice, or `access_token` in the query string is `invalid_request`. The `DPoP`
+/// scheme is read only when `dpop` is accepted (otherwise it is another scheme, as `Basic` is).
 pub(crate) fn credential<'a>(
     request: &'a Parts,
     api_key_header: Option<&HeaderName>,
-) -> Result<Option<&'a str>, RejectionKind> {
+    dpop: bool,
+) -> Result<Option<(&'a str, Scheme)>, RejectionKind> {
     if query_has_access_token(request.uri.query()) {
         return Err(RejectionKind::InvalidRequest);
     }
-    let bearer = bearer_token(request)?;
+    let authorization = authorization_token(request, dpop)?;
     let api_key = match api_key_header {
-        Some(name) => api_key(request, name)?,
+        Some(name) => api_key(request, name)?.map(|token| (token, Scheme::Bearer)),
         None => None,
     };
-    match (bearer, api_key) {
+    match (authorization, api_key) {
         (Some(_), Some(_)) => Err(RejectionKind::InvalidRequest),
         (token, None) | (None, token) => Ok(token),
     }
@@ -51,9 +62,12 @@ fn is_garbled_bearer(scheme: &str) -> bool {
     scheme.len() > 6 && scheme.as_bytes()[..6].eq_ignore_ascii_case(b"bearer")
 }
 
-/// The bearer token of the `Authorization` header; `None` when there is no header or it names
-/// another scheme (the client did not attempt bearer authentication).
-fn bearer_token(request: &Parts) -> Result<Option<&str>, RejectionKind> {
+/// The token of the `Authorization` header and its scheme; `None` when there is no header or it
+/// names another scheme (the client did not attempt bearer or DPoP authentication).
+fn authorization_token(
+    request: &Parts,
+    dpop: bool,
+) -> Result<Option<(&str, Scheme)>, RejectionKind> {
     let Some(value) = single(request, &AUTHORIZATION)? else {
         return Ok(None);
     };
@@ -64,14 +78,18 @@ fn bearer_token(request: &Parts) -> Result<Option<&str>, RejectionKind> {
     if is_garbled_bearer(scheme) {
         return Err(RejectionKind::InvalidRequest);
     }
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if !is_b64token(token) {
         return Err(RejectionKind::InvalidRequest);
     }
-    Ok(Some(token))
+    Ok(Some((token, scheme)))
 }
 
 /// The token of the API key header: the whole value, a `b64token` (no scheme).
@@ -85,7 +103,10 @@ fn api_key<'a>(request: &'a Parts, name: &HeaderName) -> Result<Option<&'a str>,
 
 /// The one value of header `name`, trimmed of spaces and tabs; a repeated or non-ASCII header is
 /// `invalid_request`.
-fn single<'a>(request: &'a Parts, name: &HeaderName) -> Result<Option<&'a str>, RejectionKind> {
+pub(crate) fn single<'a>(
+    request: &'a Parts,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, RejectionKind> {
     let mut values = request.headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);

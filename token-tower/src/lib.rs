@@ -92,6 +92,8 @@
 
 mod context;
 mod credential;
+#[cfg(feature = "dpop")]
+mod dpop;
 #[cfg(feature = "axum")]
 mod extract;
 mod rejection;
@@ -152,6 +154,29 @@ struct Config {
     request_id_header: HeaderName,
     api_key_header: Option<HeaderName>,
     renderer: Option<Arc<dyn RenderRejection>>,
+    /// DPoP accepted (RFC 9449), and how.
+    #[cfg(feature = "dpop")]
+    dpop: Option<Arc<dpop::DpopSettings>>,
+}
+
+impl Config {
+    /// Whether `Bearer` (and the API key header) is accepted: unless the layer is DPoP-only.
+    fn accepts_bearer(&self) -> bool {
+        #[cfg(feature = "dpop")]
+        if let Some(settings) = &self.dpop {
+            return settings.bearer;
+        }
+        true
+    }
+
+    /// The algorithms of the `DPoP` challenge, when DPoP is accepted.
+    fn dpop_algs(&self) -> Option<&str> {
+        #[cfg(feature = "dpop")]
+        if let Some(settings) = &self.dpop {
+            return Some(&settings.algs);
+        }
+        None
+    }
 }
 
 /// Configuration shared by every layer built from it. Cheap to clone.
@@ -205,6 +230,8 @@ impl BearerAuth {
                 request_id_header: HeaderName::from_static("x-request-id"),
                 api_key_header: None,
                 renderer: None,
+                #[cfg(feature = "dpop")]
+                dpop: None,
             }),
         }
     }
@@ -391,6 +418,105 @@ impl BearerAuth {
         I: IntoIterator<Item = Scope>,
     {
         self.build(Required::computed(compute))
+    }
+}
+
+/// Why [`BearerAuth::dpop`] cannot use a public base URL.
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublicUrlError {
+    /// The URL given.
+    pub url: String,
+}
+
+#[cfg(feature = "dpop")]
+impl fmt::Display for PublicUrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a public base URL: give scheme and authority only, such as https://api.example.com or http://127.0.0.1:3000",
+            self.url
+        )
+    }
+}
+
+#[cfg(feature = "dpop")]
+impl std::error::Error for PublicUrlError {}
+
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+impl BearerAuth {
+    /// Also accepts `Authorization: DPoP <token>` with a `DPoP: <proof>` header (RFC 9449): the
+    /// proof is checked by `verifier` against the request's method and its URI under
+    /// `public_base_url` (`https://api.example.com`: scheme and authority as clients reach
+    /// this service; the `Host` header is never trusted for it), then the token is validated
+    /// with [`TokenManager::validate_with_proof`](token_core::TokenManager::validate_with_proof):
+    /// a token bound to a key needs a proof by that key, a proof is accepted once across every
+    /// instance sharing the store, an unbound token presented with a proof is refused, and a
+    /// bound token presented as `Bearer` is refused (no downgrade).
+    ///
+    /// Refusals carry both challenges (`Bearer realm=...` and `DPoP realm=..., algs="ES256
+    /// EdDSA PS256 RS256"`), the error in the scheme the request used: `invalid_dpop_proof`
+    /// for a missing, invalid or replayed proof, `use_dpop_nonce` with a `DPoP-Nonce` header
+    /// when the verifier requires server nonces; a success sends a fresh `DPoP-Nonce` before
+    /// the current one rolls over.
+    ///
+    /// ```
+    /// use token_core::{HashKey, KeyId, Keyring, TokenManager};
+    /// use token_dpop::{DpopConfig, DpopVerifier};
+    /// use token_store_memory::MemoryStore;
+    /// use token_tower::BearerAuth;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+    ///     .build()?;
+    /// let verifier = DpopVerifier::new(DpopConfig::new());
+    /// let auth = BearerAuth::new(manager).dpop(verifier, "https://api.example.com")?;
+    /// let bound_only = auth.clone().dpop_only(); // refuse plain Bearer on these routes
+    /// # let _ = (auth, bound_only);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dpop(
+        self,
+        verifier: token_dpop::DpopVerifier,
+        public_base_url: &str,
+    ) -> Result<Self, PublicUrlError> {
+        let base = public_base_url.trim_end_matches('/');
+        let (scheme, authority) = base.split_once("://").unwrap_or(("", ""));
+        let valid = matches!(scheme, "http" | "https")
+            && !authority.is_empty()
+            && !authority.contains(['/', '?', '#', '@', ' ']);
+        if !valid {
+            return Err(PublicUrlError {
+                url: public_base_url.to_owned(),
+            });
+        }
+        let algs = verifier.algorithms_header();
+        let settings = Arc::new(dpop::DpopSettings {
+            verifier,
+            public_base: base.to_owned(),
+            algs,
+            bearer: true,
+        });
+        Ok(self.edit(|c| c.dpop = Some(settings)))
+    }
+
+    /// Accepts only the DPoP scheme (after [`dpop`](Self::dpop)): a bearer token or API key is
+    /// answered as a missing credential, with the `DPoP` challenge alone.
+    pub fn dpop_only(self) -> Self {
+        self.edit(|c| {
+            if let Some(settings) = &c.dpop {
+                c.dpop = Some(Arc::new(dpop::DpopSettings {
+                    verifier: settings.verifier.clone(),
+                    public_base: settings.public_base.clone(),
+                    algs: settings.algs.clone(),
+                    bearer: false,
+                }));
+            }
+        })
     }
 }
 

@@ -26,6 +26,12 @@ pub enum RejectionKind {
     InsufficientScope,
     /// The store failed; validation fails closed: 503.
     Unavailable,
+    /// A DPoP proof is missing, malformed, does not verify or was used before (RFC 9449
+    /// section 7.1): 401 `invalid_dpop_proof`, in the `DPoP` challenge.
+    InvalidDpopProof,
+    /// The server requires a (fresh) DPoP nonce: 401 `use_dpop_nonce`, with a `DPoP-Nonce`
+    /// header carrying one (RFC 9449 section 8).
+    UseDpopNonce,
 }
 
 impl RejectionKind {
@@ -36,6 +42,8 @@ impl RejectionKind {
             Self::InvalidRequest => Some("invalid_request"),
             Self::InvalidToken => Some("invalid_token"),
             Self::InsufficientScope => Some("insufficient_scope"),
+            Self::InvalidDpopProof => Some("invalid_dpop_proof"),
+            Self::UseDpopNonce => Some("use_dpop_nonce"),
         }
     }
 }
@@ -90,6 +98,8 @@ impl<'a> Rejection<'a> {
             }
             RejectionKind::InsufficientScope => "The access token lacks a required scope.",
             RejectionKind::Unavailable => "Token validation is temporarily unavailable.",
+            RejectionKind::InvalidDpopProof => "The DPoP proof is invalid.",
+            RejectionKind::UseDpopNonce => "A DPoP nonce from the server is required.",
         }
     }
 
@@ -343,26 +353,69 @@ fn text_body<B: 'static>(text: String) -> Option<B> {
     body.downcast::<B>().ok().map(|b| *b)
 }
 
-/// The response for `rejection`: status, RFC 6750 challenge, `Cache-Control: no-store`, and the
-/// rendered body if `renderer` gives one and `B` can carry it.
+/// The authentication schemes a layer accepts, for its challenges.
+pub(crate) struct Challenges<'a> {
+    pub(crate) realm: &'a str,
+    /// `Bearer` (and the API key header) accepted.
+    pub(crate) bearer: bool,
+    /// `DPoP` accepted, with these algorithms (`algs="ES256 EdDSA PS256 RS256"`).
+    pub(crate) dpop_algs: Option<&'a str>,
+    /// The request used the `DPoP` scheme: the error goes in the `DPoP` challenge.
+    pub(crate) used_dpop: bool,
+    /// A fresh server nonce to send as `DPoP-Nonce`.
+    pub(crate) nonce: Option<String>,
+}
+
+impl Challenges<'_> {
+    /// One `WWW-Authenticate` value per accepted scheme (RFC 9449 section 7.1: both when both
+    /// are accepted), the error in the scheme the request used.
+    fn values(&self, rejection: &Rejection<'_>) -> Vec<String> {
+        let realm = quote(self.realm);
+        let error = match rejection.kind() {
+            RejectionKind::MissingCredentials | RejectionKind::Unavailable => None,
+            RejectionKind::InsufficientScope => Some(format!(
+                ", error=\"insufficient_scope\", scope={}",
+                quote(&scope_list(rejection.required_scopes()))
+            )),
+            kind => kind.error_code().map(|code| format!(", error=\"{code}\"")),
+        };
+        if rejection.kind() == RejectionKind::Unavailable {
+            return Vec::new();
+        }
+        let mut values = Vec::new();
+        if self.bearer {
+            let mine = if self.used_dpop {
+                None
+            } else {
+                error.as_deref()
+            };
+            values.push(format!("Bearer realm={realm}{}", mine.unwrap_or_default()));
+        }
+        if let Some(algs) = self.dpop_algs {
+            let mine = if self.used_dpop || !self.bearer {
+                error.as_deref()
+            } else {
+                None
+            };
+            values.push(format!(
+                "DPoP realm={realm}, algs={}{}",
+                quote(algs),
+                mine.unwrap_or_default()
+            ));
+        }
+        values
+    }
+}
+
+/// The response for `rejection`: status, the RFC 6750 / RFC 9449 challenges, `Cache-Control:
+/// no-store`, a `DPoP-Nonce` when one is due, and the rendered body if `renderer` gives one
+/// and `B` can carry it.
 pub(crate) fn respond<B: Default + 'static>(
     rejection: &Rejection<'_>,
-    realm: &str,
+    challenges: &Challenges<'_>,
     renderer: &Renderer,
 ) -> Response<B> {
-    let realm = quote(realm);
-    let challenge = match rejection.kind() {
-        RejectionKind::MissingCredentials => Some(format!("Bearer realm={realm}")),
-        RejectionKind::InvalidRequest | RejectionKind::InvalidToken => Some(format!(
-            "Bearer realm={realm}, error=\"{}\"",
-            rejection.error_code().unwrap_or_default()
-        )),
-        RejectionKind::InsufficientScope => Some(format!(
-            "Bearer realm={realm}, error=\"insufficient_scope\", scope={}",
-            quote(&scope_list(rejection.required_scopes()))
-        )),
-        RejectionKind::Unavailable => None,
-    };
+    let values = challenges.values(rejection);
     let (body, content_type) = match renderer.0.as_ref().and_then(|r| r.render(rejection)) {
         Some(rendered) => match text_body(rendered.body) {
             Some(body) => (body, Some(rendered.content_type)),
@@ -377,8 +430,17 @@ pub(crate) fn respond<B: Default + 'static>(
     if rejection.kind() == RejectionKind::Unavailable {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        headers.insert(WWW_AUTHENTICATE, value);
+    for value in values {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(WWW_AUTHENTICATE, value);
+        }
+    }
+    if let Some(nonce) = challenges
+        .nonce
+        .as_deref()
+        .and_then(|n| HeaderValue::from_str(n).ok())
+    {
+        headers.insert(http::HeaderName::from_static("dpop-nonce"), nonce);
     }
     if let Some(content_type) = content_type {
         headers.insert(CONTENT_TYPE, content_type);

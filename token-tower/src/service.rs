@@ -8,10 +8,11 @@ use std::task::{Context as TaskContext, Poll};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use token_core::{ErrorClass, ValidatedToken};
+use token_core::{ErrorClass, ValidatedToken, ValidationError};
 use tower_service::Service;
 
-use crate::rejection::{self, Rejection, RejectionKind, Renderer};
+use crate::credential::Scheme;
+use crate::rejection::{self, Challenges, Rejection, RejectionKind, Renderer};
 use crate::requirement::Resolved;
 use crate::{Anonymous, AnonymousRequests, Authenticated, BearerAuthLayer, context, credential};
 
@@ -59,12 +60,17 @@ where
         // Only the head is borrowed across the validation await, so the body need not be Sync.
         let (mut parts, body) = request.into_parts();
         Box::pin(async move {
-            match authenticate(&layer, &parts).await {
-                Ok(Some(identity)) => {
-                    parts.extensions.insert(Authenticated(identity));
-                }
-                Ok(None) => {
-                    parts.extensions.insert(Anonymous);
+            let offer = match authenticate(&layer, &parts).await {
+                Ok(Accepted { identity, offer }) => {
+                    match identity {
+                        Some(identity) => {
+                            parts.extensions.insert(Authenticated(identity));
+                        }
+                        None => {
+                            parts.extensions.insert(Anonymous);
+                        }
+                    }
+                    offer
                 }
                 Err(refusal) => {
                     let scopes = refusal.required.as_ref().map_or(&[][..], Resolved::scopes);
@@ -77,22 +83,43 @@ where
                     };
                     let rejection = Rejection::new(refusal.kind, status, scopes, any_of);
                     let renderer = Renderer(layer.config.renderer.clone());
-                    return Ok(rejection::respond(
-                        &rejection,
-                        &layer.config.realm,
-                        &renderer,
-                    ));
+                    let challenges = Challenges {
+                        realm: &layer.config.realm,
+                        bearer: layer.config.accepts_bearer(),
+                        dpop_algs: layer.config.dpop_algs(),
+                        used_dpop: refusal.used_dpop,
+                        nonce: refusal.nonce,
+                    };
+                    return Ok(rejection::respond(&rejection, &challenges, &renderer));
                 }
+            };
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            // RFC 9449 section 8: a fresh nonce before the current one stops being accepted.
+            if let Some(nonce) = offer.and_then(|n| http::HeaderValue::from_str(&n).ok()) {
+                response
+                    .headers_mut()
+                    .insert(http::HeaderName::from_static("dpop-nonce"), nonce);
             }
-            inner.call(Request::from_parts(parts, body)).await
+            Ok(response)
         })
     }
+}
+
+/// What a passed request carries on: the identity (`None` for an anonymous request an optional
+/// layer lets through) and a fresh DPoP nonce to offer.
+struct Accepted {
+    identity: Option<ValidatedToken>,
+    offer: Option<String>,
 }
 
 /// A refusal and, once known, the requirement it was checked against.
 struct Refusal {
     kind: RejectionKind,
     required: Option<Resolved>,
+    /// The request used the `DPoP` scheme.
+    used_dpop: bool,
+    /// A fresh DPoP nonce to send with the refusal.
+    nonce: Option<String>,
 }
 
 impl From<RejectionKind> for Refusal {
@@ -100,45 +127,109 @@ impl From<RejectionKind> for Refusal {
         Self {
             kind,
             required: None,
+            used_dpop: false,
+            nonce: None,
         }
     }
 }
 
-/// The identity, `None` for an anonymous request an optional layer lets through.
-async fn authenticate(
-    layer: &BearerAuthLayer,
-    request: &Parts,
-) -> Result<Option<ValidatedToken>, Refusal> {
+/// Authenticates the request head against the layer's requirement.
+async fn authenticate(layer: &BearerAuthLayer, request: &Parts) -> Result<Accepted, Refusal> {
     let config = &layer.config;
-    let Some(token) = credential::credential(request, config.api_key_header.as_ref())? else {
+    let presented = credential::credential(
+        request,
+        config.api_key_header.as_ref(),
+        config.dpop_algs().is_some(),
+    )?;
+    let Some((token, scheme)) = presented else {
         return match layer.anonymous {
-            AnonymousRequests::Allowed => Ok(None),
+            AnonymousRequests::Allowed => Ok(Accepted {
+                identity: None,
+                offer: None,
+            }),
             AnonymousRequests::Refused => Err(RejectionKind::MissingCredentials.into()),
         };
     };
+    if scheme == Scheme::Bearer && !config.accepts_bearer() {
+        // A DPoP-only layer: a bearer token is no credential it takes.
+        return Err(RejectionKind::MissingCredentials.into());
+    }
     let required = layer
         .required
         .resolve(request)
         .ok_or(RejectionKind::InvalidRequest)?;
     let ctx = context::context_of(config, request);
-    let validated = match &required {
-        Resolved::All(scopes) => config.manager.validate_with(token, scopes, &ctx).await,
-        Resolved::Any(alternatives) => {
-            config
-                .manager
-                .validate_any_with(token, alternatives, &ctx)
-                .await
+    let (validated, offer) = match scheme {
+        Scheme::Bearer => {
+            let validated = match &required {
+                Resolved::All(scopes) => config.manager.validate_with(token, scopes, &ctx).await,
+                Resolved::Any(alternatives) => {
+                    config
+                        .manager
+                        .validate_any_with(token, alternatives, &ctx)
+                        .await
+                }
+            };
+            (validated, None)
         }
+        Scheme::Dpop => proven(config, request, token, &required, &ctx).await?,
     };
     match validated {
-        Ok(identity) => Ok(Some(identity)),
+        Ok(identity) => Ok(Accepted {
+            identity: Some(identity),
+            offer,
+        }),
         Err(e) => Err(Refusal {
-            kind: match e.class() {
-                ErrorClass::InsufficientScope => RejectionKind::InsufficientScope,
-                ErrorClass::InvalidToken => RejectionKind::InvalidToken,
+            kind: match (&e, e.class()) {
+                (ValidationError::ProofReplayed, _) => RejectionKind::InvalidDpopProof,
+                (_, ErrorClass::InsufficientScope) => RejectionKind::InsufficientScope,
+                (_, ErrorClass::InvalidToken) => RejectionKind::InvalidToken,
                 _ => RejectionKind::Unavailable,
             },
             required: Some(required),
+            used_dpop: scheme == Scheme::Dpop,
+            nonce: None,
         }),
     }
+}
+
+/// A token presented with the DPoP scheme: the proof verified, then the token validated with
+/// it (key binding, `jti` claimed once). Without DPoP support compiled in, no request gets here
+/// (the scheme is not read).
+#[allow(clippy::unused_async)]
+async fn proven(
+    config: &crate::Config,
+    request: &Parts,
+    token: &str,
+    required: &Resolved,
+    ctx: &token_core::Context,
+) -> Result<(Result<ValidatedToken, ValidationError>, Option<String>), Refusal> {
+    #[cfg(feature = "dpop")]
+    if let Some(settings) = &config.dpop {
+        let now = config.manager.clock().now();
+        let (proof, offer) =
+            crate::dpop::verified(settings, request, token, now).map_err(|refusal| Refusal {
+                kind: refusal.kind,
+                required: None,
+                used_dpop: true,
+                nonce: refusal.nonce,
+            })?;
+        let validated = match required {
+            Resolved::All(scopes) => {
+                config
+                    .manager
+                    .validate_with_proof(token, scopes, ctx, &proof)
+                    .await
+            }
+            Resolved::Any(alternatives) => {
+                config
+                    .manager
+                    .validate_any_with_proof(token, alternatives, ctx, &proof)
+                    .await
+            }
+        };
+        return Ok((validated, offer));
+    }
+    let _ = (config, request, token, required, ctx);
+    Err(RejectionKind::MissingCredentials.into())
 }
