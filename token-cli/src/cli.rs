@@ -9,10 +9,15 @@ use token_core::TokenId;
 use crate::duration::{Instant, parse_duration};
 
 /// Operate API tokens from a terminal; find leaked tokens and kill them.
-///
-/// Exit codes: 0 ok, 1 error, 2 usage, 3 `scan` found live tokens.
 #[derive(Debug, Parser)]
-#[command(name = "tokenctl", version, about, long_about = None)]
+#[command(
+    name = "tokenctl",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 `scan` found live tokens.\n\
+                  Keys come from the environment only: TOKEN_HASH_KEY ([ID:]HEX), TOKEN_HASH_KEYS_OLD (ID:HEX,...), TOKEN_AUDIT_KEY."
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
