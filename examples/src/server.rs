@@ -15,6 +15,7 @@
 //! | `GET /widgets` | `widgets:read` | 200 |
 //! | `POST /widgets` | `widgets:write` | 201 |
 //! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
+//! | `POST /credentials/revoke` JSON list of tokens | none: possession (see [`credentials`](crate::credentials)) | 200 `{processed, results}`, the same whichever strings were tokens; 429 past the per-caller limit |
 //! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type}` or exactly `{"active": false}`; 401 for a caller token without `tokens:introspect` |
 //!
 //! Authentication failures are token-tower's RFC 6750 answers: 401 without a token or with an
@@ -113,7 +114,12 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
         )
         .route("/oauth/revoke", post(oauth_revoke))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
-    Ok(admin.merge(widgets).merge(oauth).with_state(state))
+    let found = crate::credentials::router(state.manager.clone(), Default::default());
+    Ok(admin
+        .merge(widgets)
+        .merge(oauth)
+        .with_state(state)
+        .merge(found))
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), runs its migrations and builds

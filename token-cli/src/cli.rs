@@ -31,7 +31,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The store: sqlite://path/to/tokens.db or postgres://user@host:5432/db.
-    #[arg(long, global = true, env = "TOKEN_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TOKEN_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database: Option<String>,
     /// PostgreSQL schema holding the store's tables (default token_store).
     #[arg(long, global = true, env = "TOKEN_DATABASE_SCHEMA")]
@@ -302,7 +307,9 @@ pub enum ScanFormat {
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("{text:?} is not a label; write key=value, e.g. team=payments")),
+        _ => Err(format!(
+            "{text:?} is not a label; write key=value, e.g. team=payments"
+        )),
     }
 }
 

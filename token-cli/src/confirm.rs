@@ -20,7 +20,8 @@ pub fn confirm(question: &str) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::Declined(
-            "not confirmed; nothing was changed (answer y, or pass --yes to skip the question)".to_owned(),
+            "not confirmed; nothing was changed (answer y, or pass --yes to skip the question)"
+                .to_owned(),
         ))
     }
 }

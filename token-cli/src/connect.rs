@@ -130,16 +130,15 @@ pub async fn manager(
         }
         // Nothing will be hashed: a throwaway key satisfies the builder and is never used.
         (None, Hashing::NotNeeded) => Keyring::new(
-            HashKey::generate(KeyId::new(u32::MAX))
-                .map_err(|e| CliError::Config(e.to_string()))?,
+            HashKey::generate(KeyId::new(u32::MAX)).map_err(|e| CliError::Config(e.to_string()))?,
         ),
     };
     let store = open_store(global, Create::Never).await?.into_store();
     let mut builder = TokenManager::builder(store, keyring);
     if let Some(prefix) = prefix.or(global.prefix.as_deref()) {
-        builder = builder.prefix(prefix).map_err(|e| {
-            CliError::Config(format!("--prefix / TOKEN_PREFIX: {e}"))
-        })?;
+        builder = builder
+            .prefix(prefix)
+            .map_err(|e| CliError::Config(format!("--prefix / TOKEN_PREFIX: {e}")))?;
     }
     if let Some(keys) = keys::audit_keyring()? {
         builder = builder.audit_keys(keys);

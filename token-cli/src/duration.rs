@@ -15,9 +15,8 @@ use time::format_description::well_known::Rfc3339;
 /// assert!(token_cli::duration::parse_duration("soon").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("{e}; write a duration such as 30d, 12h, 90m, 1h 30m or 45s")
-    })
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; write a duration such as 30d, 12h, 90m, 1h 30m or 45s"))
 }
 
 /// An instant given on the command line.

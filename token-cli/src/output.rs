@@ -49,7 +49,9 @@ pub fn json_line(value: &Value) -> Result<(), CliError> {
 /// in one write that ends with the newline, after flushing whatever stdout held, so the bytes go
 /// straight to the file descriptor and no unwiped copy stays in stdout's buffer.
 pub fn secret_line(parts: &[&str]) -> Result<(), CliError> {
-    let mut buffer = Zeroizing::new(Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 1));
+    let mut buffer = Zeroizing::new(Vec::with_capacity(
+        parts.iter().map(|p| p.len()).sum::<usize>() + 1,
+    ));
     for part in parts {
         buffer.extend_from_slice(part.as_bytes());
     }
@@ -102,7 +104,15 @@ pub fn record_json(record: &TokenRecord) -> Value {
 }
 
 /// The columns of a token list.
-pub const LIST_HEADER: [&str; 7] = ["ID", "SUBJECT", "STATE", "NAME", "SCOPES", "EXPIRES", "LAST USED"];
+pub const LIST_HEADER: [&str; 7] = [
+    "ID",
+    "SUBJECT",
+    "STATE",
+    "NAME",
+    "SCOPES",
+    "EXPIRES",
+    "LAST USED",
+];
 
 /// One row of a token list.
 pub fn list_row(record: &TokenRecord) -> [String; 7] {

@@ -12,7 +12,9 @@ use base64::Engine as _;
 use common::{Backend, Env, HASH_KEY, PREFIX};
 use rand::Rng as _;
 use rand::SeedableRng as _;
-use token_core::{HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, ScopeSet, TokenManager, TokenPrefix};
+use token_core::{
+    HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, ScopeSet, TokenManager, TokenPrefix,
+};
 
 /// Tokens issued into the store (the rest are well-formed tokens the store never saw).
 const ISSUED: usize = 400;
@@ -25,7 +27,9 @@ type Expected = BTreeMap<(String, usize, usize), String>;
 const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 fn random_alnum(rng: &mut impl rand::Rng, n: usize) -> String {
-    (0..n).map(|_| char::from(ALNUM[rng.random_range(0..ALNUM.len())])).collect()
+    (0..n)
+        .map(|_| char::from(ALNUM[rng.random_range(0..ALNUM.len())]))
+        .collect()
 }
 
 fn percent_all(text: &str) -> String {
@@ -39,18 +43,39 @@ fn embed(rng: &mut impl rand::Rng, token: &str) -> (String, usize) {
     let at = |before: &str| before.chars().count() + 1;
     match rng.random_range(0..14) {
         0 => (format!("API_KEY={token}"), at("API_KEY=")),
-        1 => (format!("export ACME_TOKEN=\"{token}\""), at("export ACME_TOKEN=\"")),
-        2 => (format!("  token: {token}  # do not commit"), at("  token: ")),
-        3 => (format!("{{\"service\": \"billing\", \"token\": \"{token}\"}}"), at("{\"service\": \"billing\", \"token\": \"")),
-        4 => (format!("curl -H 'Authorization: Bearer {token}' https://api.example/v1"), at("curl -H 'Authorization: Bearer ")),
-        5 => (format!("2026-12-01T10:00:00Z INFO request token={token} user=42 ms=3"), at("2026-12-01T10:00:00Z INFO request token=")),
-        6 => (format!("    let key = \"{token}\"; // café ☕"), at("    let key = \"")),
+        1 => (
+            format!("export ACME_TOKEN=\"{token}\""),
+            at("export ACME_TOKEN=\""),
+        ),
+        2 => (
+            format!("  token: {token}  # do not commit"),
+            at("  token: "),
+        ),
+        3 => (
+            format!("{{\"service\": \"billing\", \"token\": \"{token}\"}}"),
+            at("{\"service\": \"billing\", \"token\": \""),
+        ),
+        4 => (
+            format!("curl -H 'Authorization: Bearer {token}' https://api.example/v1"),
+            at("curl -H 'Authorization: Bearer "),
+        ),
+        5 => (
+            format!("2026-12-01T10:00:00Z INFO request token={token} user=42 ms=3"),
+            at("2026-12-01T10:00:00Z INFO request token="),
+        ),
+        6 => (
+            format!("    let key = \"{token}\"; // café ☕"),
+            at("    let key = \""),
+        ),
         7 => (format!("« {token} »"), at("« ")),
         8 => {
             let before = "GET /cb?next=https%3A%2F%2Fapp%2Fhome%3Ftoken%3D";
             (format!("{before}{token}%26x%3D1 HTTP/1.1"), at(before))
         }
-        9 => (format!("redirect_uri=x&token={}", percent_all(token)), at("redirect_uri=x&token=")),
+        9 => (
+            format!("redirect_uri=x&token={}", percent_all(token)),
+            at("redirect_uri=x&token="),
+        ),
         10 => {
             let before = "{\"msg\":\"first line\\n";
             (format!("{before}{token}\\nlast line\"}}"), at(before))
@@ -61,7 +86,10 @@ fn embed(rng: &mut impl rand::Rng, token: &str) -> (String, usize) {
         }
         12 => {
             let encoded = b64.encode(format!("ci:{token}"));
-            (format!("Authorization: Basic {encoded}"), at("Authorization: Basic "))
+            (
+                format!("Authorization: Basic {encoded}"),
+                at("Authorization: Basic "),
+            )
         }
         _ => {
             let encoded = url_safe.encode(format!("ACME_TOKEN={token}\n"));
@@ -89,10 +117,22 @@ fn near_miss(rng: &mut impl rand::Rng, sample: &str) -> String {
             format!("OTHER={}", other.expose_secret())
         }
         5 => format!("GITHUB_TOKEN=ghp_{}", random_alnum(rng, 36)),
-        6 => format!("aws_access_key_id = AKIA{}", random_alnum(rng, 16).to_uppercase()),
-        7 => format!("SLACK=xoxb-{}-{}-{}", rng.random_range(100_000..999_999), rng.random_range(100_000..999_999), random_alnum(rng, 24)),
+        6 => format!(
+            "aws_access_key_id = AKIA{}",
+            random_alnum(rng, 16).to_uppercase()
+        ),
+        7 => format!(
+            "SLACK=xoxb-{}-{}-{}",
+            rng.random_range(100_000..999_999),
+            rng.random_range(100_000..999_999),
+            random_alnum(rng, 24)
+        ),
         8 => format!("STRIPE=sk_live_{}", random_alnum(rng, 99)),
-        9 => format!("blob: {}", base64::engine::general_purpose::STANDARD.encode((0..120).map(|_| rng.random::<u8>()).collect::<Vec<u8>>())),
+        9 => format!(
+            "blob: {}",
+            base64::engine::general_purpose::STANDARD
+                .encode((0..120).map(|_| rng.random::<u8>()).collect::<Vec<u8>>())
+        ),
         10 => {
             // A token glued to a word on the right: not a token boundary.
             let token = PlaintextToken::generate(&prefix).unwrap();
@@ -147,7 +187,10 @@ fn generate(env: &Env, tokens: &[PlaintextToken]) -> Corpus {
         }
         let (text, column) = embed(&mut rng, token.expose_secret());
         let line = push(&mut files, &mut lines, file, &text);
-        expected.insert((FILES[file].to_owned(), line, column), token.id().to_string());
+        expected.insert(
+            (FILES[file].to_owned(), line, column),
+            token.id().to_string(),
+        );
     }
     for (name, text) in FILES.iter().zip(&files) {
         common::write(env.path(), &format!("corpus/{name}"), text);
@@ -155,27 +198,47 @@ fn generate(env: &Env, tokens: &[PlaintextToken]) -> Corpus {
     // Ignored by .gitignore: found only with --no-ignore.
     let hidden = PlaintextToken::generate(&TokenPrefix::new(PREFIX).unwrap()).unwrap();
     common::write(env.path(), "corpus/.gitignore", "build/\n");
-    common::write(env.path(), "corpus/build/out.txt", &format!("KEY={}\n", hidden.expose_secret()));
+    common::write(
+        env.path(),
+        "corpus/build/out.txt",
+        &format!("KEY={}\n", hidden.expose_secret()),
+    );
     Corpus {
         expected,
         ignored_ids: vec![hidden.id().to_string()],
-        secrets: tokens.iter().map(|t| t.expose_secret().to_owned()).chain([hidden.expose_secret().to_owned()]).collect(),
+        secrets: tokens
+            .iter()
+            .map(|t| t.expose_secret().to_owned())
+            .chain([hidden.expose_secret().to_owned()])
+            .collect(),
     }
 }
 
 /// Issues `ISSUED` tokens into the store and generates the rest offline.
 fn tokens(env: &Env) -> Vec<PlaintextToken> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut tokens = runtime.block_on(async {
         let options = token_store_sqlite::SqliteStoreOptions::new(&env.url)
             .unwrap()
             .synchronous(token_store_sqlite::Synchronous::Normal);
-        let store = token_store_sqlite::SqliteStore::connect_with(options).await.unwrap();
+        let store = token_store_sqlite::SqliteStore::connect_with(options)
+            .await
+            .unwrap();
         let key = HashKey::from_hex(KeyId::new(1), HASH_KEY).unwrap();
-        let manager = TokenManager::builder(store, Keyring::new(key)).prefix(PREFIX).unwrap().build().unwrap();
+        let manager = TokenManager::builder(store, Keyring::new(key))
+            .prefix(PREFIX)
+            .unwrap()
+            .build()
+            .unwrap();
         let mut issued = Vec::new();
         for n in 0..ISSUED {
-            let request = IssueRequest::new(format!("svc:{}", n % 40), ScopeSet::parse("deploy").unwrap());
+            let request = IssueRequest::new(
+                format!("svc:{}", n % 40),
+                ScopeSet::parse("deploy").unwrap(),
+            );
             issued.push(manager.issue(request).await.unwrap().token);
         }
         issued
@@ -192,8 +255,17 @@ fn found(run: &common::Run) -> Expected {
         .into_iter()
         .map(|f| {
             assert_eq!(f["prefix"], PREFIX);
-            let path = f["path"].as_str().unwrap().strip_prefix("corpus/").unwrap().to_owned();
-            let key = (path, f["line"].as_u64().unwrap() as usize, f["column"].as_u64().unwrap() as usize);
+            let path = f["path"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("corpus/")
+                .unwrap()
+                .to_owned();
+            let key = (
+                path,
+                f["line"].as_u64().unwrap() as usize,
+                f["column"].as_u64().unwrap() as usize,
+            );
             (key, f["id"].as_str().unwrap().to_owned())
         })
         .collect()
@@ -219,13 +291,32 @@ fn scan_finds_every_token_in_the_corpus_and_nothing_else_and_revoke_kills_them()
     assert_eq!(offline.code, Some(3), "{}", offline.stderr);
     hides(&offline);
     let found_offline = found(&offline);
-    let missing: Vec<_> = corpus.expected.iter().filter(|(k, _)| !found_offline.contains_key(*k)).take(5).collect();
-    let extra: Vec<_> = found_offline.iter().filter(|(k, _)| !corpus.expected.contains_key(*k)).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    let missing: Vec<_> = corpus
+        .expected
+        .iter()
+        .filter(|(k, _)| !found_offline.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = found_offline
+        .iter()
+        .filter(|(k, _)| !corpus.expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
     assert_eq!(found_offline, corpus.expected);
 
     // --no-ignore also reads what .gitignore hides.
-    let everything = env.run(&["scan", "corpus", "--offline", "--no-ignore", "--format", "json"]);
+    let everything = env.run(&[
+        "scan",
+        "corpus",
+        "--offline",
+        "--no-ignore",
+        "--format",
+        "json",
+    ]);
     let all = found(&everything);
     assert_eq!(all.len(), TOTAL + 1);
     assert!(all.values().any(|id| *id == corpus.ignored_ids[0]));
@@ -233,15 +324,23 @@ fn scan_finds_every_token_in_the_corpus_and_nothing_else_and_revoke_kills_them()
     // Checked against the store: the issued ones live, the others unknown.
     let checked = env.run(&["scan", "corpus", "--format", "json"]);
     assert_eq!(checked.code, Some(3), "{}", checked.stderr);
-    let states: BTreeMap<String, usize> = checked.json_lines().iter().fold(BTreeMap::new(), |mut counts, f| {
-        *counts.entry(f["state"].as_str().unwrap().to_owned()).or_default() += 1;
-        counts
-    });
+    let states: BTreeMap<String, usize> =
+        checked
+            .json_lines()
+            .iter()
+            .fold(BTreeMap::new(), |mut counts, f| {
+                *counts
+                    .entry(f["state"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+                counts
+            });
     assert_eq!(states.get("live"), Some(&ISSUED));
     assert_eq!(states.get("unknown"), Some(&(TOTAL - ISSUED)));
 
     // SARIF: one result per finding, at the same places.
-    let sarif = env.run(&["scan", "corpus", "--offline", "--format", "sarif"]).json();
+    let sarif = env
+        .run(&["scan", "corpus", "--offline", "--format", "sarif"])
+        .json();
     assert_eq!(sarif["version"], "2.1.0");
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     assert_eq!(results.len(), TOTAL);
@@ -252,15 +351,44 @@ fn scan_finds_every_token_in_the_corpus_and_nothing_else_and_revoke_kills_them()
     // Revoke: one confirmation, then none of the issued tokens is valid.
     let revoke = env.run_with_stdin(&["scan", "corpus", "--revoke"], "y\n");
     assert_eq!(revoke.code, Some(0), "{}", revoke.stderr);
-    assert!(revoke.stderr.contains(&format!("revoked {ISSUED} leaked token(s)")), "{}", revoke.stderr);
+    assert!(
+        revoke
+            .stderr
+            .contains(&format!("revoked {ISSUED} leaked token(s)")),
+        "{}",
+        revoke.stderr
+    );
     assert_eq!(revoke.stderr.matches("[y/N]").count(), 1, "asked once");
     hides(&revoke);
     let after = env.run(&["scan", "corpus", "--format", "json"]);
-    assert_eq!(after.code, Some(0), "no live token is left: {}", after.stderr);
+    assert_eq!(
+        after.code,
+        Some(0),
+        "no live token is left: {}",
+        after.stderr
+    );
     assert!(after.json_lines().iter().all(|f| f["state"] != "live"));
     let live = env.run(&["list", "--state", "active", "--json"]).json();
-    assert_eq!(live, serde_json::Value::Array(vec![]), "none of the issued tokens is valid");
-    let revocations = env.run(&["audit", "--kind", "revoked", "--by", "tokenctl scan", "--jsonl"]).json_lines();
+    assert_eq!(
+        live,
+        serde_json::Value::Array(vec![]),
+        "none of the issued tokens is valid"
+    );
+    let revocations = env
+        .run(&[
+            "audit",
+            "--kind",
+            "revoked",
+            "--by",
+            "tokenctl scan",
+            "--jsonl",
+        ])
+        .json_lines();
     assert_eq!(revocations.len(), ISSUED);
-    assert!(revocations.iter().all(|e| e["reason"].as_str().unwrap().starts_with("leaked: found in corpus/")));
+    assert!(revocations.iter().all(|e| {
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("leaked: found in corpus/")
+    }));
 }

@@ -37,9 +37,10 @@ fn build_query(args: &AuditQueryArgs, now: time::OffsetDateTime) -> AuditQuery {
         let from = args
             .since
             .map_or(time::OffsetDateTime::UNIX_EPOCH, |s| s.resolve(now));
-        let until = args
-            .until
-            .map_or(time::OffsetDateTime::now_utc() + time::Duration::days(1), |u| u.resolve(now));
+        let until = args.until.map_or(
+            time::OffsetDateTime::now_utc() + time::Duration::days(1),
+            |u| u.resolve(now),
+        );
         query = query.between(from, until);
     }
     query
@@ -70,10 +71,14 @@ async fn query(
         .await?;
     if args.jsonl {
         for record in &page.items {
-            output::line(serde_json::to_string(record).map_err(|e| CliError::Config(e.to_string()))?)?;
+            output::line(
+                serde_json::to_string(record).map_err(|e| CliError::Config(e.to_string()))?,
+            )?;
         }
     } else if global.json {
-        output::json_line(&serde_json::to_value(&page.items).map_err(|e| CliError::Config(e.to_string()))?)?;
+        output::json_line(
+            &serde_json::to_value(&page.items).map_err(|e| CliError::Config(e.to_string()))?,
+        )?;
     } else {
         let mut table = output::table(["SEQ", "AT", "KIND", "TOKEN", "SUBJECT", "ACTOR", "REASON"]);
         for record in &page.items {
@@ -104,7 +109,9 @@ fn row(record: &AuditRecord) -> [String; 7] {
 async fn verify(global: &Global, manager: &token_core::TokenManager) -> Result<Outcome, CliError> {
     let report = manager.verify_audit_chain(None, None).await?;
     let intact = report.is_intact();
-    let head = report.head.map(|(seq, hash)| json!({"seq": seq, "hash": hash}));
+    let head = report
+        .head
+        .map(|(seq, hash)| json!({"seq": seq, "hash": hash}));
     if global.json {
         output::json_line(&json!({
             "intact": intact,
@@ -124,7 +131,10 @@ async fn verify(global: &Global, manager: &token_core::TokenManager) -> Result<O
         if let Some((seq, hash)) = report.head {
             output::line(format_args!(
                 "head: seq {seq} hash {} (keep it outside the database to detect a cut-back trail)",
-                serde_json::to_value(hash).map_err(|e| CliError::Config(e.to_string()))?.as_str().unwrap_or("-")
+                serde_json::to_value(hash)
+                    .map_err(|e| CliError::Config(e.to_string()))?
+                    .as_str()
+                    .unwrap_or("-")
             ))?;
         }
     }

@@ -38,12 +38,26 @@ pub async fn run(global: &Global, args: InspectArgs) -> Result<Outcome, CliError
         ("scopes", record.scopes.to_string()),
         ("name", dash(record.name.clone())),
         ("description", dash(record.description.clone())),
-        ("labels", if labels.is_empty() { "-".to_owned() } else { labels }),
+        (
+            "labels",
+            if labels.is_empty() {
+                "-".to_owned()
+            } else {
+                labels
+            },
+        ),
         ("created_at", rfc3339_or_dash(Some(record.created_at))),
         ("created_by", dash(record.created_by.clone())),
         ("expires_at", rfc3339_or_dash(record.expires_at)),
         ("not_before", rfc3339_or_dash(record.not_before)),
-        ("idle_timeout", dash(record.idle_timeout.map(|d| token_core::HumanDuration(d).to_string()))),
+        (
+            "idle_timeout",
+            dash(
+                record
+                    .idle_timeout
+                    .map(|d| token_core::HumanDuration(d).to_string()),
+            ),
+        ),
         ("last_used_at", rfc3339_or_dash(record.last_used_at)),
         ("use_count", record.use_count.to_string()),
         ("max_uses", dash(record.max_uses.map(|n| n.to_string()))),
@@ -52,7 +66,10 @@ pub async fn run(global: &Global, args: InspectArgs) -> Result<Outcome, CliError
         ("rotated_from", id(record.rotated_from)),
         ("rotated_to", id(record.rotated_to)),
         ("revoked_at", rfc3339_or_dash(revocation.map(|r| r.at))),
-        ("revocation_reason", dash(revocation.map(|r| r.reason.clone()))),
+        (
+            "revocation_reason",
+            dash(revocation.map(|r| r.reason.clone())),
+        ),
         ("revoked_by", dash(revocation.and_then(|r| r.actor.clone()))),
     ] {
         table.add_row([field.to_owned(), value]);

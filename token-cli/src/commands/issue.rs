@@ -19,8 +19,8 @@ pub async fn run(global: &Global, args: IssueArgs) -> Result<Outcome, CliError> 
     }
     let scopes = ScopeSet::parse(&args.scopes.join(" ")).map_err(token_core::Error::from)?;
     let manager = manager(global, Hashing::Required, None).await?;
-    let mut request = IssueRequest::new(args.subject, scopes)
-        .context(Context::new().actor(global.actor.clone()));
+    let mut request =
+        IssueRequest::new(args.subject, scopes).context(Context::new().actor(global.actor.clone()));
     if let Some(ttl) = args.ttl {
         request = request.ttl(ttl);
     }

@@ -33,7 +33,10 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<Outcome, CliError> {
 }
 
 /// Reads pages from `fetch` until the last one, or until `limit` records.
-pub async fn collect<F, Fut>(limit: Option<usize>, mut fetch: F) -> Result<Vec<TokenRecord>, CliError>
+pub async fn collect<F, Fut>(
+    limit: Option<usize>,
+    mut fetch: F,
+) -> Result<Vec<TokenRecord>, CliError>
 where
     F: FnMut(Page) -> Fut,
     Fut: std::future::Future<Output = Result<token_core::TokenPage, token_core::Error>>,
@@ -46,7 +49,9 @@ where
             return Ok(records);
         }
         if let Some(remaining) = remaining {
-            page.limit = u32::try_from(remaining).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE);
+            page.limit = u32::try_from(remaining)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE);
         }
         let result = fetch(page).await?;
         records.extend(result.items);

@@ -39,13 +39,16 @@ pub async fn run(global: &Global, args: RevokeArgs) -> Result<Outcome, CliError>
         )
     } else {
         return Err(CliError::Config(
-            "name what to revoke: an ID, --subject, --family, --label or --issued-before".to_owned(),
+            "name what to revoke: an ID, --subject, --family, --label or --issued-before"
+                .to_owned(),
         ));
     };
     if let Some(what) = bulk
         && !args.yes
     {
-        confirm(&format!("Revoke {what} (and the tokens derived from them)?"))?;
+        confirm(&format!(
+            "Revoke {what} (and the tokens derived from them)?"
+        ))?;
     }
     let ctx = Context::new().actor(global.actor.clone());
     let revoked = manager.revoke_with(selector, args.reason, &ctx).await?;

@@ -5,7 +5,9 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use token_core::{Context, FoundState, RevokeSelector, TokenId, TokenManager, TokenPrefix, TokenStore};
+use token_core::{
+    Context, FoundState, RevokeSelector, TokenId, TokenManager, TokenPrefix, TokenStore,
+};
 
 use crate::cli::{Global, ScanArgs, ScanFormat};
 use crate::confirm::confirm;
@@ -37,7 +39,8 @@ pub async fn run(global: &Global, args: ScanArgs) -> Result<Outcome, CliError> {
     let reads_stdin = args.paths.iter().any(|p| p.as_os_str() == walk::STDIN);
     if args.revoke && !args.yes && reads_stdin {
         return Err(CliError::Config(
-            "stdin is being scanned, so the revocation cannot be confirmed there; pass --yes".to_owned(),
+            "stdin is being scanned, so the revocation cannot be confirmed there; pass --yes"
+                .to_owned(),
         ));
     }
     // Connect before the (possibly long) scan, so a bad URL or key fails at once.
@@ -141,7 +144,8 @@ impl Checker {
                 crate::keys::HASH_KEY_VAR
             ))
         })?;
-        let store: Arc<dyn TokenStore> = Arc::from(open_store(global, Create::Never).await?.into_store());
+        let store: Arc<dyn TokenStore> =
+            Arc::from(open_store(global, Create::Never).await?.into_store());
         Ok(Self {
             store,
             keyring,
@@ -182,7 +186,9 @@ impl Checker {
                 Some(manager) => manager,
                 None => {
                     let manager = self.manager(&finding.hit.prefix)?;
-                    managers.entry(finding.hit.prefix.clone()).or_insert(manager)
+                    managers
+                        .entry(finding.hit.prefix.clone())
+                        .or_insert(manager)
                 }
             };
             let state = manager.check_found(finding.hit.expose_token()).await?;
@@ -197,12 +203,17 @@ impl Checker {
     }
 }
 
-async fn revoke_live(checker: &Checker, findings: &mut [Finding], yes: bool) -> Result<(), CliError> {
+async fn revoke_live(
+    checker: &Checker,
+    findings: &mut [Finding],
+    yes: bool,
+) -> Result<(), CliError> {
     // The first file each live token was found in names it in the reason.
     let mut live: BTreeMap<TokenId, String> = BTreeMap::new();
     for finding in findings.iter() {
         if finding.state.is_some_and(FoundState::is_live) {
-            live.entry(finding.hit.id).or_insert_with(|| finding.path.clone());
+            live.entry(finding.hit.id)
+                .or_insert_with(|| finding.path.clone());
         }
     }
     if live.is_empty() {
@@ -223,7 +234,11 @@ async fn revoke_live(checker: &Checker, findings: &mut [Finding], yes: bool) -> 
     let mut revoked = 0usize;
     for (id, path) in &live {
         let ids = manager
-            .revoke_with(RevokeSelector::Token(*id), format!("leaked: found in {path}"), &ctx)
+            .revoke_with(
+                RevokeSelector::Token(*id),
+                format!("leaked: found in {path}"),
+                &ctx,
+            )
             .await?;
         revoked += ids.len();
     }

@@ -17,7 +17,8 @@ pub async fn run(global: &Global, args: StaleArgs) -> Result<Outcome, CliError> 
         filter = filter.state(TokenState::Active);
     }
     // `stale_tokens` is this list in any state; the state filter keeps the ones still usable.
-    let records = super::list::collect(args.limit, |page| manager.list(filter.clone(), page)).await?;
+    let records =
+        super::list::collect(args.limit, |page| manager.list(filter.clone(), page)).await?;
     print_records(&records, global.json)?;
     Ok(Outcome::Success)
 }

@@ -23,14 +23,23 @@ pub async fn run(global: &Global) -> Result<Outcome, CliError> {
     } else {
         let mut table = output::table(["STEP", "COUNT"]);
         table.add_row(["expired".to_owned(), report.expired.to_string()]);
-        table.add_row(["unused revoked".to_owned(), report.unused_revoked.to_string()]);
+        table.add_row([
+            "unused revoked".to_owned(),
+            report.unused_revoked.to_string(),
+        ]);
         table.add_row(["purged".to_owned(), report.purged.to_string()]);
-        table.add_row(["audit truncated".to_owned(), report.audit_truncated.to_string()]);
+        table.add_row([
+            "audit truncated".to_owned(),
+            report.audit_truncated.to_string(),
+        ]);
         output::print_table(&table)?;
     }
     if failures.is_empty() {
         Ok(Outcome::Success)
     } else {
-        Err(CliError::Config(format!("sweep steps failed: {}", failures.join("; "))))
+        Err(CliError::Config(format!(
+            "sweep steps failed: {}",
+            failures.join("; ")
+        )))
     }
 }

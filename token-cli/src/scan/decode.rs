@@ -106,7 +106,10 @@ pub fn json_escapes(text: &[u8]) -> Option<Decoded> {
                 hex_value(d).map(|v| (acc << 4) | u32::from(v))
             })
         {
-            let decoded = u8::try_from(value).ok().filter(u8::is_ascii).unwrap_or(b' ');
+            let decoded = u8::try_from(value)
+                .ok()
+                .filter(u8::is_ascii)
+                .unwrap_or(b' ');
             out.push(decoded, i);
             changed = true;
             i += 6;

@@ -173,7 +173,7 @@ impl Scanner {
                 });
             });
         }
-        found.sort_by(|a, b| (a.offset, a.id, a.encoding).cmp(&(b.offset, b.id, b.encoding)));
+        found.sort_by_key(|c| (c.offset, c.id, c.encoding));
         // One token seen twice (as is and decoded, or with a word glued in front): keep the
         // first report of an id whose text overlaps an earlier one's.
         found.dedup_by(|later, earlier| {
@@ -314,7 +314,10 @@ mod tests {
             "plain {s}\nq=a%3D{s}&x\nurl {url}\n{{\"k\":\"line\\n{s}\"}}\n\"{json_escaped}\"\nb64: {b64}\nné {s}\n"
         );
         let hits = only("acme_live").scan(text.as_bytes());
-        let seen: Vec<_> = hits.iter().map(|h| (h.line, h.column, h.encoding)).collect();
+        let seen: Vec<_> = hits
+            .iter()
+            .map(|h| (h.line, h.column, h.encoding))
+            .collect();
         assert_eq!(
             seen,
             [

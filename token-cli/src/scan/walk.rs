@@ -53,7 +53,11 @@ pub const STDIN: &str = "-";
 
 /// Calls `visit` with every file under `paths` (and stdin for `-`), in walk order; returns the
 /// paths it could not read.
-pub fn walk(paths: &[PathBuf], options: &WalkOptions, mut visit: impl FnMut(Source)) -> Vec<Skipped> {
+pub fn walk(
+    paths: &[PathBuf],
+    options: &WalkOptions,
+    mut visit: impl FnMut(Source),
+) -> Vec<Skipped> {
     let mut skipped = Vec::new();
     for root in paths {
         if root.as_os_str() == STDIN {

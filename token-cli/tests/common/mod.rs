@@ -38,7 +38,10 @@ impl Env {
     pub fn new(backend: Backend, test: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (url, schema) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("tokens.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("tokens.db").display()),
+                None,
+            ),
             Backend::Postgres => match std::env::var(POSTGRES_VAR) {
                 Ok(url) if !url.trim().is_empty() => (url, Some(fresh_schema())),
                 _ => {
@@ -57,7 +60,12 @@ impl Env {
             backend,
         };
         let migrated = env.run(&["migrate"]);
-        assert_eq!(migrated.code, Some(0), "migrate failed: {}", migrated.stderr);
+        assert_eq!(
+            migrated.code,
+            Some(0),
+            "migrate failed: {}",
+            migrated.stderr
+        );
         Some(env)
     }
 
@@ -150,7 +158,9 @@ impl Run {
     pub fn json_lines(&self) -> Vec<Value> {
         self.stdout
             .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
             .collect()
     }
 

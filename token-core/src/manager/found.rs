@@ -188,10 +188,11 @@ impl TokenManager {
         };
         match self.verify_possession(&parsed, &record) {
             Ok(()) => {}
-            Err(ValidationError::UnknownHashKey(key)) => return Ok(FoundState::HashKeyMissing(key)),
+            Err(ValidationError::UnknownHashKey(key)) => {
+                return Ok(FoundState::HashKeyMissing(key));
+            }
             Err(_) => return Ok(FoundState::WrongSecret),
         }
         Ok(FoundState::Record(self.state_of(&record, self.now())))
     }
 }
-
