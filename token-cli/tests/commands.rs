@@ -522,6 +522,20 @@ fn scan_checks_revokes_and_the_audit_trail_says_who_and_why(env: &Env) {
     );
     assert_eq!(env.inspect(&id)["use_count"], 0, "checking records no use");
 
+    let declined = env.run_with_stdin(&["scan", "repo", "--revoke"], "n\n");
+    assert_eq!(declined.code, Some(3), "declined: live tokens remain");
+    assert!(
+        declined.stderr.contains("not confirmed"),
+        "{}",
+        declined.stderr
+    );
+    assert!(
+        declined.stdout.contains(&format!("{id} live")),
+        "{}",
+        declined.stdout
+    );
+    assert_eq!(env.inspect(&id)["state"], "active");
+
     let revoke = env.run(&["scan", "repo", "--revoke", "--yes"]);
     assert_eq!(
         revoke.code,
@@ -534,7 +548,7 @@ fn scan_checks_revokes_and_the_audit_trail_says_who_and_why(env: &Env) {
         "{}",
         revoke.stderr
     );
-    for run in [&offline, &checked, &revoke] {
+    for run in [&offline, &checked, &declined, &revoke] {
         run.assert_hides(&leaked);
         run.assert_hides(&gone);
     }

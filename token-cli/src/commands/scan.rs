@@ -222,11 +222,17 @@ async fn revoke_live(
     }
     if !yes {
         let files: std::collections::BTreeSet<&str> = live.values().map(String::as_str).collect();
-        confirm(&format!(
+        let question = format!(
             "Revoke {} live token(s) found in {} file(s)?",
             live.len(),
             files.len()
-        ))?;
+        );
+        // Declining is not an error: the findings are still reported (and the exit code says
+        // live tokens remain).
+        if let Err(declined) = confirm(&question) {
+            eprintln!("tokenctl: {declined}");
+            return Ok(());
+        }
     }
     // Revocation by id needs no prefix check: any manager over the store will do.
     let manager = checker.any_manager()?;

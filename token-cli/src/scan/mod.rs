@@ -98,6 +98,14 @@ pub enum PrefixFilter {
 
 /// Finds tokens in text.
 ///
+/// How it stays fast on large inputs: a token always holds its body, `_` and 71 base62
+/// characters, literally (only a fully percent-encoded or `\u005f`-escaped token does not). So
+/// the scanner looks for bodies (a search that starts at each `_`), runs the documented pattern
+/// around each one, and decodes only the lines where that fails (an escaped neighbour:
+/// `%3Dacme_...`, `\nacme_...`) or where an escaped separator (`%5F`, `\u005f`) stands. Base64
+/// runs of 100+ characters are decoded and scanned the same way. Inputs over 8 MiB are split at
+/// line ends and scanned on every core.
+///
 /// ```
 /// use token_cli::scan::{PrefixFilter, Scanner};
 /// use token_core::{PlaintextToken, TokenPrefix};
@@ -114,7 +122,8 @@ pub enum PrefixFilter {
 #[derive(Debug, Clone)]
 pub struct Scanner {
     token: Regex,
-    base64: Regex,
+    body: Regex,
+    escaped_separator: Regex,
     prefix: PrefixFilter,
 }
 
@@ -127,6 +136,23 @@ struct Candidate {
     token: Zeroizing<String>,
 }
 
+/// Inputs larger than this are split across threads.
+const PARALLEL_CHUNK: usize = 8 * 1024 * 1024;
+
+/// Bytes that may appear in a base64 run (standard and URL-safe alphabets).
+const BASE64_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+        b += 1;
+    }
+    table
+};
+
+type Emit<'a> = dyn FnMut(usize, String, TokenId, Zeroizing<String>) + 'a;
+
 impl Scanner {
     /// A scanner reporting the prefixes `prefix` allows.
     pub fn new(prefix: PrefixFilter) -> Self {
@@ -137,10 +163,11 @@ impl Scanner {
         };
         Self {
             token: compile(&format!("(?-u){TOKEN_PATTERN}")),
-            base64: compile(&format!(
-                "(?-u)[A-Za-z0-9+/_-]{{{},}}",
-                decode::BASE64_MIN_RUN
+            body: compile(&format!(
+                "(?-u)_[0-9A-Za-z]{{{}}}",
+                token_core::format::BODY_CHARS
             )),
+            escaped_separator: compile(r"(?i-u)%5f|\\u005f"),
             prefix,
         }
     }
@@ -149,28 +176,27 @@ impl Scanner {
     /// decoded is reported once (as is).
     pub fn scan(&self, text: &[u8]) -> Vec<Hit> {
         let mut found = Vec::new();
-        self.scan_layer(text, &mut |offset, encoding, prefix, id, token| {
-            found.push(Candidate {
-                offset,
-                prefix,
-                id,
-                encoding,
-                token,
-            });
-        });
-        for run in self.base64.find_iter(text) {
-            let Some(decoded) = decode::base64_run(run.as_bytes()) else {
-                continue;
-            };
-            let at = run.start();
-            self.scan_layer(&decoded, &mut |_, _, prefix, id, token| {
-                found.push(Candidate {
-                    offset: at,
-                    prefix,
-                    id,
-                    encoding: Encoding::Base64,
-                    token,
-                });
+        let chunks = split_at_lines(text, PARALLEL_CHUNK);
+        if chunks.len() == 1 {
+            self.candidates(text, 0, &mut found);
+        } else {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = chunks
+                    .iter()
+                    .map(|&(start, end)| {
+                        scope.spawn(move || {
+                            let mut out = Vec::new();
+                            self.candidates(&text[start..end], start, &mut out);
+                            out
+                        })
+                    })
+                    .collect();
+                for worker in workers {
+                    match worker.join() {
+                        Ok(part) => found.extend(part),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
             });
         }
         found.sort_by_key(|c| (c.offset, c.id, c.encoding));
@@ -182,25 +208,71 @@ impl Scanner {
         locate(text, found)
     }
 
-    /// The token as found, and the escape decodings of the lines holding `%` or `\`.
+    /// The candidates of one chunk (whole lines), with offsets from `base`.
+    fn candidates(&self, text: &[u8], base: usize, out: &mut Vec<Candidate>) {
+        self.scan_layer(text, &mut |offset, encoding, prefix, id, token| {
+            out.push(Candidate {
+                offset: base + offset,
+                prefix,
+                id,
+                encoding,
+                token,
+            });
+        });
+        for (start, end) in base64_runs(text) {
+            let Some(decoded) = decode::base64_run(&text[start..end]) else {
+                continue;
+            };
+            self.scan_layer(&decoded, &mut |_, _, prefix, id, token| {
+                out.push(Candidate {
+                    offset: base + start,
+                    prefix,
+                    id,
+                    encoding: Encoding::Base64,
+                    token,
+                });
+            });
+        }
+    }
+
+    /// Tokens as they stand, and in the escape decodings of the lines that may hide one.
     fn scan_layer(
         &self,
         text: &[u8],
         emit: &mut dyn FnMut(usize, Encoding, String, TokenId, Zeroizing<String>),
     ) {
-        self.confirmed(text, &mut |offset, prefix, id, token| {
-            emit(offset, Encoding::Plain, prefix, id, token);
-        });
-        let mut next_line = 0;
-        for at in memchr::memchr2_iter(b'%', b'\\', text) {
-            if at < next_line {
-                continue;
+        // Lines to decode, by their start: a body the pattern did not match as it stands, or
+        // an escaped separator.
+        let mut lines = Vec::new();
+        for body in self.body.find_iter(text) {
+            let from = body
+                .start()
+                .saturating_sub(token_core::format::PREFIX_MAX_CHARS + 1);
+            // The window keeps the byte after the body, so `\b` sees the real neighbours (and
+            // `find_at` those before `from`).
+            let until = (body.end() + 1).min(text.len());
+            let mut matched = false;
+            if let Some(found) = self.token.find_at(&text[..until], from) {
+                matched = self.accept(
+                    found.start(),
+                    found.as_bytes(),
+                    &mut |offset, prefix, id, token| {
+                        emit(offset, Encoding::Plain, prefix, id, token);
+                    },
+                );
             }
-            let start = memchr::memrchr(b'\n', &text[..at]).map_or(0, |nl| nl + 1);
-            let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |nl| at + nl);
-            next_line = end + 1;
+            if !matched {
+                lines.push(line_of(text, body.start()));
+            }
+        }
+        for escaped in self.escaped_separator.find_iter(text) {
+            lines.push(line_of(text, escaped.start()));
+        }
+        lines.sort_unstable();
+        lines.dedup();
+        for (start, end) in lines {
             let line = &text[start..end];
-            if line.len() < token_core::format::TOKEN_MIN_CHARS {
+            if !line.iter().any(|b| matches!(b, b'%' | b'\\')) {
                 continue;
             }
             for (encoding, decoded) in [
@@ -216,46 +288,98 @@ impl Scanner {
         }
     }
 
-    /// Pattern matches in `text` that the library's parser accepts (checksum, canonical
-    /// encoding) and the prefix filter keeps.
-    fn confirmed(
-        &self,
-        text: &[u8],
-        emit: &mut dyn FnMut(usize, String, TokenId, Zeroizing<String>),
-    ) {
+    /// Pattern matches in `text` that [`accept`](Self::accept) keeps.
+    fn confirmed(&self, text: &[u8], emit: &mut Emit<'_>) {
         for found in self.token.find_iter(text) {
-            // The pattern matches ASCII only.
-            let Ok(candidate) = std::str::from_utf8(found.as_bytes()) else {
-                continue;
-            };
-            let Ok(parsed) = parse_token(candidate) else {
-                continue;
-            };
-            let prefix = parsed.prefix();
-            let skip = match &self.prefix {
-                PrefixFilter::Any => 0,
-                PrefixFilter::Only(wanted) => {
-                    let wanted = wanted.as_str();
-                    if prefix == wanted {
-                        0
-                    } else if prefix.len() > wanted.len()
-                        && prefix.ends_with(wanted)
-                        && prefix.as_bytes()[prefix.len() - wanted.len() - 1] == b'_'
-                    {
-                        prefix.len() - wanted.len()
-                    } else {
-                        continue;
-                    }
-                }
-            };
-            emit(
-                found.start() + skip,
-                prefix[skip..].to_owned(),
-                parsed.id(),
-                Zeroizing::new(candidate[skip..].to_owned()),
-            );
+            self.accept(found.start(), found.as_bytes(), emit);
         }
     }
+
+    /// Emits a pattern match at `start` if the library's parser accepts it (checksum,
+    /// canonical encoding) and the prefix filter keeps it; returns whether it did.
+    fn accept(&self, start: usize, candidate: &[u8], emit: &mut Emit<'_>) -> bool {
+        // The pattern matches ASCII only.
+        let Ok(candidate) = std::str::from_utf8(candidate) else {
+            return false;
+        };
+        let Ok(parsed) = parse_token(candidate) else {
+            return false;
+        };
+        let prefix = parsed.prefix();
+        let skip = match &self.prefix {
+            PrefixFilter::Any => 0,
+            PrefixFilter::Only(wanted) => {
+                let wanted = wanted.as_str();
+                if prefix == wanted {
+                    0
+                } else if prefix.len() > wanted.len()
+                    && prefix.ends_with(wanted)
+                    && prefix.as_bytes()[prefix.len() - wanted.len() - 1] == b'_'
+                {
+                    prefix.len() - wanted.len()
+                } else {
+                    return false;
+                }
+            }
+        };
+        emit(
+            start + skip,
+            prefix[skip..].to_owned(),
+            parsed.id(),
+            Zeroizing::new(candidate[skip..].to_owned()),
+        );
+        true
+    }
+}
+
+/// The line (start, end without the newline) holding `at`.
+fn line_of(text: &[u8], at: usize) -> (usize, usize) {
+    let start = memchr::memrchr(b'\n', &text[..at]).map_or(0, |nl| nl + 1);
+    let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |nl| at + nl);
+    (start, end)
+}
+
+/// Runs of at least [`decode::BASE64_MIN_RUN`] base64 characters.
+fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (at, &byte) in text.iter().enumerate() {
+        match (BASE64_BYTE[usize::from(byte)], start) {
+            (true, None) => start = Some(at),
+            (false, Some(from)) => {
+                if at - from >= decode::BASE64_MIN_RUN {
+                    runs.push((from, at));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = start
+        && text.len() - from >= decode::BASE64_MIN_RUN
+    {
+        runs.push((from, text.len()));
+    }
+    runs
+}
+
+/// Splits `text` into pieces of about `size` bytes ending at line ends, one per core at most
+/// as many as there are pieces.
+fn split_at_lines(text: &[u8], size: usize) -> Vec<(usize, usize)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if text.len() <= size || threads == 1 {
+        return vec![(0, text.len())];
+    }
+    let size = size.max(text.len().div_ceil(threads));
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let target = (start + size).min(text.len());
+        let end = memchr::memchr(b'\n', &text[target..]).map_or(text.len(), |nl| target + nl + 1);
+        chunks.push((start, end));
+        start = end;
+    }
+    chunks
 }
 
 /// Adds line and column to candidates sorted by offset.
@@ -375,5 +499,52 @@ mod tests {
         let debug = format!("{hits:?}");
         assert!(debug.contains(&t.id().to_string()));
         assert!(!debug.contains(t.expose_secret()));
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use super::*;
+    use token_core::PlaintextToken;
+
+    /// Over the parallel threshold, with tokens on both sides of every chunk boundary: the
+    /// same findings, at the same lines, as the text's lines give.
+    #[test]
+    fn large_inputs_split_across_threads_find_every_token_at_its_line() {
+        let prefix = TokenPrefix::new("acme").unwrap();
+        let filler = "some_text with_underscores and %41 escapes \\n here\n";
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        let mut line = 0;
+        while text.len() < 3 * PARALLEL_CHUNK {
+            text.push_str(filler);
+            line += 1;
+            if line % 5000 == 0 {
+                let token = PlaintextToken::generate(&prefix).unwrap();
+                text.push_str(&format!("k={}\n", token.expose_secret()));
+                line += 1;
+                expected.push((line, token.id()));
+            }
+        }
+        assert!(
+            split_at_lines(text.as_bytes(), PARALLEL_CHUNK).len() > 1
+                || std::thread::available_parallelism().map_or(1, |n| n.get()) == 1
+        );
+        let hits = Scanner::new(PrefixFilter::Any).scan(text.as_bytes());
+        let found: Vec<_> = hits.iter().map(|h| (h.line, h.id)).collect();
+        assert_eq!(found, expected);
+        assert!(hits.iter().all(|h| h.column == 3));
+    }
+
+    #[test]
+    fn chunks_end_at_line_ends_and_cover_the_text() {
+        let text = "a\n".repeat(1000);
+        let chunks = split_at_lines(text.as_bytes(), 100);
+        assert_eq!(chunks.first().map(|c| c.0), Some(0));
+        assert_eq!(chunks.last().map(|c| c.1), Some(text.len()));
+        for pair in chunks.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+            assert_eq!(text.as_bytes()[pair[0].1 - 1], b'\n');
+        }
     }
 }
