@@ -262,12 +262,14 @@ impl Scanner {
                 );
             }
             if !matched {
-                lines.push(line_of(text, body.start()));
+                push_line(&mut lines, text, body.start());
             }
         }
+        let mut separators = Vec::new();
         for escaped in self.escaped_separator.find_iter(text) {
-            lines.push(line_of(text, escaped.start()));
+            push_line(&mut separators, text, escaped.start());
         }
+        lines.extend(separators);
         lines.sort_unstable();
         lines.dedup();
         for (start, end) in lines {
@@ -330,6 +332,18 @@ impl Scanner {
         );
         true
     }
+}
+
+/// Adds the line holding `at` unless it is the last one added (positions come in increasing
+/// order, so a long line with many candidates is measured once, not once per candidate).
+fn push_line(lines: &mut Vec<(usize, usize)>, text: &[u8], at: usize) {
+    if lines
+        .last()
+        .is_some_and(|&(start, end)| (start..=end).contains(&at))
+    {
+        return;
+    }
+    lines.push(line_of(text, at));
 }
 
 /// The line (start, end without the newline) holding `at`.
