@@ -6,8 +6,10 @@
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?}` | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
-//! | `GET /tokens/{id}` | `tokens:admin` | 200 the record (no secret, no hash) |
+//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?, metadata?, allowed_cidrs?}` | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
+//! | `GET /tokens/{id}` | `tokens:admin` | 200 the record ([`TokenView`]: no secret, no hash; with `state`, `metadata`, `allowed_cidrs`, `suspended_at`) |
+//! | `PATCH /tokens/{id}` JSON merge of `scopes`, `ttl_seconds` (from now), `expires_at` (RFC 3339), `max_uses`, `name`, `description`, `metadata`, `allowed_cidrs` | `tokens:admin` | 200 the updated record; 400 with the typed reason when a change would widen the token (`null` removes `name`, `description` or `metadata`; removing a limit widens) |
+//! | `POST /tokens/{id}/suspend`, `/resume` `{reason}` | `tokens:admin` | 200 `{changed: [ids]}` (descendants included); 409 when resuming a revoked or expired token |
 //! | `DELETE /tokens/{id}` | `tokens:admin` | 204 (also when already revoked); 404 unknown |
 //! | `POST /tokens/{id}/rotate` `{grace_seconds}` | `tokens:admin` | 201 `{token, id, expires_at}`; 409 if already rotated or not active |
 //! | `GET /tokens/{id}/audit` | `tokens:admin` | 200 the audit events |
@@ -59,8 +61,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use token_core::sweeper::Sweeper;
 use token_core::{
-    Context, Error, IssueRequest, IssuedToken, PlaintextToken, Scope, ScopeSet, TokenId,
-    TokenManager, TokenRecord,
+    Context, Error, IssueRequest, IssuedToken, Metadata, NetworkAllowlist, PlaintextToken,
+    RevokeSelector, Scope, ScopeSet, TokenId, TokenManager, TokenUpdate, TokenView,
 };
 use token_tower::{Authenticated, BearerAuth, OAuthErrorJson};
 
@@ -93,7 +95,12 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
     };
     let admin = Router::new()
         .route("/tokens", post(create_token))
-        .route("/tokens/{id}", get(get_token).delete(delete_token))
+        .route(
+            "/tokens/{id}",
+            get(get_token).delete(delete_token).patch(patch_token),
+        )
+        .route("/tokens/{id}/suspend", post(suspend_token))
+        .route("/tokens/{id}/resume", post(resume_token))
         .route("/tokens/{id}/rotate", post(rotate_token))
         .route("/tokens/{id}/audit", get(token_audit))
         .route("/metrics", get(metrics_page))
@@ -328,6 +335,20 @@ struct CreateToken {
     ttl_seconds: u64,
     max_uses: Option<u64>,
     name: Option<String>,
+    metadata: Option<serde_json::Value>,
+    allowed_cidrs: Option<Vec<String>>,
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+fn metadata_of(value: serde_json::Value) -> Result<Metadata, ApiError> {
+    Metadata::from_value(value).map_err(|e| bad_request(e.to_string()))
+}
+
+fn networks_of(cidrs: &[String]) -> Result<NetworkAllowlist, ApiError> {
+    NetworkAllowlist::from_networks(cidrs).map_err(|e| bad_request(e.to_string()))
 }
 
 /// Borrows the token: serialized straight into the response body, never copied into a `String`.
@@ -379,37 +400,14 @@ async fn create_token(
     if let Some(name) = body.name {
         request = request.name(name);
     }
+    if let Some(metadata) = body.metadata {
+        request = request.metadata(metadata_of(metadata)?);
+    }
+    if let Some(cidrs) = body.allowed_cidrs {
+        request = request.allowed_networks(networks_of(&cidrs)?);
+    }
     let issued = state.manager.issue(request).await?;
     Ok(no_store((StatusCode::CREATED, Json(issued_body(&issued)))))
-}
-
-/// The record as the API shows it: everything but the hash.
-fn record_json(r: &TokenRecord, now: OffsetDateTime) -> serde_json::Value {
-    json!({
-        "id": r.id,
-        "prefix": r.prefix,
-        "subject": r.subject,
-        "scopes": r.scopes,
-        "state": r.state_at(now),
-        "name": r.name,
-        "description": r.description,
-        "labels": r.labels,
-        "created_at": rfc3339(Some(r.created_at)),
-        "created_by": r.created_by,
-        "expires_at": rfc3339(r.expires_at),
-        "not_before": rfc3339(r.not_before),
-        "idle_timeout_seconds": r.idle_timeout.map(|d| d.as_secs()),
-        "last_used_at": rfc3339(r.last_used_at),
-        "use_count": r.use_count,
-        "max_uses": r.max_uses,
-        "parent_id": r.parent_id,
-        "family_id": r.family_id,
-        "rotated_from": r.rotated_from,
-        "rotated_to": r.rotated_to,
-        "revoked_at": rfc3339(r.revocation.as_ref().map(|v| v.at)),
-        "revoke_reason": r.revocation.as_ref().map(|v| v.reason.clone()),
-        "revoked_by": r.revocation.as_ref().and_then(|v| v.actor.clone()),
-    })
 }
 
 async fn get_token(
@@ -423,7 +421,159 @@ async fn get_token(
         .await?
         .ok_or(Error::NotFound(id))?;
     let now = state.manager.clock().now();
-    Ok(no_store(Json(record_json(&record, now))))
+    Ok(no_store(Json(record.view_at(now))))
+}
+
+/// `PATCH /tokens/{id}`: a JSON merge (RFC 7396) of the fields `POST /tokens` takes, applied
+/// with [`TokenManager::update`], which only narrows.
+async fn patch_token(
+    State(state): State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    Path(id): Path<String>,
+    Json(patch): Json<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let update = update_from_patch(patch, state.manager.clock().now())?;
+    let record = state
+        .manager
+        .update_with(id, update, &actor_context(&state, &parts, &who))
+        .await?;
+    let now = state.manager.clock().now();
+    Ok(no_store(Json::<TokenView>(record.view_at(now))))
+}
+
+/// The [`TokenUpdate`] a merge patch asks for. `null` removes `name`, `description` and
+/// `metadata`; for a granting field it would remove a limit, which widens, so it is refused.
+fn update_from_patch(
+    patch: serde_json::Map<String, serde_json::Value>,
+    now: OffsetDateTime,
+) -> Result<TokenUpdate, ApiError> {
+    use serde_json::Value;
+    let mut update = TokenUpdate::new();
+    let text = |field: &str, value: &Value| -> Result<Option<String>, ApiError> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            _ => Err(bad_request(format!("{field} must be a string or null"))),
+        }
+    };
+    let unsigned = |field: &str, value: &Value| -> Result<u64, ApiError> {
+        value.as_u64().ok_or_else(|| {
+            bad_request(format!(
+                "{field} must be a positive integer (null would remove the limit, which widens the token)"
+            ))
+        })
+    };
+    for (field, value) in patch {
+        update = match (field.as_str(), value) {
+            ("name", v) => match text("name", &v)? {
+                Some(name) => update.name(name),
+                None => update.clear_name(),
+            },
+            ("description", v) => match text("description", &v)? {
+                Some(description) => update.description(description),
+                None => update.clear_description(),
+            },
+            ("metadata", Value::Null) => update.clear_metadata(),
+            ("metadata", v) => update.metadata(metadata_of(v)?),
+            ("scopes", Value::Array(items)) => {
+                let names: Vec<String> = items
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad_request("scopes must be a list of strings"))?;
+                update.scopes(ScopeSet::parse(&names.join(" ")).map_err(Error::from)?)
+            }
+            ("allowed_cidrs", Value::Array(items)) => {
+                let cidrs: Vec<String> = items
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad_request("allowed_cidrs must be a list of strings"))?;
+                update.allowed_networks(networks_of(&cidrs)?)
+            }
+            ("ttl_seconds", v) => match unsigned("ttl_seconds", &v)? {
+                0 => return Err(bad_request("ttl_seconds must be at least 1")),
+                secs => update.expires_in(Duration::from_secs(secs)),
+            },
+            ("expires_at", Value::String(at)) => {
+                let at = OffsetDateTime::parse(&at, &Rfc3339)
+                    .map_err(|e| bad_request(format!("expires_at is not RFC 3339: {e}")))?;
+                if at <= now {
+                    return Err(bad_request(
+                        "expires_at is not in the future; revoke the token to end it now",
+                    ));
+                }
+                update.expires_at(at)
+            }
+            ("max_uses", v) => update.max_uses(unsigned("max_uses", &v)?),
+            (known @ ("scopes" | "allowed_cidrs" | "expires_at"), _) => {
+                return Err(bad_request(format!(
+                    "{known} has the wrong type (null would remove it, which widens the token)"
+                )));
+            }
+            (other, _) => {
+                return Err(bad_request(format!(
+                    "unknown field {other:?}; PATCH takes scopes, ttl_seconds, expires_at, max_uses, name, description, metadata, allowed_cidrs"
+                )));
+            }
+        };
+    }
+    Ok(update)
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: String,
+}
+
+async fn suspend_token(
+    state: State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    id: Path<String>,
+    body: Json<ReasonBody>,
+) -> Result<Response, ApiError> {
+    change_suspension(state, who, parts, id, body, true).await
+}
+
+async fn resume_token(
+    state: State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    id: Path<String>,
+    body: Json<ReasonBody>,
+) -> Result<Response, ApiError> {
+    change_suspension(state, who, parts, id, body, false).await
+}
+
+async fn change_suspension(
+    State(state): State<AppState>,
+    who: Authenticated,
+    parts: Parts,
+    Path(id): Path<String>,
+    Json(body): Json<ReasonBody>,
+    suspend: bool,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    if state.manager.inspect(id).await?.is_none() {
+        return Err(Error::NotFound(id).into());
+    }
+    let ctx = actor_context(&state, &parts, &who);
+    let selector = RevokeSelector::Token(id);
+    let changed = if suspend {
+        state
+            .manager
+            .suspend_with(selector, body.reason, &ctx)
+            .await?
+    } else {
+        state
+            .manager
+            .resume_with(selector, body.reason, &ctx)
+            .await?
+    };
+    Ok(Json(json!({ "changed": changed })).into_response())
 }
 
 async fn delete_token(

@@ -653,3 +653,132 @@ async fn metrics_page_shows_the_library_counters_to_the_admin() {
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tokens_are_patched_narrower_suspended_and_resumed() {
+    let server = Running::start().await;
+    let (status, issued) = server
+        .create(json!({
+            "subject": "svc:ci", "scopes": ["widgets:read", "widgets:write"], "ttl_seconds": 3600,
+            "max_uses": 50, "metadata": {"team": "payments"}, "allowed_cidrs": ["127.0.0.0/8"]
+        }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let path = format!("/tokens/{id}");
+    // The caller (loopback) is inside the allowlist.
+    assert_eq!(server.widgets(&token).await.status(), StatusCode::OK);
+    let shown: Value = server
+        .as_admin(Method::GET, &path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["metadata"], json!({"team": "payments"}));
+    assert_eq!(shown["allowed_cidrs"], json!(["127.0.0.0/8"]));
+    assert_eq!(shown["suspended_at"], Value::Null);
+    assert_eq!(shown["state"], "active");
+    assert!(shown.get("hash").is_none());
+
+    let patch = |body: Value| server.as_admin(Method::PATCH, &path).json(&body).send();
+    let narrowed = patch(json!({
+        "scopes": ["widgets:read"], "ttl_seconds": 600, "max_uses": 10, "name": "reader",
+        "metadata": {"team": "billing"}, "allowed_cidrs": ["127.0.0.1"]
+    }))
+    .await
+    .unwrap();
+    assert_eq!(narrowed.status(), StatusCode::OK);
+    let narrowed: Value = narrowed.json().await.unwrap();
+    assert_eq!(narrowed["scopes"], json!(["widgets:read"]));
+    assert_eq!(
+        (narrowed["max_uses"].clone(), narrowed["name"].clone()),
+        (json!(10), json!("reader"))
+    );
+    assert_eq!(narrowed["allowed_cidrs"], json!(["127.0.0.1/32"]));
+    let write = server
+        .client
+        .post(server.url("/widgets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        write.status(),
+        StatusCode::FORBIDDEN,
+        "the narrowed scope holds at once"
+    );
+
+    for (widen, field) in [
+        (
+            json!({"scopes": ["widgets:read", "widgets:admin"]}),
+            "scopes",
+        ),
+        (json!({"ttl_seconds": 7200}), "expires_at"),
+        (json!({"max_uses": 11}), "max_uses"),
+        (json!({"allowed_cidrs": ["0.0.0.0/0"]}), "allowed_cidrs"),
+        (json!({"max_uses": null}), "max_uses"),
+    ] {
+        let refused = patch(widen.clone()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{widen}");
+        let body: Value = refused.json().await.unwrap();
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains(field.trim_end_matches("_cidrs")),
+            "{widen}: {description}"
+        );
+    }
+
+    let suspend = server
+        .as_admin(Method::POST, &format!("{path}/suspend"))
+        .json(&json!({"reason": "INC-7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspend.status(), StatusCode::OK);
+    let changed: Value = suspend.json().await.unwrap();
+    assert_eq!(changed["changed"], json!([id]));
+    assert_eq!(
+        server.widgets(&token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(server.introspect(&token).await, json!({"active": false}));
+    let shown: Value = server
+        .as_admin(Method::GET, &path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        shown["suspended_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z')),
+        "{shown}"
+    );
+    assert_eq!(shown["state"], "suspended");
+    let resume = server
+        .as_admin(Method::POST, &format!("{path}/resume"))
+        .json(&json!({"reason": "INC-7 closed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resume.status(), StatusCode::OK);
+    assert_eq!(server.widgets(&token).await.status(), StatusCode::OK);
+    server.as_admin(Method::DELETE, &path).send().await.unwrap();
+    let revived = server
+        .as_admin(Method::POST, &format!("{path}/resume"))
+        .json(&json!({"reason": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revived.status(),
+        StatusCode::CONFLICT,
+        "a revoked token is not resumed"
+    );
+    server.stop().await;
+}

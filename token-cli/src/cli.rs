@@ -137,6 +137,8 @@ pub enum StateArg {
     Revoked,
     /// Past its expiry.
     Expired,
+    /// Suspended until resumed.
+    Suspended,
     /// Before its not-before time.
     NotYetValid,
     /// Unused longer than its idle timeout.
@@ -151,6 +153,7 @@ impl From<StateArg> for token_core::TokenState {
             StateArg::Active => Self::Active,
             StateArg::Revoked => Self::Revoked,
             StateArg::Expired => Self::Expired,
+            StateArg::Suspended => Self::Suspended,
             StateArg::NotYetValid => Self::NotYetValid,
             StateArg::IdleExpired => Self::IdleExpired,
             StateArg::UsedUp => Self::UsedUp,
@@ -232,7 +235,7 @@ pub struct AuditQueryArgs {
     /// Only events by this actor.
     #[arg(long = "by")]
     pub by_actor: Option<String>,
-    /// Only events of this kind (issued, derived, rotated, revoked, expired, purged, denied, policy_violation, used).
+    /// Only events of this kind (issued, derived, rotated, revoked, expired, purged, denied, policy_violation, used, suspended, resumed, updated).
     #[arg(long, value_parser = parse_kind)]
     pub kind: Option<token_core::AuditKind>,
     /// Only events at or after this instant.
@@ -316,7 +319,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 fn parse_kind(text: &str) -> Result<token_core::AuditKind, String> {
     token_core::AuditKind::parse(text).ok_or_else(|| {
         format!(
-            "{text:?} is not an audit event kind; use issued, derived, rotated, revoked, expired, purged, denied, policy_violation or used"
+            "{text:?} is not an audit event kind; use issued, derived, rotated, revoked, expired, purged, denied, policy_violation, used, suspended, resumed or updated"
         )
     })
 }

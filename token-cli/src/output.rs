@@ -68,39 +68,14 @@ pub fn state_of(record: &TokenRecord) -> token_core::TokenState {
     record.state_at(time::OffsetDateTime::now_utc())
 }
 
-/// A record as JSON: everything but the hash. Field names are stable for scripts.
+/// A record as JSON: the library's [`TokenView`](token_core::TokenView) (the fields the
+/// example server's API answers with: `id`, `subject`, `state`, `expires_at`, ...) and the
+/// numeric `hash_key_id`; never the hash.
 pub fn record_json(record: &TokenRecord) -> Value {
-    let time = |at: Option<time::OffsetDateTime>| match at {
-        Some(_) => Value::String(rfc3339_or_dash(at)),
-        None => Value::Null,
-    };
-    let revocation = record.revocation.as_ref();
-    json!({
-        "id": record.id,
-        "prefix": record.prefix,
-        "subject": record.subject,
-        "state": state_of(record).as_str(),
-        "scopes": record.scopes.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>(),
-        "name": record.name,
-        "description": record.description,
-        "labels": record.labels,
-        "created_at": time(Some(record.created_at)),
-        "created_by": record.created_by,
-        "expires_at": time(record.expires_at),
-        "not_before": time(record.not_before),
-        "idle_timeout_seconds": record.idle_timeout.map(|d| d.as_secs()),
-        "last_used_at": time(record.last_used_at),
-        "use_count": record.use_count,
-        "max_uses": record.max_uses,
-        "parent_id": record.parent_id,
-        "family_id": record.family_id,
-        "rotated_from": record.rotated_from,
-        "rotated_to": record.rotated_to,
-        "hash_key_id": record.hash_key_id.get(),
-        "revoked_at": time(revocation.map(|r| r.at)),
-        "revocation_reason": revocation.map(|r| r.reason.clone()),
-        "revoked_by": revocation.and_then(|r| r.actor.clone()),
-    })
+    let mut value = serde_json::to_value(record.view_at(time::OffsetDateTime::now_utc()))
+        .unwrap_or_else(|e| json!({"id": record.id, "error": e.to_string()}));
+    value["hash_key_id"] = json!(record.hash_key_id.get());
+    value
 }
 
 /// The columns of a token list.

@@ -275,7 +275,7 @@ fn revoke_by_id_subject_family_label_and_issue_time(env: &Env) {
     assert_eq!(run.stdout.trim(), by_id, "prints what it revoked");
     let record = env.inspect(&by_id);
     assert_eq!(record["state"], "revoked");
-    assert_eq!(record["revocation_reason"], "rotated out");
+    assert_eq!(record["revoke_reason"], "rotated out");
     assert_eq!(record["revoked_by"], "tokenctl");
     let again = env.run(&["revoke", &by_id, "--json"]).json();
     assert_eq!(again["count"], 0, "idempotent: nothing new revoked");
@@ -555,7 +555,7 @@ fn scan_checks_revokes_and_the_audit_trail_says_who_and_why(env: &Env) {
     let record = env.inspect(&id);
     assert_eq!(record["state"], "revoked");
     assert_eq!(record["revoked_by"], "tokenctl scan");
-    assert_eq!(record["revocation_reason"], "leaked: found in repo/.env");
+    assert_eq!(record["revoke_reason"], "leaked: found in repo/.env");
     assert_eq!(
         env.inspect(&kept_id)["state"],
         "active",

@@ -13,11 +13,14 @@ use common::{Backend, Env, HASH_KEY, PREFIX};
 use rand::Rng as _;
 use rand::SeedableRng as _;
 use token_core::{
-    HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, ScopeSet, TokenManager, TokenPrefix,
+    HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, RevokeSelector, ScopeSet, TokenManager,
+    TokenPrefix,
 };
 
 /// Tokens issued into the store (the rest are well-formed tokens the store never saw).
 const ISSUED: usize = 400;
+/// Issued tokens that are suspended (a suspension can be lifted: `--revoke` kills them too).
+const SUSPENDED: usize = 10;
 /// Every token embedded in the corpus.
 const TOTAL: usize = 3000;
 
@@ -241,6 +244,12 @@ fn tokens(env: &Env) -> Vec<PlaintextToken> {
             );
             issued.push(manager.issue(request).await.unwrap().token);
         }
+        for token in &issued[..SUSPENDED] {
+            manager
+                .suspend(RevokeSelector::Token(token.id()), "paused")
+                .await
+                .unwrap();
+        }
         issued
     });
     let prefix = TokenPrefix::new(PREFIX).unwrap();
@@ -334,7 +343,8 @@ fn scan_finds_every_token_in_the_corpus_and_nothing_else_and_revoke_kills_them()
                     .or_default() += 1;
                 counts
             });
-    assert_eq!(states.get("live"), Some(&ISSUED));
+    assert_eq!(states.get("live"), Some(&(ISSUED - SUSPENDED)));
+    assert_eq!(states.get("suspended"), Some(&SUSPENDED));
     assert_eq!(states.get("unknown"), Some(&(TOTAL - ISSUED)));
 
     // SARIF: one result per finding, at the same places.
@@ -374,6 +384,14 @@ fn scan_finds_every_token_in_the_corpus_and_nothing_else_and_revoke_kills_them()
         serde_json::Value::Array(vec![]),
         "none of the issued tokens is valid"
     );
+    let suspended = env.run(&["list", "--state", "suspended", "--json"]).json();
+    assert_eq!(
+        suspended,
+        serde_json::Value::Array(vec![]),
+        "nor can any be resumed"
+    );
+    let revoked = env.run(&["list", "--state", "revoked", "--json"]).json();
+    assert_eq!(revoked.as_array().map(Vec::len), Some(ISSUED));
     let revocations = env
         .run(&[
             "audit",

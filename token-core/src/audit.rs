@@ -43,6 +43,13 @@ pub enum AuditKind {
     PolicyViolation,
     /// A token was used (optional, sampled).
     Used,
+    /// A token was suspended (reversibly; `reason` says why).
+    Suspended,
+    /// A suspended token was resumed.
+    Resumed,
+    /// A token was changed in place (`detail`: a JSON object of the changed fields with their
+    /// old and new values; a descendant narrowed with its parent names it in `reason`).
+    Updated,
 }
 
 impl AuditKind {
@@ -58,6 +65,9 @@ impl AuditKind {
             Self::Denied => "denied",
             Self::PolicyViolation => "policy_violation",
             Self::Used => "used",
+            Self::Suspended => "suspended",
+            Self::Resumed => "resumed",
+            Self::Updated => "updated",
         }
     }
 
@@ -73,6 +83,9 @@ impl AuditKind {
             "denied" => Self::Denied,
             "policy_violation" => Self::PolicyViolation,
             "used" => Self::Used,
+            "suspended" => Self::Suspended,
+            "resumed" => Self::Resumed,
+            "updated" => Self::Updated,
             _ => return None,
         })
     }

@@ -53,6 +53,13 @@ pub enum ValidationError {
     /// Its use limit is exhausted.
     #[error("token use limit reached")]
     UseLimitReached,
+    /// Suspended ([`TokenManager::suspend`](crate::TokenManager::suspend)) until resumed.
+    #[error("token is suspended")]
+    Suspended,
+    /// The token has a network allowlist and the caller's address is not in it, or the
+    /// [`Context`](crate::Context) carries no (readable) `client_ip`.
+    #[error("token may not be used from this address")]
+    AddressNotAllowed,
     /// The token is valid but lacks scopes.
     #[error("token lacks required scopes: {}", join(.missing))]
     InsufficientScope {
@@ -113,6 +120,8 @@ impl ValidationError {
             Self::NotYetValid => "not_yet_valid",
             Self::IdleExpired => "idle_expired",
             Self::UseLimitReached => "use_limit_reached",
+            Self::Suspended => "suspended",
+            Self::AddressNotAllowed => "address_not_allowed",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::UnknownHashKey(_) => "unknown_hash_key",
             Self::InvalidRequirement(_) => "invalid_requirement",
@@ -125,6 +134,7 @@ impl ValidationError {
             TokenState::Active => None,
             TokenState::Revoked => Some(Self::Revoked),
             TokenState::Expired => Some(Self::Expired),
+            TokenState::Suspended => Some(Self::Suspended),
             TokenState::NotYetValid => Some(Self::NotYetValid),
             TokenState::IdleExpired => Some(Self::IdleExpired),
             TokenState::UsedUp => Some(Self::UseLimitReached),
@@ -187,6 +197,24 @@ pub enum Error {
         requested: String,
         /// What the parent has.
         parent: String,
+    },
+    /// An update would widen the token (a scope not covered, a later expiry, more uses, a longer
+    /// idle timeout, a wider allowlist): nothing was changed. To widen, issue a new token.
+    #[error("update refused: {field} would widen the token: {problem}")]
+    UpdateWidens {
+        /// The field.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// The parent was narrowed (by a concurrent update) after this derive read it, and the
+    /// child would be wider than the parent now is in `field`: nothing was written; retry.
+    #[error(
+        "the parent's {field} were narrowed meanwhile; the derived token would be wider: retry"
+    )]
+    ParentNarrowed {
+        /// `scopes` or `allowed_networks`.
+        field: &'static str,
     },
     /// A derived token asked to outlive its parent.
     #[error(

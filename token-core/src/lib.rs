@@ -30,6 +30,8 @@ pub mod format;
 pub mod keyring;
 mod manager;
 pub mod manual;
+pub mod metadata;
+pub mod network;
 pub mod policy;
 pub mod record;
 mod request;
@@ -42,7 +44,9 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "sweeper")))]
 pub mod sweeper;
 pub mod trail;
+mod update;
 mod usage;
+mod view;
 
 pub use audit::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditQuery, AuditRecord, Context,
@@ -62,6 +66,8 @@ pub use manager::{
     MAX_DENIED_EVENT_QUEUE, MAX_PAGE_SIZE, ManagerBuilder, ManagerStats, Page, TokenManager,
     TokenPage, ValidatedToken,
 };
+pub use metadata::{Metadata, MetadataError};
+pub use network::{NetworkAllowlist, NetworkError};
 pub use policy::{
     HumanDuration, Policy, PolicyBuilder, PolicyError, PolicyViolation, ScopeCeiling,
 };
@@ -74,7 +80,9 @@ pub use status::HttpAnswer;
 pub use store::{
     ConsumeUse, CountLiveWithKey, Cursor, ImmediateLookup, InsertOutcome, InsertToken, ListFilter,
     ListQuery, MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest,
-    RevokeSelector, RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate,
-    UseOutcome,
+    RevokeSelector, RotateOutcome, RotateToken, StoreError, SuspendRequest, Suspension, TokenStore,
+    TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome, Widening,
 };
 pub use trail::{AuditPage, AuditSink, BrokenLink, ChainReport, CheckpointCheck, UseAudit};
+pub use update::TokenUpdate;
+pub use view::TokenView;

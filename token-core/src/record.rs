@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 
 use crate::format::TokenId;
 use crate::keyring::{KeyId, TokenHash};
+use crate::metadata::Metadata;
+use crate::network::NetworkAllowlist;
 use crate::scope::ScopeSet;
 
 /// Free-form key/value labels (`team=payments`), used to find and revoke tokens in bulk.
@@ -16,7 +18,10 @@ pub type Labels = BTreeMap<String, String>;
 /// Everything a store keeps about a token. It holds the keyed hash of the secret, never the secret.
 ///
 /// This struct is the storage contract between the manager and store implementations, so its fields
-/// are public (stores build it from rows). Read-only users get it from
+/// are public (stores build it from rows) and it is not `#[non_exhaustive]`: a new field is a
+/// change of the contract every store must follow (the schema grows with it), announced in the
+/// changelog. What an API shows of a token is [`TokenView`](crate::TokenView)
+/// ([`view_at`](Self::view_at)), which is `#[non_exhaustive]` and `Serialize`. Read-only users get it from
 /// [`TokenManager::inspect`](crate::TokenManager::inspect) and `list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -65,6 +70,13 @@ pub struct TokenRecord {
     pub rotated_to: Option<TokenId>,
     /// Set once revoked.
     pub revocation: Option<Revocation>,
+    /// Set while suspended ([`TokenManager::suspend`](crate::TokenManager::suspend)): refused
+    /// like a revoked token until resumed. The clock keeps running (expiry, idle time).
+    pub suspended_at: Option<OffsetDateTime>,
+    /// The host's data on the token, never interpreted.
+    pub metadata: Option<Metadata>,
+    /// The networks the token may be used from; `None`: any address.
+    pub allowed_networks: Option<NetworkAllowlist>,
 }
 
 /// When, why and by whom a token was revoked.
@@ -89,6 +101,8 @@ pub enum TokenState {
     Revoked,
     /// Past `expires_at`.
     Expired,
+    /// Suspended (reversibly); refused like a revoked token until resumed.
+    Suspended,
     /// Before `not_before`.
     NotYetValid,
     /// Unused for longer than its idle timeout.
@@ -104,6 +118,7 @@ impl TokenState {
             Self::Active => "active",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
+            Self::Suspended => "suspended",
             Self::NotYetValid => "not_yet_valid",
             Self::IdleExpired => "idle_expired",
             Self::UsedUp => "used_up",
@@ -118,7 +133,8 @@ impl std::fmt::Display for TokenState {
 }
 
 impl TokenRecord {
-    /// The state at `now`, in precedence order revoked, expired, not yet valid, idle, used up.
+    /// The state at `now`, in precedence order revoked, expired, suspended, not yet valid, idle,
+    /// used up.
     pub fn state_at(&self, now: OffsetDateTime) -> TokenState {
         self.state_with_last_use(now, self.last_used_at)
     }
@@ -134,6 +150,8 @@ impl TokenRecord {
             TokenState::Revoked
         } else if self.expires_at.is_some_and(|e| now >= e) {
             TokenState::Expired
+        } else if self.suspended_at.is_some() {
+            TokenState::Suspended
         } else if self.not_before.is_some_and(|nb| now < nb) {
             TokenState::NotYetValid
         } else if self.is_idle_at(now, last_used_at) {
@@ -208,6 +226,9 @@ impl TokenRecord {
             rotated_from: None,
             rotated_to: None,
             revocation: None,
+            suspended_at: None,
+            metadata: None,
+            allowed_networks: None,
         }
     }
 }
@@ -265,6 +286,13 @@ mod tests {
         let t = datetime!(2030-01-01 0:10 UTC);
         r.use_count = 2;
         assert_eq!(r.state_at(t), TokenState::UsedUp);
+        r.suspended_at = Some(t);
+        assert_eq!(r.state_at(t), TokenState::Suspended);
+        assert_eq!(
+            r.state_at(datetime!(2030-01-02 0:00 UTC)),
+            TokenState::Expired,
+            "suspension does not stop the clock"
+        );
         r.revocation = Some(Revocation {
             at: t,
             reason: "x".into(),

@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 
 use crate::audit::Context;
 use crate::error::Error;
+use crate::metadata::Metadata;
+use crate::network::NetworkAllowlist;
 use crate::record::Labels;
 use crate::scope::ScopeSet;
 
@@ -43,6 +45,8 @@ pub(crate) struct TokenSpec {
     pub(crate) name: Option<String>,
     pub(crate) description: Option<String>,
     pub(crate) labels: Labels,
+    pub(crate) metadata: Option<Metadata>,
+    pub(crate) allowed_networks: Option<NetworkAllowlist>,
     pub(crate) context: Context,
 }
 
@@ -100,6 +104,20 @@ macro_rules! spec_setters {
         /// Adds a label.
         pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
             self.spec.labels.insert(key.into(), value.into());
+            self
+        }
+
+        /// The host's own data on the token ([`Metadata`]: a bounded JSON object, stored and
+        /// returned, never interpreted).
+        pub fn metadata(mut self, metadata: Metadata) -> Self {
+            self.spec.metadata = Some(metadata);
+            self
+        }
+
+        /// The networks the token may be used from ([`NetworkAllowlist`]); a derived token's must
+        /// lie within its parent's, and it inherits the parent's when it names none.
+        pub fn allowed_networks(mut self, networks: NetworkAllowlist) -> Self {
+            self.spec.allowed_networks = Some(networks);
             self
         }
 
@@ -219,32 +237,11 @@ impl TokenSpec {
                 "is empty; a token must carry at least one scope",
             ));
         }
-        if let Some(name) = &self.name {
-            check_text("name", name, 1, NAME_MAX)?;
-        }
-        if let Some(description) = &self.description {
-            check_text("description", description, 0, DESCRIPTION_MAX)?;
-        }
-        if self.labels.len() > LABELS_MAX {
-            return Err(invalid(
-                "labels",
-                format!("has {} entries; at most {LABELS_MAX}", self.labels.len()),
-            ));
-        }
-        for (key, value) in &self.labels {
-            let key_ok = !key.is_empty()
-                && key.len() <= LABEL_KEY_MAX
-                && key
-                    .chars()
-                    .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '/' | '-'));
-            if !key_ok {
-                return Err(invalid(
-                    "label key",
-                    format!("{key:?} is not [a-z0-9_./-]{{1,{LABEL_KEY_MAX}}}"),
-                ));
-            }
-            check_text("label value", value, 0, LABEL_VALUE_MAX)?;
-        }
+        check_descriptive(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            &self.labels,
+        )?;
         if self.max_uses == Some(0) {
             return Err(invalid("max_uses", "is 0; it must be at least 1"));
         }
@@ -263,6 +260,44 @@ impl TokenSpec {
             && idle.is_zero()
         {
             return Err(invalid("idle_timeout", "is zero; it must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The limits on the descriptive fields (name, description, labels) a token is issued or
+/// updated with.
+pub(crate) fn check_descriptive(
+    name: Option<&str>,
+    description: Option<&str>,
+    labels: &Labels,
+) -> Result<(), Error> {
+    {
+        if let Some(name) = name {
+            check_text("name", name, 1, NAME_MAX)?;
+        }
+        if let Some(description) = description {
+            check_text("description", description, 0, DESCRIPTION_MAX)?;
+        }
+        if labels.len() > LABELS_MAX {
+            return Err(invalid(
+                "labels",
+                format!("has {} entries; at most {LABELS_MAX}", labels.len()),
+            ));
+        }
+        for (key, value) in labels {
+            let key_ok = !key.is_empty()
+                && key.len() <= LABEL_KEY_MAX
+                && key
+                    .chars()
+                    .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '/' | '-'));
+            if !key_ok {
+                return Err(invalid(
+                    "label key",
+                    format!("{key:?} is not [a-z0-9_./-]{{1,{LABEL_KEY_MAX}}}"),
+                ));
+            }
+            check_text("label value", value, 0, LABEL_VALUE_MAX)?;
         }
         Ok(())
     }

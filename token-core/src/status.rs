@@ -5,11 +5,11 @@
 //!
 //! | error | status | code |
 //! |---|---|---|
-//! | a token that does not validate (malformed, unknown, wrong secret, revoked, expired, not yet valid, idle, used up, unknown hash key) | 401 | `invalid_token` |
+//! | a token that does not validate (malformed, unknown, wrong secret, revoked, expired, suspended, not yet valid, idle, used up, outside its network allowlist, unknown hash key) | 401 | `invalid_token` |
 //! | a valid token without the required scopes | 403 | `insufficient_scope` |
-//! | a refused request: policy violation, invalid field or scope, widening a parent's scopes, limits or lifetime | 400 | `invalid_request` (`invalid_scope` for scopes) |
+//! | a refused request: policy violation, invalid field or scope, widening a parent's scopes, limits or lifetime, an update that would widen a token | 400 | `invalid_request` (`invalid_scope` for scopes) |
 //! | no such token | 404 | `not_found` |
-//! | a state that forbids the change (not active, already rotated, issued before a revocation cut-off, a key still in use, a concurrent change, an id that exists) | 409 | `conflict` |
+//! | a state that forbids the change (not active, already rotated, a parent narrowed meanwhile, issued before a revocation cut-off, a key still in use, a concurrent change, an id that exists) | 409 | `conflict` |
 //! | the store is unreachable, or a sweep could not finish | 503 | `temporarily_unavailable` |
 //! | anything else (corrupt data, schema mismatch, a bad requirement in code, randomness, keyring misuse) | 500 | `server_error` |
 //!
@@ -81,6 +81,8 @@ impl ValidationError {
             | Self::NotYetValid
             | Self::IdleExpired
             | Self::UseLimitReached
+            | Self::Suspended
+            | Self::AddressNotAllowed
             | Self::UnknownHashKey(_)
             | Self::InsufficientScope { .. } => match self.class() {
                 ErrorClass::InsufficientScope => INSUFFICIENT_SCOPE,
@@ -113,11 +115,13 @@ impl Error {
             Self::Policy(_)
             | Self::InvalidRequest { .. }
             | Self::LimitWidening { .. }
+            | Self::UpdateWidens { .. }
             | Self::OutlivesParent { .. } => INVALID_REQUEST,
             Self::Scope(_) | Self::ScopeWidening { .. } => INVALID_SCOPE,
             Self::NotFound(_) => NOT_FOUND,
             Self::NotActive { .. }
             | Self::AlreadyRotated { .. }
+            | Self::ParentNarrowed { .. }
             | Self::BeforeRevocationCutoff { .. } => CONFLICT,
             Self::Keyring(KeyringError::KeyInUse { .. }) => CONFLICT,
             Self::Keyring(_) | Self::Randomness(_) => SERVER_ERROR,
@@ -164,6 +168,8 @@ mod tests {
             (ValidationError::NotYetValid, 401),
             (ValidationError::IdleExpired, 401),
             (ValidationError::UseLimitReached, 401),
+            (ValidationError::Suspended, 401),
+            (ValidationError::AddressNotAllowed, 401),
             (ValidationError::UnknownHashKey(KeyId::new(9)), 401),
             (
                 ValidationError::InsufficientScope {
@@ -255,6 +261,14 @@ mod tests {
                 },
                 400,
             ),
+            (
+                Error::UpdateWidens {
+                    field: "scopes",
+                    problem: "p".into(),
+                },
+                400,
+            ),
+            (Error::ParentNarrowed { field: "scopes" }, 409),
             (
                 Error::BeforeRevocationCutoff {
                     issued_at: now,

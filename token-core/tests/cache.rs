@@ -72,6 +72,18 @@ impl TokenStore for Remote {
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.revoke(request).await
     }
+    async fn suspend(
+        &self,
+        request: &token_core::SuspendRequest,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.suspend(request).await
+    }
+    async fn update(
+        &self,
+        request: &token_core::UpdateToken,
+    ) -> Result<token_core::UpdateOutcome, StoreError> {
+        self.inner.update(request).await
+    }
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.inner.consume_use(request).await
     }

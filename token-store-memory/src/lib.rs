@@ -31,7 +31,8 @@ use token_core::audit_key::{append_link, check_links_before_truncation, seal_che
 use token_core::store::{
     ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
     MarkExpired, PurgeRequest, RevocationNotice, RevocationStream, RevokeRequest, RevokeSelector,
-    RotateOutcome, RotateToken, StoreError, TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
+    RotateOutcome, RotateToken, StoreError, SuspendRequest, TokenStore, TruncateAudit,
+    UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome,
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditHash, AuditKeyring, AuditKind, AuditQuery, AuditRecord,
@@ -318,6 +319,9 @@ impl TokenStore for MemoryStore {
             if let Some(successor) = parent_record.and_then(|p| p.rotated_to) {
                 return Ok(InsertOutcome::ParentRotated { successor });
             }
+            if let Some(field) = parent_record.and_then(|p| InsertToken::child_widens(p, record)) {
+                return Ok(InsertOutcome::WiderThanParent { field });
+            }
             if let Some(parent_expires_at) =
                 parent_record.and_then(|p| InsertToken::child_outlives(p, record))
             {
@@ -457,6 +461,85 @@ impl TokenStore for MemoryStore {
             let _ = self.revocations.send(RevocationNotice::Revoked(revoked));
         }
         Ok(events)
+    }
+
+    async fn suspend(&self, request: &SuspendRequest) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut state = self.write();
+        let matched = match request.selector {
+            RevokeSelector::Token(_)
+            | RevokeSelector::Subject(_)
+            | RevokeSelector::Family(_)
+            | RevokeSelector::Label { .. } => state.select(&request.selector, request.at),
+            _ => Vec::new(),
+        };
+        let mut changed = Vec::new();
+        let mut events = Vec::new();
+        for id in state.with_descendants(matched) {
+            let Some(record) = state.records.get(&id) else {
+                continue;
+            };
+            if !request.applies_to(record) {
+                continue;
+            }
+            events.push(request.event_for(record));
+            let suspended_at = request.suspended_at();
+            state.update(id, |r| r.suspended_at = suspended_at);
+            changed.push(id);
+        }
+        state.append(&events);
+        drop(state);
+        if !changed.is_empty() {
+            let _ = self.revocations.send(RevocationNotice::Changed(changed));
+        }
+        Ok(events)
+    }
+
+    async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError> {
+        let mut state = self.write();
+        let Some(current) = state.records.get(&request.id).cloned() else {
+            return Ok(UpdateOutcome::NotFound);
+        };
+        if let Err(ended) = request.check_state(&current) {
+            return Ok(UpdateOutcome::NotActive(ended));
+        }
+        let (updated, event) = match request.apply(&current) {
+            Err(widening) => return Ok(UpdateOutcome::Widens(widening)),
+            Ok(None) => {
+                return Ok(UpdateOutcome::Updated {
+                    record: Box::new((*current).clone()),
+                    events: Vec::new(),
+                });
+            }
+            Ok(Some(change)) => change,
+        };
+        let mut events = vec![event];
+        let mut changed = vec![updated.clone()];
+        // Narrow the descendants of every changed record, parents before children.
+        let mut queue: VecDeque<TokenRecord> = VecDeque::from([updated.clone()]);
+        while let Some(parent) = queue.pop_front() {
+            let children = state.children.get(&parent.id).cloned().unwrap_or_default();
+            for child in children {
+                let Some(record) = state.records.get(&child) else {
+                    continue;
+                };
+                if let Some((narrowed, event)) = request.narrow_child(&parent, record) {
+                    events.push(event);
+                    changed.push(narrowed.clone());
+                    queue.push_back(narrowed);
+                }
+            }
+        }
+        let ids: Vec<TokenId> = changed.iter().map(|r| r.id).collect();
+        for record in changed {
+            state.update_indexed(record.id, |r| *r = record);
+        }
+        state.append(&events);
+        drop(state);
+        let _ = self.revocations.send(RevocationNotice::Changed(ids));
+        Ok(UpdateOutcome::Updated {
+            record: Box::new(updated),
+            events,
+        })
     }
 
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {

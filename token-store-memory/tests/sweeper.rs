@@ -66,6 +66,18 @@ impl TokenStore for Flaky {
     async fn revoke(&self, r: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.revoke(r).await
     }
+    async fn suspend(
+        &self,
+        request: &token_core::SuspendRequest,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.suspend(request).await
+    }
+    async fn update(
+        &self,
+        request: &token_core::UpdateToken,
+    ) -> Result<token_core::UpdateOutcome, StoreError> {
+        self.inner.update(request).await
+    }
     async fn consume_use(&self, u: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.inner.consume_use(u).await
     }

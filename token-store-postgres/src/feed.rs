@@ -76,6 +76,25 @@ pub(crate) async fn announce(
 /// rotated predecessor is announced as [`RevocationNotice::Changed`], not as revoked.
 const CHANGED: &str = "changed:";
 
+/// Announces, from inside the changing transaction `conn`, that `changed` were suspended,
+/// resumed or narrowed ([`RevocationNotice::Changed`]); delivered when (and only if) it commits.
+pub(crate) async fn announce_changed(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    changed: &[TokenId],
+) -> Result<(), StoreError> {
+    for chunk in changed.chunks(IDS_PER_NOTIFICATION) {
+        let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&store.inner.channel)
+            .bind(stamped(&format!("{CHANGED}{}", ids.join(" "))))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_in)?;
+    }
+    Ok(())
+}
+
 /// Announces, from inside the rotating transaction `conn`, that the rotation shortened
 /// `predecessor`'s life; delivered when (and only if) it commits.
 pub(crate) async fn announce_rotation(

@@ -59,6 +59,7 @@ mod chain;
 mod codec;
 mod error;
 mod feed;
+mod manage;
 mod migrate;
 mod options;
 mod records;

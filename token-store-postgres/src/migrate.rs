@@ -16,7 +16,7 @@ use crate::error::{STORE, backend, backend_in};
 pub const MIGRATIONS_TABLE: &str = token_store_sql::MIGRATIONS_TABLE;
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The steps of migrations that run in Rust.
 enum RustStep {
@@ -54,6 +54,14 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
                 chain)",
             steps: &[Step::Sql(include_str!(
                 "../migrations/0003_cutoff_checks.sql"
+            ))],
+        },
+        Migration {
+            version: 4,
+            description: "tokens.suspended_at (suspend and resume), tokens.metadata (the host's \
+                JSON object), tokens.allowed_cidrs (network allowlist)",
+            steps: &[Step::Sql(include_str!(
+                "../migrations/0004_manage_tokens.sql"
             ))],
         },
     ],

@@ -66,6 +66,15 @@ async fn insert_record(
         }
         Err(e) => return Err(backend_in(e)),
     }
+    insert_labels(store, conn, record).await
+}
+
+/// Writes `record`'s labels (after its row, or after an update dropped the old ones).
+pub(crate) async fn insert_labels(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    record: &TokenRecord,
+) -> Result<(), StoreError> {
     if !record.labels.is_empty() {
         let (keys, values): (Vec<&str>, Vec<&str>) = record
             .labels

@@ -43,61 +43,16 @@ pub(crate) async fn revoke(
             .await
             .map_err(backend_in)?;
     }
-    // Every id found so far (revoked or not), and the unrevoked rows we locked.
-    let mut known: Vec<Vec<u8>> = Vec::new();
-    let mut known_set: HashSet<Vec<u8>> = HashSet::new();
-    let mut locked: Vec<Vec<u8>> = Vec::new();
+    let rows = lock_reached(store, &mut tx, request).await?;
+    let mut locked: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
     let mut revoked = Vec::new();
     let mut events = Vec::new();
-    let mut settled = false;
-    // Unused tokens are matched once, under their row locks (see `lock_unused`); the rounds then
-    // follow their descendants only.
-    let mut seed = match request.selector {
-        RevokeSelector::UnusedSince(since) => {
-            Some(lock_unused(store, &mut tx, request, since).await?)
-        }
-        _ => None,
-    };
-    for round in 0..MAX_REVOKE_ROUNDS {
-        // A bounded revocation takes its matches once (so it never exceeds its limit); later
-        // rounds follow descendants. An unbounded one re-reads the selector every round.
-        let unused = matches!(request.selector, RevokeSelector::UnusedSince(_));
-        let matches = !unused && (round == 0 || request.limit.is_none());
-        let mut found = select_targets(store, &mut tx, request, &known, matches).await?;
-        if round == 0 {
-            found.extend(seed.take().unwrap_or_default());
-        }
-        let new: Vec<Vec<u8>> = found
-            .into_iter()
-            .filter(|id| known_set.insert(id.clone()))
-            .collect();
-        if new.is_empty() {
-            settled = true;
-            break;
-        }
-        // Lock the new unrevoked rows; the next round re-reads with a snapshot taken after
-        // these locks, so children committed before them are found.
-        let rows = sqlx::query(q(&store.inner.sql.lock_for_revoke))
-            .bind(new.clone())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend_in)?;
-        for row in rows.iter().map(Row) {
-            let raw_id = row.raw_id()?;
-            let (id, event) = row_event(request, &row);
-            revoked.extend(id);
-            events.push(event);
-            locked.push(raw_id);
-        }
-        known.extend(new);
-    }
-    if !settled {
-        rollback(tx).await?;
-        return Err(StoreError::Conflict {
-            message: format!(
-                "revocation did not settle after {MAX_REVOKE_ROUNDS} rounds: tokens are being derived faster than they are revoked"
-            ),
-        });
+    for row in rows.iter().map(Row) {
+        let raw_id = row.raw_id()?;
+        let (id, event) = row_event(request, &row);
+        revoked.extend(id);
+        events.push(event);
+        locked.push(raw_id);
     }
     if locked.is_empty() {
         // Nothing to revoke; a raised cut-off still commits.
@@ -122,6 +77,57 @@ pub(crate) async fn revoke(
     feed::announce(store, &mut tx, &revoked).await?;
     commit(tx).await?;
     Ok(events)
+}
+
+/// Every unrevoked token `request` reaches (its selector's matches and all their descendants),
+/// locked `FOR UPDATE` round by round until a round finds nothing new, as rows of
+/// `lock_for_revoke`. Suspension selects the same way.
+pub(crate) async fn lock_reached(
+    store: &PgStore,
+    tx: &mut PgConnection,
+    request: &RevokeRequest,
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    // Every id found so far (revoked or not), and the unrevoked rows we locked.
+    let mut known: Vec<Vec<u8>> = Vec::new();
+    let mut known_set: HashSet<Vec<u8>> = HashSet::new();
+    let mut locked = Vec::new();
+    // Unused tokens are matched once, under their row locks (see `lock_unused`); the rounds then
+    // follow their descendants only.
+    let mut seed = match request.selector {
+        RevokeSelector::UnusedSince(since) => Some(lock_unused(store, tx, request, since).await?),
+        _ => None,
+    };
+    for round in 0..MAX_REVOKE_ROUNDS {
+        // A bounded revocation takes its matches once (so it never exceeds its limit); later
+        // rounds follow descendants. An unbounded one re-reads the selector every round.
+        let unused = matches!(request.selector, RevokeSelector::UnusedSince(_));
+        let matches = !unused && (round == 0 || request.limit.is_none());
+        let mut found = select_targets(store, tx, request, &known, matches).await?;
+        if round == 0 {
+            found.extend(seed.take().unwrap_or_default());
+        }
+        let new: Vec<Vec<u8>> = found
+            .into_iter()
+            .filter(|id| known_set.insert(id.clone()))
+            .collect();
+        if new.is_empty() {
+            return Ok(locked);
+        }
+        // Lock the new unrevoked rows; the next round re-reads with a snapshot taken after
+        // these locks, so children committed before them are found.
+        let rows = sqlx::query(q(&store.inner.sql.lock_for_revoke))
+            .bind(new.clone())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend_in)?;
+        locked.extend(rows);
+        known.extend(new);
+    }
+    Err(StoreError::Conflict {
+        message: format!(
+            "revocation did not settle after {MAX_REVOKE_ROUNDS} rounds: tokens are being derived faster than they are revoked"
+        ),
+    })
 }
 
 /// The tokens `revoke(UnusedSince(since))` matches, locked: candidates from a snapshot (at most

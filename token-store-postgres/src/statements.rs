@@ -33,6 +33,10 @@ pub(crate) struct Sql {
     pub(crate) unused_candidates: Arc<str>,
     pub(crate) lock_unused: Arc<str>,
     pub(crate) revoke: Arc<str>,
+    pub(crate) set_suspended: Arc<str>,
+    pub(crate) children_for_update: Arc<str>,
+    pub(crate) update_token: Arc<str>,
+    pub(crate) delete_labels: Arc<str>,
     pub(crate) consume_use: Arc<str>,
     pub(crate) lock_for_usage: Arc<str>,
     pub(crate) record_usage: Arc<str>,
@@ -78,7 +82,7 @@ impl Sql {
             insert_token: arc(format!(
                 "INSERT INTO {s}.tokens ({TOKEN_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
                  $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-                 $22, $23)"
+                 $22, $23, $24, $25, $26)"
             )),
             insert_labels: arc(format!(
                 "INSERT INTO {s}.token_labels (token_id, key, value) \
@@ -128,6 +132,23 @@ impl Sql {
                 "UPDATE {s}.tokens SET revoked_at = $2, revoke_reason = $3, revoked_by = $4 \
                  WHERE id = ANY($1::bytea[]) AND revoked_at IS NULL"
             )),
+            set_suspended: arc(format!(
+                "UPDATE {s}.tokens SET suspended_at = $2 WHERE id = ANY($1::bytea[])"
+            )),
+            // An update narrows children after their parent, each locked before it is read.
+            children_for_update: arc(format!(
+                "SELECT {cols} FROM {s}.tokens t WHERE t.parent_id = $1 ORDER BY t.id \
+                 FOR UPDATE OF t"
+            )),
+            update_token: arc({
+                let set: Vec<String> = token_store_sql::TOKEN_UPDATE_COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| format!("{column} = ${}", i + 2))
+                    .collect();
+                format!("UPDATE {s}.tokens SET {} WHERE id = $1", set.join(", "))
+            }),
+            delete_labels: arc(format!("DELETE FROM {s}.token_labels WHERE token_id = $1")),
             consume_use: arc(format!(
                 "UPDATE {s}.tokens SET use_count = use_count + 1, \
                  last_used_at = GREATEST(last_used_at, $2) \
@@ -374,7 +395,7 @@ impl Sql {
 
 /// The state of `t` at `$now` (unix µs), exactly as
 /// [`TokenRecord::state_at`](token_core::TokenRecord::state_at) computes it: revoked, expired
-/// (`now >= expires_at`), not yet valid (`now < not_before`), idle
+/// (`now >= expires_at`), suspended, not yet valid (`now < not_before`), idle
 /// (`now >= max(last_used_at, not_before, created_at) + idle_timeout`, in `numeric` so no
 /// overflow), used up (`use_count >= max_uses`), else active.
 fn state_sql(now: usize) -> String {
@@ -382,6 +403,7 @@ fn state_sql(now: usize) -> String {
         "(CASE \
            WHEN t.revoked_at IS NOT NULL THEN 'revoked' \
            WHEN t.expires_at IS NOT NULL AND ${now}::bigint >= t.expires_at THEN 'expired' \
+           WHEN t.suspended_at IS NOT NULL THEN 'suspended' \
            WHEN t.not_before IS NOT NULL AND ${now}::bigint < t.not_before THEN 'not_yet_valid' \
            WHEN t.idle_timeout_us IS NOT NULL AND ${now}::bigint::numeric \
                 >= GREATEST(t.last_used_at, t.not_before, t.created_at)::numeric \

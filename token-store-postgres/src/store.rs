@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, ConsumeUse, CountLiveWithKey,
     InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest, RevocationStream,
-    RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenId, TokenRecord, TokenStore,
-    TruncateAudit, UsageUpdate, UseOutcome,
+    RevokeRequest, RotateOutcome, RotateToken, StoreError, SuspendRequest, TokenId, TokenRecord,
+    TokenStore, TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome,
 };
 
 use crate::error::STORE;
-use crate::{PgStore, audit, feed, records, revoke, sweep, usage};
+use crate::{PgStore, audit, feed, manage, records, revoke, sweep, usage};
 
 #[async_trait]
 impl TokenStore for PgStore {
@@ -36,6 +36,16 @@ impl TokenStore for PgStore {
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.explained(self.retrying(|| revoke::revoke(self, request)).await)
+            .await
+    }
+
+    async fn suspend(&self, request: &SuspendRequest) -> Result<Vec<AuditEvent>, StoreError> {
+        self.explained(self.retrying(|| manage::suspend(self, request)).await)
+            .await
+    }
+
+    async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError> {
+        self.explained(self.retrying(|| manage::update(self, request)).await)
             .await
     }
 

@@ -15,10 +15,11 @@ use token_core::{
 
 use common::{drop_schema, migrated_store, url_or_skip};
 
-const STATES: [TokenState; 6] = [
+const STATES: [TokenState; 7] = [
     TokenState::Active,
     TokenState::Revoked,
     TokenState::Expired,
+    TokenState::Suspended,
     TokenState::NotYetValid,
     TokenState::IdleExpired,
     TokenState::UsedUp,
@@ -92,6 +93,13 @@ async fn list_state_filter_matches_state_at() {
         .revoke(RevokeSelector::Token(tokens[8].token.id()), "x")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Suspended: after expired, before not yet valid, in the SQL filter as in `state_at`.
+    for token in [&tokens[1], &tokens[7]] {
+        manager
+            .suspend(RevokeSelector::Token(token.token.id()), "x")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     let mut instants: Vec<OffsetDateTime> = vec![start, start - time::Duration::hours(1)];
     for minutes in [

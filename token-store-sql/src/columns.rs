@@ -15,7 +15,9 @@ use token_core::CheckpointMac;
 use token_core::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, AuditRecord};
 use token_core::clock::from_unix_micros;
 use token_core::keyring::{KeyId, TokenHash};
-use token_core::{Labels, Revocation, ScopeSet, StoreError, TokenId, TokenRecord};
+use token_core::{
+    Labels, Metadata, NetworkAllowlist, Revocation, ScopeSet, StoreError, TokenId, TokenRecord,
+};
 
 /// Read access to the columns of one row. `Ok(None)` is SQL `NULL`; `Err` says why a value could
 /// not be read as the asked type (it becomes part of a [`StoreError::Corrupt`] message).
@@ -195,8 +197,9 @@ impl<'r, C: Columns + ?Sized> RowReader<'r, C> {
 /// The columns read are `id`, `hash`, `hash_key_id`, `prefix`, `subject`, `scopes`
 /// (space-separated), `name`, `description`, `created_at`, `created_by`, `expires_at`,
 /// `not_before`, `idle_timeout_us`, `last_used_at`, `use_count`, `max_uses`, `parent_id`,
-/// `family_id`, `rotated_from`, `rotated_to`, `revoked_at`, `revoke_reason` and `revoked_by`: ids
-/// as 16 raw bytes, times as Unix microseconds, durations in microseconds.
+/// `family_id`, `rotated_from`, `rotated_to`, `revoked_at`, `revoke_reason`, `revoked_by`,
+/// `suspended_at`, `metadata` (JSON object text) and `allowed_cidrs` (space-separated CIDR
+/// blocks): ids as 16 raw bytes, times as Unix microseconds, durations in microseconds.
 pub fn decode_token<C: Columns + ?Sized>(
     row: &C,
     store: &'static str,
@@ -235,6 +238,16 @@ pub fn decode_token<C: Columns + ?Sized>(
             actor: r.opt_text("revoked_by")?,
         }),
     };
+    let metadata = r
+        .opt_text("metadata")?
+        .map(|text| Metadata::from_json(&text))
+        .transpose()
+        .map_err(|e| r.corrupt("metadata", e))?;
+    let allowed_networks = r
+        .opt_text("allowed_cidrs")?
+        .map(|text| NetworkAllowlist::parse(&text))
+        .transpose()
+        .map_err(|e| r.corrupt("allowed_cidrs", e))?;
     Ok(TokenRecord {
         id,
         hash,
@@ -258,6 +271,9 @@ pub fn decode_token<C: Columns + ?Sized>(
         rotated_from: r.opt_id("rotated_from")?,
         rotated_to: r.opt_id("rotated_to")?,
         revocation,
+        suspended_at: r.opt_time("suspended_at")?,
+        metadata,
+        allowed_networks,
     })
 }
 

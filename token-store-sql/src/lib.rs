@@ -60,7 +60,10 @@ pub use crate::columns::{
 };
 pub use crate::lifecycle::{cutoff_refusal, parent_refusal, rotation_successor};
 pub use crate::migrate::{MIGRATIONS_TABLE, Migration, Migrations, Step};
-pub use crate::query::{Param, TOKEN_INSERT_COLUMNS, audit_conditions, token_params};
+pub use crate::query::{
+    Param, TOKEN_INSERT_COLUMNS, TOKEN_UPDATE_COLUMNS, audit_conditions, token_params,
+    update_params,
+};
 pub use crate::redact::redacted_url;
 pub use crate::rows::{
     TokenRow, revoke_event, row_id, row_subject, sweeper_event, unnamed_revoke_event,

@@ -46,6 +46,9 @@ pub fn parent_refusal(insert: &InsertToken, parent: Option<&TokenRecord>) -> Opt
     if let Some(successor) = parent.rotated_to {
         return Some(InsertOutcome::ParentRotated { successor });
     }
+    if let Some(field) = InsertToken::child_widens(parent, &insert.record) {
+        return Some(InsertOutcome::WiderThanParent { field });
+    }
     if let Some(parent_expires_at) = InsertToken::child_outlives(parent, &insert.record) {
         return Some(InsertOutcome::OutlivesParent { parent_expires_at });
     }

@@ -30,7 +30,42 @@ pub enum Param {
 pub const TOKEN_INSERT_COLUMNS: &str = "id, hash, hash_key_id, prefix, subject, scopes, name, \
     description, created_at, created_by, expires_at, not_before, idle_timeout_us, last_used_at, \
     use_count, max_uses, parent_id, family_id, rotated_from, rotated_to, revoked_at, \
-    revoke_reason, revoked_by";
+    revoke_reason, revoked_by, suspended_at, metadata, allowed_cidrs";
+
+/// The `tokens` columns an update writes (what [`TokenManager::update`](token_core::TokenManager::update)
+/// may change, labels aside), in the order of [`update_params`]; the id follows them.
+pub const TOKEN_UPDATE_COLUMNS: [&str; 8] = [
+    "scopes",
+    "name",
+    "description",
+    "expires_at",
+    "idle_timeout_us",
+    "max_uses",
+    "metadata",
+    "allowed_cidrs",
+];
+
+/// The values of [`TOKEN_UPDATE_COLUMNS`] for `record`.
+pub fn update_params(store: &'static str, record: &TokenRecord) -> Result<Vec<Param>, StoreError> {
+    let idle = record
+        .idle_timeout
+        .map(|d| duration_to_column(store, d, "idle_timeout"))
+        .transpose()?;
+    let max_uses = record
+        .max_uses
+        .map(|m| count_to_column(store, m, "max_uses"))
+        .transpose()?;
+    Ok(vec![
+        Param::Text(record.scopes.to_string()),
+        Param::OptText(record.name.clone()),
+        Param::OptText(record.description.clone()),
+        Param::OptInt(opt_micros(record.expires_at)),
+        Param::OptInt(idle),
+        Param::OptInt(max_uses),
+        Param::OptText(record.metadata.as_ref().map(ToString::to_string)),
+        Param::OptText(record.allowed_networks.as_ref().map(ToString::to_string)),
+    ])
+}
 
 /// The values of [`TOKEN_INSERT_COLUMNS`] for `record` (the inverse of
 /// [`decode_token`](crate::decode_token), labels aside): ids as 16 bytes, times as Unix
@@ -72,6 +107,9 @@ pub fn token_params(store: &'static str, record: &TokenRecord) -> Result<Vec<Par
         Param::OptInt(revocation.map(|r| micros(r.at))),
         Param::OptText(revocation.map(|r| r.reason.clone())),
         Param::OptText(revocation.and_then(|r| r.actor.clone())),
+        Param::OptInt(opt_micros(record.suspended_at)),
+        Param::OptText(record.metadata.as_ref().map(ToString::to_string)),
+        Param::OptText(record.allowed_networks.as_ref().map(ToString::to_string)),
     ])
 }
 

@@ -29,6 +29,16 @@ pub(crate) fn announce(store: &SqliteStore, revoked: Vec<TokenId>) {
     }
 }
 
+/// Announces that `changed` were suspended, resumed or narrowed (after the commit).
+pub(crate) fn announce_changed(store: &SqliteStore, changed: Vec<TokenId>) {
+    if !changed.is_empty() {
+        let _ = store
+            .inner
+            .revocations
+            .send(RevocationNotice::Changed(changed));
+    }
+}
+
 /// Announces that a rotation shortened `predecessor`'s life (after its commit).
 pub(crate) fn announce_rotation(store: &SqliteStore, predecessor: TokenId) {
     let _ = store

@@ -46,6 +46,7 @@ mod chain;
 mod codec;
 mod error;
 mod feed;
+mod manage;
 mod migrate;
 mod options;
 #[cfg(test)]

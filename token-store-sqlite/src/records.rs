@@ -66,6 +66,11 @@ async fn insert_record(tx: &mut Tx, record: &TokenRecord) -> Result<(), StoreErr
         }
         Err(e) => return Err(backend(e)),
     }
+    insert_labels(tx, record).await
+}
+
+/// Writes `record`'s labels (after its row, or after an update dropped the old ones).
+pub(crate) async fn insert_labels(tx: &mut Tx, record: &TokenRecord) -> Result<(), StoreError> {
     for (key, value) in &record.labels {
         sqlx::query(INSERT_LABEL)
             .bind(id_bytes(record.id))

@@ -20,7 +20,7 @@ pub(crate) static LOOKUP_SQL: LazyLock<String> =
 pub(crate) static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tokens ({TOKEN_INSERT_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 });
 
@@ -32,19 +32,21 @@ pub(crate) const LIVE: &str = "revoked_at IS NULL AND (expires_at IS NULL OR exp
 /// `now`). Every term is `0` or `1`, never `NULL`.
 const REVOKED: &str = "(t.revoked_at IS NOT NULL)";
 const EXPIRED: &str = "(t.expires_at IS NOT NULL AND ? >= t.expires_at)";
+const SUSPENDED: &str = "(t.suspended_at IS NOT NULL)";
 const NOT_YET_VALID: &str = "(t.not_before IS NOT NULL AND ? < t.not_before)";
 const IDLE: &str = "(t.idle_timeout_us IS NOT NULL AND max(coalesce(t.last_used_at, t.created_at), \
     coalesce(t.not_before, t.created_at), t.created_at) + t.idle_timeout_us <= ?)";
 const USED_UP: &str = "(t.max_uses IS NOT NULL AND t.use_count >= t.max_uses)";
 
 /// The `WHERE` term selecting tokens in `state` at `now` (the exact precedence of
-/// [`TokenRecord::state_at`](token_core::TokenRecord::state_at): revoked, expired, not yet
-/// valid, idle, used up, else active), and how many times `now` must be bound.
+/// [`TokenRecord::state_at`](token_core::TokenRecord::state_at): revoked, expired, suspended,
+/// not yet valid, idle, used up, else active), and how many times `now` must be bound.
 pub(crate) fn state_condition(state: TokenState) -> (String, usize) {
     // (term, number of `now` parameters it uses)
-    let terms: [(&str, usize); 5] = [
+    let terms: [(&str, usize); 6] = [
         (REVOKED, 0),
         (EXPIRED, 1),
+        (SUSPENDED, 0),
         (NOT_YET_VALID, 1),
         (IDLE, 1),
         (USED_UP, 0),
@@ -52,10 +54,11 @@ pub(crate) fn state_condition(state: TokenState) -> (String, usize) {
     let position = match state {
         TokenState::Revoked => 0,
         TokenState::Expired => 1,
-        TokenState::NotYetValid => 2,
-        TokenState::IdleExpired => 3,
-        TokenState::UsedUp => 4,
-        TokenState::Active => 5,
+        TokenState::Suspended => 2,
+        TokenState::NotYetValid => 3,
+        TokenState::IdleExpired => 4,
+        TokenState::UsedUp => 5,
+        TokenState::Active => 6,
         // A state this store does not know matches nothing rather than everything.
         _ => return ("0".to_owned(), 0),
     };
@@ -143,9 +146,19 @@ pub(crate) fn list_sql(query: &ListQuery) -> (String, Vec<Param>) {
 /// `UnusedSince` takes the longest-unused first, in the order of its index, so a bounded sweep
 /// reads only the rows it revokes.
 pub(crate) fn revoke_sql(request: &RevokeRequest) -> Option<(String, Vec<Param>)> {
+    selection_sql(&request.selector, request.at, request.limit)
+}
+
+/// The unrevoked tokens `selector` matches at `at` (at most `limit` matches) and all their
+/// descendants, as [`revoke_sql`] describes; suspension selects the same way.
+pub(crate) fn selection_sql(
+    selector: &RevokeSelector,
+    at: time::OffsetDateTime,
+    limit: Option<u32>,
+) -> Option<(String, Vec<Param>)> {
     // A condition on `tokens`, its parameters, and the order a limited revocation takes matches in
     // (`None`: whatever order the chosen index yields).
-    let (condition, mut args, order) = match &request.selector {
+    let (condition, mut args, order) = match selector {
         RevokeSelector::Token(id) => ("id = ?", vec![Param::Bytes(id_bytes(*id))], None),
         RevokeSelector::Subject(subject) => {
             ("subject = ?", vec![Param::Text(subject.clone())], None)
@@ -168,16 +181,13 @@ pub(crate) fn revoke_sql(request: &RevokeRequest) -> Option<(String, Vec<Param>)
         RevokeSelector::UnusedSince(since) => (
             "revoked_at IS NULL AND coalesce(last_used_at, created_at) < ? \
              AND (expires_at IS NULL OR expires_at > ?)",
-            vec![
-                Param::Int(micros_ceil(*since)),
-                Param::Int(micros(request.at)),
-            ],
+            vec![Param::Int(micros_ceil(*since)), Param::Int(micros(at))],
             Some("coalesce(last_used_at, created_at)"),
         ),
         // Newer selectors this store does not know match nothing rather than everything.
         _ => return None,
     };
-    let matched = match request.limit {
+    let matched = match limit {
         None => format!("SELECT id FROM tokens WHERE {condition}"),
         Some(limit) => {
             args.push(Param::Int(i64::from(limit)));
@@ -240,6 +250,26 @@ pub(crate) fn audit_query_sql(query: &AuditQuery) -> (String, Vec<Param>) {
 
 /// Whether a token exists (an insert's or rotation's id must be new).
 pub(crate) const EXISTS: &str = "SELECT 1 FROM tokens WHERE id = ?";
+
+/// The children of a token (an update narrows them).
+pub(crate) static CHILDREN_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.parent_id = ?"));
+
+/// Writes what an update changes: [`TOKEN_UPDATE_COLUMNS`](token_store_sql::TOKEN_UPDATE_COLUMNS),
+/// then the id.
+pub(crate) static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| {
+    let set: Vec<String> = token_store_sql::TOKEN_UPDATE_COLUMNS
+        .iter()
+        .map(|column| format!("{column} = ?"))
+        .collect();
+    format!("UPDATE tokens SET {} WHERE id = ?", set.join(", "))
+});
+
+/// Sets or clears a token's suspension.
+pub(crate) const SET_SUSPENDED: &str = "UPDATE tokens SET suspended_at = ? WHERE id = ?";
+
+/// Drops a token's labels (an update rewrites them).
+pub(crate) const DELETE_LABELS: &str = "DELETE FROM token_labels WHERE token_id = ?";
 
 pub(crate) const INSERT_LABEL: &str =
     "INSERT INTO token_labels (token_id, key, value) VALUES (?, ?, ?)";
@@ -317,7 +347,13 @@ mod tests {
     fn state_conditions_follow_the_precedence() {
         let (active, n) = state_condition(TokenState::Active);
         assert_eq!(n, 3);
-        assert_eq!(active.matches("NOT (").count(), 5);
+        assert_eq!(active.matches("NOT (").count(), 6);
+        let (suspended, n) = state_condition(TokenState::Suspended);
+        assert_eq!(n, 1, "after expired, which binds now");
+        assert!(
+            suspended.ends_with("(t.suspended_at IS NOT NULL))"),
+            "{suspended}"
+        );
         let (revoked, n) = state_condition(TokenState::Revoked);
         assert_eq!((revoked.as_str(), n), ("((t.revoked_at IS NOT NULL))", 0));
     }

@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord, ConsumeUse, CountLiveWithKey,
     InsertOutcome, InsertToken, ListQuery, MarkExpired, PurgeRequest, RevocationStream,
-    RevokeRequest, RotateOutcome, RotateToken, StoreError, TokenId, TokenRecord, TokenStore,
-    TruncateAudit, UsageUpdate, UseOutcome,
+    RevokeRequest, RotateOutcome, RotateToken, StoreError, SuspendRequest, TokenId, TokenRecord,
+    TokenStore, TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome,
 };
 
 use crate::error::STORE;
-use crate::{SqliteStore, audit, feed, records, revoke, sweep, usage};
+use crate::{SqliteStore, audit, feed, manage, records, revoke, sweep, usage};
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -34,6 +34,14 @@ impl TokenStore for SqliteStore {
 
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.explained(revoke::revoke(self, request).await).await
+    }
+
+    async fn suspend(&self, request: &SuspendRequest) -> Result<Vec<AuditEvent>, StoreError> {
+        self.explained(manage::suspend(self, request).await).await
+    }
+
+    async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError> {
+        self.explained(manage::update(self, request).await).await
     }
 
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {

@@ -65,6 +65,11 @@ fn records() -> Vec<TokenRecord> {
                                     reason: "r".into(),
                                     actor: None,
                                 }),
+                                // Every fifth record suspended: the state filter's
+                                // precedence puts it after expired, before not yet valid.
+                                suspended_at: n.is_multiple_of(5).then(|| at(1)),
+                                metadata: None,
+                                allowed_networks: None,
                             });
                         }
                     }
@@ -98,6 +103,7 @@ async fn state_filter_matches_state_at_exactly() {
         TokenState::Active,
         TokenState::Revoked,
         TokenState::Expired,
+        TokenState::Suspended,
         TokenState::NotYetValid,
         TokenState::IdleExpired,
         TokenState::UsedUp,

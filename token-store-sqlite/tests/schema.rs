@@ -219,8 +219,13 @@ async fn version_1_database_is_upgraded_and_its_events_chained() {
         .migrate()
         .await
         .unwrap_or_else(|e| panic!("migrate to {SCHEMA_VERSION}: {e}"));
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     assert!(table_exists(&store, "audit_checkpoint").await);
+    // Version 4's columns exist on the upgraded table.
+    sqlx::query("SELECT suspended_at, metadata, allowed_cidrs FROM tokens LIMIT 0")
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("version 4 columns: {e}"));
     assert!(!table_exists(&store, "audit_events_v2").await);
 
     let manager = TokenManager::builder(

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use token_core::store::{
     ConsumeUse, CountLiveWithKey, ImmediateLookup, InsertOutcome, InsertToken, ListQuery,
     MarkExpired, RevocationStream, RevokeRequest, RotateOutcome, RotateToken, StoreError,
-    TokenStore, TruncateAudit, UsageUpdate, UseOutcome,
+    SuspendRequest, TokenStore, TruncateAudit, UpdateOutcome, UpdateToken, UsageUpdate, UseOutcome,
 };
 use token_core::{
     AuditCheckpoint, AuditEvent, AuditKeyring, AuditQuery, AuditRecord, CacheConfig, PurgeRequest,
@@ -168,6 +168,7 @@ macro_rules! conformance_tests {
             __conformance_sweep,
             __conformance_concurrency,
             __conformance_races,
+            __conformance_manage,
         );
     };
     (@topics $fixture:expr; $($topic:ident),* $(,)?) => {
@@ -328,6 +329,15 @@ impl TokenStore for CountingStore {
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         self.tick();
         self.inner.revoke(request).await
+    }
+    async fn suspend(&self, request: &SuspendRequest) -> Result<Vec<AuditEvent>, StoreError> {
+        self.tick();
+        self.inner.suspend(request).await
+    }
+    async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError> {
+        self.tick();
+        self.gate.pass().await;
+        self.inner.update(request).await
     }
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         self.tick();

@@ -425,6 +425,15 @@ impl TokenStore for DownStore {
     async fn revoke(&self, _: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
         Err(down())
     }
+    async fn suspend(&self, _: &token_core::SuspendRequest) -> Result<Vec<AuditEvent>, StoreError> {
+        Err(down())
+    }
+    async fn update(
+        &self,
+        _: &token_core::UpdateToken,
+    ) -> Result<token_core::UpdateOutcome, StoreError> {
+        Err(down())
+    }
     async fn consume_use(&self, _: &ConsumeUse) -> Result<UseOutcome, StoreError> {
         Err(down())
     }

@@ -71,6 +71,15 @@ pub async fn run(global: &Global, args: InspectArgs) -> Result<Outcome, CliError
             dash(revocation.map(|r| r.reason.clone())),
         ),
         ("revoked_by", dash(revocation.and_then(|r| r.actor.clone()))),
+        ("suspended_at", rfc3339_or_dash(record.suspended_at)),
+        (
+            "metadata",
+            dash(record.metadata.as_ref().map(ToString::to_string)),
+        ),
+        (
+            "allowed_cidrs",
+            dash(record.allowed_networks.as_ref().map(ToString::to_string)),
+        ),
     ] {
         table.add_row([field.to_owned(), value]);
     }

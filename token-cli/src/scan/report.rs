@@ -21,8 +21,9 @@ pub struct Finding {
     pub revoked_now: bool,
 }
 
-/// The state as the scanner reports it: `live`, `revoked`, `expired` (expired, idle or used
-/// up), `unknown`, `wrong_secret`, `hash_key_missing`, `foreign_prefix` or `malformed`.
+/// The state as the scanner reports it: `live`, `suspended` (revoked by `--revoke` too: a
+/// suspension can be lifted), `revoked`, `expired` (expired, idle or used up), `unknown`,
+/// `wrong_secret`, `hash_key_missing`, `foreign_prefix` or `malformed`.
 ///
 /// ```
 /// use token_core::{FoundState, TokenState};
@@ -34,6 +35,7 @@ pub fn state_name(state: FoundState) -> &'static str {
     match state {
         FoundState::Record(TokenState::Active | TokenState::NotYetValid) => "live",
         FoundState::Record(TokenState::Revoked) => "revoked",
+        FoundState::Record(TokenState::Suspended) => "suspended",
         FoundState::Record(_) => "expired",
         other => other.as_str(),
     }
@@ -109,7 +111,7 @@ pub fn sarif(findings: &[Finding]) -> Value {
         .map(|finding| {
             let state = finding.state.map(state_name);
             let level = match state {
-                None | Some("live" | "wrong_secret" | "hash_key_missing") => "error",
+                None | Some("live" | "suspended" | "wrong_secret" | "hash_key_missing") => "error",
                 Some(_) => "note",
             };
             let uri = if finding.path == super::walk::STDIN {

@@ -45,6 +45,7 @@ pub struct FoundBatchReport {
 /// ```
 /// use token_core::{FoundState, TokenState};
 /// assert!(FoundState::Record(TokenState::Active).is_live());
+/// assert!(FoundState::Record(TokenState::Suspended).is_live()); // it can be resumed
 /// assert!(!FoundState::Unknown.is_live());
 /// assert_eq!(FoundState::WrongSecret.as_str(), "wrong_secret");
 /// ```
@@ -67,12 +68,12 @@ pub enum FoundState {
 }
 
 impl FoundState {
-    /// Whether the token works now or will without anyone's action: active, or not valid
-    /// *yet*. These are the ones to revoke.
+    /// Whether the token works now or can work again: active, not valid *yet*, or suspended
+    /// (a suspension can be lifted). These are the ones to revoke.
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            Self::Record(TokenState::Active | TokenState::NotYetValid)
+            Self::Record(TokenState::Active | TokenState::NotYetValid | TokenState::Suspended)
         )
     }
 

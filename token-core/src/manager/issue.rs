@@ -98,6 +98,19 @@ impl TokenManager {
             return Err(Error::ScopeWidening { scopes: widening });
         }
         self.narrow_limits(&parent_record, &mut spec)?;
+        if let Some(parent_networks) = &parent_record.allowed_networks {
+            match &spec.allowed_networks {
+                None => spec.allowed_networks = Some(parent_networks.clone()),
+                Some(requested) if !parent_networks.covers(requested) => {
+                    return Err(Error::LimitWidening {
+                        limit: "allowed_networks",
+                        requested: requested.to_string(),
+                        parent: parent_networks.to_string(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let subject = parent_record.subject.clone();
         let expires_at = match self.policy_checked(&subject, &spec, now, Some(&parent_record)) {
             Ok(at) => at,
@@ -262,6 +275,9 @@ impl TokenManager {
             rotated_from: None,
             rotated_to: None,
             revocation: None,
+            suspended_at: None,
+            metadata: spec.metadata.clone(),
+            allowed_networks: spec.allowed_networks.clone(),
         };
         Ok((token, record))
     }
@@ -308,6 +324,7 @@ impl TokenManager {
                 requested: record.expires_at.unwrap_or_else(end_of_time),
                 parent: parent_expires_at,
             }),
+            InsertOutcome::WiderThanParent { field } => Err(Error::ParentNarrowed { field }),
             InsertOutcome::ParentRotated { successor } => Err(Error::AlreadyRotated {
                 id: record.parent_id.unwrap_or(record.id),
                 successor,

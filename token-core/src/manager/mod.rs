@@ -46,6 +46,7 @@ mod feed;
 pub(crate) mod found;
 mod issue;
 mod keys;
+mod manage;
 mod read;
 mod revoke;
 mod rotate;
@@ -222,6 +223,11 @@ impl ValidatedToken {
     /// When it expires.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.record.expires_at
+    }
+
+    /// The host's metadata on the token, if any.
+    pub fn metadata(&self) -> Option<&crate::metadata::Metadata> {
+        self.record.metadata.as_ref()
     }
 
     /// The full record (as read at validation time).

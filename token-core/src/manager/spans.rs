@@ -9,6 +9,7 @@
 //! | `token.validate` | DEBUG | `token.id`, `subject` (when valid), `outcome`, `reason` ([`ValidationError::reason_code`]) |
 //! | `token.issue`, `token.derive`, `token.rotate` | INFO | `subject`, `token.id` (the new token), `parent` or `predecessor` when there is one, `outcome`, `reason` ([`HttpAnswer::code`](crate::HttpAnswer::code)) |
 //! | `token.revoke` | INFO | `selector` (its kind), `revoked` (how many), `outcome`, `reason` |
+//! | `token.manage` | INFO | `operation` (`suspend`, `resume`, `update`), `target` (the token id or the selector's kind), `changed` (how many tokens), `outcome`, `reason` |
 //! | `token.sweep` | INFO | `expired`, `unused_revoked`, `purged`, `audit_truncated`, `failed_steps`, `outcome` |
 //!
 //! The same outcomes are counted through the [`metrics`](https://docs.rs/metrics) facade (install
@@ -20,7 +21,7 @@
 //! | `token_validations_total` | `outcome` (`ok`, `refused`) | validations |
 //! | `token_validation_duration_seconds` (histogram) | | time from the call to the answer |
 //! | `token_validation_refusals_total` | `reason` ([`ValidationError::reason_code`]) | refused validations |
-//! | `token_operations_total` | `operation` (`issue`, `derive`, `rotate`, `revoke`, `sweep`), `outcome` (`ok`, `refused`, `incomplete`) | lifecycle calls |
+//! | `token_operations_total` | `operation` (`issue`, `derive`, `rotate`, `revoke`, `suspend`, `resume`, `update`, `sweep`), `outcome` (`ok`, `refused`, `incomplete`) | lifecycle calls |
 //! | `token_revoked_total` | | tokens revoked (a cascade counts each) |
 //! | `token_swept_total` | `step` (`expired`, `unused_revoked`, `purged`, `audit_truncated`) | records a sweep changed |
 //! | `token_usage_flush_failures_total` | | usage batches the store did not take (kept for the next flush) |
@@ -215,6 +216,40 @@ pub(super) fn swept(span: &Span, report: &SweepReport) {
             "incomplete"
         },
     );
+}
+
+/// A span for `suspend`, `resume` or `update` (INFO): the operation, the selector's kind or the
+/// token id, how many tokens changed, the outcome and the reason code.
+pub(super) fn manage(operation: &'static str, target: &str) -> Span {
+    tracing::info_span!(
+        "token.manage",
+        operation,
+        target,
+        changed = Empty,
+        outcome = Empty,
+        reason = Empty
+    )
+}
+
+/// Records and counts the outcome of a `manage` span's operation.
+pub(super) fn managed<T>(
+    span: &Span,
+    operation: &'static str,
+    result: &Result<T, Error>,
+    changed: impl FnOnce(&T) -> usize,
+) {
+    match result {
+        Ok(value) => {
+            operation_done(operation, "ok");
+            span.record("changed", changed(value));
+            span.record("outcome", "ok");
+        }
+        Err(error) => {
+            operation_done(operation, "refused");
+            span.record("outcome", "refused");
+            span.record("reason", error.http().code);
+        }
+    }
 }
 
 fn operation_done(operation: &'static str, outcome: &'static str) {

@@ -152,9 +152,16 @@ impl TokenManager {
             Box::pin(self.deny_unknown(token, parsed.id(), ctx)).await;
             return Err(ValidationError::UnknownToken);
         };
-        let decision = decide(&self.keyring(), &parsed, &record, required, now, || {
-            self.buffered_use(&record)
-        });
+        let caller = ctx.client_ip.as_deref();
+        let decision = decide(
+            &self.keyring(),
+            &parsed,
+            &record,
+            required,
+            now,
+            caller,
+            || self.buffered_use(&record),
+        );
         let result = match decision {
             Ok(accounting) => self.account_use(&record, now, accounting).await,
             Err(error) => Err(error),
@@ -411,15 +418,17 @@ pub(crate) enum Accounting {
 
 /// The pure validation decision on a looked-up record: possession (constant-time hash compare
 /// under the record's key, and the prefix it was issued under), state at `now` (revoked,
-/// expired, not yet valid, idle — counting this process's `buffered_use`, asked for only when
-/// the record alone looks idle — used up), then the required scopes. No I/O: everything it
-/// needs is in its arguments.
+/// expired, suspended, not yet valid, idle — counting this process's `buffered_use`, asked for
+/// only when the record alone looks idle — used up), the caller's address against the token's
+/// network allowlist (when it has one), then the required scopes. No I/O: everything it needs
+/// is in its arguments.
 pub(crate) fn decide(
     keyring: &Keyring,
     parsed: &ParsedToken<'_>,
     record: &TokenRecord,
     required: Required<'_>,
     now: OffsetDateTime,
+    caller: Option<&str>,
     buffered_use: impl FnOnce() -> Option<OffsetDateTime>,
 ) -> Result<Accounting, ValidationError> {
     verify_possession(keyring, parsed, record)?;
@@ -429,6 +438,13 @@ pub(crate) fn decide(
     }
     if let Some(error) = ValidationError::from_state(state) {
         return Err(error);
+    }
+    if let Some(networks) = &record.allowed_networks {
+        // No address, or one that does not parse, is outside every network.
+        let address = caller.and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+        if !address.is_some_and(|a| networks.permits(a)) {
+            return Err(ValidationError::AddressNotAllowed);
+        }
     }
     if let Some(missing) = required.missing(&record.scopes) {
         return Err(ValidationError::InsufficientScope { missing });
@@ -526,8 +542,53 @@ mod tests {
             &f.record,
             Required::All(required),
             NOW,
+            None,
             || buffered,
         )
+    }
+
+    #[test]
+    fn a_token_with_an_allowlist_needs_an_address_inside_it() {
+        let mut f = fixture();
+        f.record.allowed_networks = "10.0.0.0/8 2001:db8::/32".parse().ok();
+        let parsed = parse_token(f.token.expose_secret()).unwrap();
+        let at = |caller: Option<&str>| {
+            decide(
+                &f.keyring,
+                &parsed,
+                &f.record,
+                Required::All(&read()),
+                NOW,
+                caller,
+                || None,
+            )
+        };
+        assert!(at(Some("10.1.2.3")).is_ok());
+        assert!(at(Some("2001:db8::9")).is_ok());
+        for outside in [
+            None,
+            Some("11.0.0.1"),
+            Some("2001:db9::1"),
+            Some("not an ip"),
+        ] {
+            assert!(
+                matches!(at(outside), Err(ValidationError::AddressNotAllowed)),
+                "{outside:?}"
+            );
+        }
+        f.record.suspended_at = Some(NOW);
+        assert!(matches!(
+            decide(
+                &f.keyring,
+                &parsed,
+                &f.record,
+                Required::All(&read()),
+                NOW,
+                Some("10.1.2.3"),
+                || None
+            ),
+            Err(ValidationError::Suspended)
+        ));
     }
 
     fn run_any(f: &Fixture, alternatives: &[Scope]) -> Result<Accounting, ValidationError> {
@@ -538,6 +599,7 @@ mod tests {
             &f.record,
             Required::Any(alternatives),
             NOW,
+            None,
             || None,
         )
     }

@@ -26,8 +26,10 @@ use crate::audit::{AuditCheckpoint, AuditEvent, AuditQuery, AuditRecord};
 use crate::format::TokenId;
 use crate::record::TokenRecord;
 
+mod changes;
 mod requests;
 
+pub use changes::{SuspendRequest, Suspension, UpdateOutcome, UpdateToken, Widening};
 pub use requests::{
     ConsumeUse, CountLiveWithKey, Cursor, InsertOutcome, InsertToken, ListFilter, ListQuery,
     MarkExpired, PurgeRequest, RevokeRequest, RevokeSelector, RotateOutcome, RotateToken,
@@ -188,6 +190,22 @@ pub trait TokenStore: Send + Sync + 'static {
     /// as unrevoked.
     async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// Suspends or resumes what `request.selector` matches plus every descendant, in one
+    /// transaction: each record [`SuspendRequest::applies_to`] gets
+    /// [`SuspendRequest::suspended_at`] and the event [`SuspendRequest::event_for`]. Returns the
+    /// events committed (one per changed token). Announces the changed ids on the feed as
+    /// [`RevocationNotice::Changed`] after the commit. When this returns, no reader of the store
+    /// may see a suspended record as unsuspended.
+    async fn suspend(&self, request: &SuspendRequest) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Updates one token in place and narrows its descendants, in one transaction, on the
+    /// records as read (and locked) there: [`UpdateToken::check_state`] and
+    /// [`UpdateToken::apply`] on the token, then [`UpdateToken::narrow_child`] on each child of
+    /// every changed record (so a concurrent derive or update cannot leave a child wider than
+    /// its parent), writing each changed record with its event. Announces the changed ids on
+    /// the feed as [`RevocationNotice::Changed`] after the commit.
+    async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError>;
+
     /// Counts one use of a token with `max_uses`, atomically:
     /// `use_count = use_count + 1 WHERE use_count < max_uses AND revoked_at IS NULL AND
     /// rotated_to IS NULL AND (expires_at IS NULL OR expires_at > now)`, also setting
@@ -287,6 +305,15 @@ macro_rules! forward_store {
             }
             async fn revoke(&self, request: &RevokeRequest) -> Result<Vec<AuditEvent>, StoreError> {
                 (**self).revoke(request).await
+            }
+            async fn suspend(
+                &self,
+                request: &SuspendRequest,
+            ) -> Result<Vec<AuditEvent>, StoreError> {
+                (**self).suspend(request).await
+            }
+            async fn update(&self, request: &UpdateToken) -> Result<UpdateOutcome, StoreError> {
+                (**self).update(request).await
             }
             async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
                 (**self).consume_use(request).await

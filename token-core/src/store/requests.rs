@@ -58,6 +58,21 @@ impl InsertToken {
         }
     }
 
+    /// The field in which `child` would be wider than `parent` (reference check for stores, on
+    /// the parent as read in the insert's transaction, so a concurrent update narrowing the
+    /// parent cannot be bypassed): `scopes` not covered by the parent's, or `allowed_networks`
+    /// not within the parent's (none at all, under a parent with an allowlist, is wider).
+    pub fn child_widens(parent: &TokenRecord, child: &TokenRecord) -> Option<&'static str> {
+        if !parent.scopes.covers(&child.scopes) {
+            return Some("scopes");
+        }
+        match (&parent.allowed_networks, &child.allowed_networks) {
+            (Some(theirs), Some(mine)) if !theirs.covers(mine) => Some("allowed_networks"),
+            (Some(_), None) => Some("allowed_networks"),
+            _ => None,
+        }
+    }
+
     /// The parent's expiry if `child` would outlive `parent` (reference check for stores).
     pub fn child_outlives(parent: &TokenRecord, child: &TokenRecord) -> Option<OffsetDateTime> {
         let parent_end = parent.expires_at?;
@@ -106,6 +121,12 @@ pub enum InsertOutcome {
     OutlivesParent {
         /// The parent's expiry as read in the transaction.
         parent_expires_at: OffsetDateTime,
+    },
+    /// The child would be wider than the parent as read in the transaction (an update narrowed
+    /// the parent meanwhile; [`InsertToken::child_widens`]); nothing was written.
+    WiderThanParent {
+        /// The field (`scopes`, `allowed_networks`).
+        field: &'static str,
     },
     /// The parent was rotated (it is in its grace window): derive from the successor; nothing
     /// was written.

@@ -8,6 +8,7 @@
 //!
 //! | file             | pins                                                                   |
 //! |------------------|------------------------------------------------------------------------|
+//! | `manage.rs`      | suspend and resume, updates that only narrow, metadata, allowlists   |
 //! | `validate.rs`    | secret, checksum, prefix, validity window, scopes, introspection       |
 //! | `usage.rs`       | which validations count a use, flushing buffered usage                 |
 //! | `revoke.rs`      | every selector, descendants, idempotence, refusal once revoked         |
@@ -62,6 +63,7 @@ mod feed;
 mod keyed_chain;
 mod keys;
 mod list;
+mod manage;
 mod policy;
 mod races;
 mod revoke;
@@ -93,3 +95,4 @@ crate::__conformance_feed!([reexport] feed;);
 crate::__conformance_sweep!([reexport] sweep;);
 crate::__conformance_concurrency!([reexport] concurrency;);
 crate::__conformance_races!([reexport] races;);
+crate::__conformance_manage!([reexport] manage;);
