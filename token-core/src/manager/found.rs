@@ -108,6 +108,9 @@ impl TokenManager {
     /// the whole batch was tried (tokens revoked before it stay revoked; resubmitting the batch is
     /// safe, revocation is idempotent).
     ///
+    /// A batch holding live tokens takes longer than one without (each revocation is a
+    /// transaction); that tells the caller only what it proved by holding those tokens.
+    ///
     /// ```
     /// use token_core::{Context, HashKey, IssueRequest, KeyId, Keyring, ScopeSet, TokenManager};
     /// use token_store_memory::MemoryStore;
