@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod mixed_text;
+
 /// The number of tokens named by environment variable `var` (default `default`).
 pub fn token_count(var: &str, default: usize) -> usize {
     std::env::var(var)

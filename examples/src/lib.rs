@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod credentials;
 pub mod redact;
 pub mod server;
 

@@ -17,6 +17,7 @@
 //! | `GET /widgets` | `widgets:read` | 200 |
 //! | `POST /widgets` | `widgets:write` | 201 |
 //! | `POST /oauth/revoke` form `token`, `token_type_hint?` | possession of the token | 200 always (400 if `token` is absent) |
+//! | `POST /credentials/revoke` JSON list of tokens | none: possession (see [`credentials`](crate::credentials)) | 200 `{processed, results}`, the same whichever strings were tokens; 429 past the per-caller limit |
 //! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type, cnf?, allowed_cidrs?}` or exactly `{"active": false}` (also for a suspended token); 401 for a caller token without `tokens:introspect`. A bound token answers `token_type: "DPoP"` and `cnf: {jkt}` (RFC 9449 §6.2); a token with a network allowlist lists it in `allowed_cidrs` (introspection cannot check the resource server's caller: the resource server must) |
 //!
 //! Authentication failures are token-tower's RFC 6750 answers: 401 without a token or with an
@@ -120,7 +121,12 @@ pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementE
         )
         .route("/oauth/revoke", post(oauth_revoke))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
-    Ok(admin.merge(widgets).merge(oauth).with_state(state))
+    let found = crate::credentials::router(state.manager.clone(), Default::default());
+    Ok(admin
+        .merge(widgets)
+        .merge(oauth)
+        .with_state(state)
+        .merge(found))
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), runs its migrations and builds

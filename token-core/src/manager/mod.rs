@@ -9,6 +9,7 @@
 //! | `issue.rs` | `issue`, `derive` and the policy and limit checks they share |
 //! | `validate.rs` | the hot path: `validate`, the lookup (store memory, cache, store), the pure decision `decide`, use accounting |
 //! | `feed.rs` | following the store's revocation feed for the validation cache |
+//! | `found.rs` | found tokens: batch revocation by possession for third parties, the operator's state check |
 //! | `revoke.rs` | `revoke`, revocation by a presented token (RFC 7009), introspection (RFC 7662) |
 //! | `rotate.rs` | `rotate` |
 //! | `keys.rs` | hash-key rotation and retirement |
@@ -42,6 +43,7 @@ mod builder;
 mod denial_queue;
 mod events;
 mod feed;
+pub(crate) mod found;
 mod issue;
 mod keys;
 mod manage;
