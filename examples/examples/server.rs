@@ -10,12 +10,16 @@
 //! | `TOKEN_EXAMPLE_ADDR` | `127.0.0.1:3000` |
 //! | `TOKEN_EXAMPLE_DATABASE_URL` | `sqlite://token-example.db` (a `postgres://` URL works too; printed with its password as `***`) |
 //! | `TOKEN_HASH_KEY` | a fresh random key (64 hex characters to keep tokens valid across restarts) |
+//! | `TOKEN_EXAMPLE_PUBLIC_URL` | `http://` and the listen address: the base URL DPoP proofs' `htu` is checked under |
+//! | `TOKEN_EXAMPLE_DPOP_NONCE` | unset; `1` requires server nonces in DPoP proofs |
 
 use std::future::Future;
 use std::time::Duration;
 
 use examples::redact::redacted_url;
-use examples::server::{bootstrap_admin, open_manager, serve, write_admin_token};
+use examples::server::{
+    ServerOptions, bootstrap_admin, open_manager, serve_with, write_admin_token,
+};
 use token_core::{HashKey, KeyId};
 
 #[tokio::main]
@@ -38,7 +42,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Straight from the token's zeroizing buffer to stdout, never through a `String`.
     write_admin_token(&mut std::io::stdout().lock(), &admin.token)?;
     drop(admin);
-    serve(listener, manager, Duration::from_secs(60), shutdown).await?;
+    let options = ServerOptions::from_env();
+    serve_with(
+        listener,
+        manager,
+        &options,
+        Duration::from_secs(60),
+        shutdown,
+    )
+    .await?;
     println!("shut down cleanly");
     Ok(())
 }

@@ -1,12 +1,16 @@
 //! The example HTTP server: an admin API for tokens, a protected resource, and the OAuth 2.0
 //! revocation (RFC 7009) and introspection (RFC 7662) endpoints.
 //!
-//! Protected routes take the caller's token as `Authorization: Bearer <token>` or as
-//! `x-api-key: <token>` (one of the two; both is `400 invalid_request`).
+//! Protected routes take the caller's token as `Authorization: Bearer <token>`, as
+//! `x-api-key: <token>` (one of the two; both is `400 invalid_request`), or as
+//! `Authorization: DPoP <token>` with a `DPoP: <proof>` header (RFC 9449; a token bound to a
+//! key is accepted only that way, and each proof once). Proofs' `htu` is checked under the
+//! public base URL ([`ServerOptions`]); with `TOKEN_EXAMPLE_DPOP_NONCE=1` proofs need a server
+//! nonce (`use_dpop_nonce` with a `DPoP-Nonce` header first).
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?, metadata?, allowed_cidrs?}` | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
+//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?, metadata?, allowed_cidrs?, dpop_jkt?}` (`dpop_jkt`: bind the token to that key, RFC 9449) | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
 //! | `GET /tokens/{id}` | `tokens:admin` | 200 the record ([`TokenView`]: no secret, no hash; with `state`, `metadata`, `allowed_cidrs`, `suspended_at`) |
 //! | `PATCH /tokens/{id}` JSON merge of `scopes`, `ttl_seconds` (from now), `expires_at` (RFC 3339), `max_uses`, `name`, `description`, `metadata`, `allowed_cidrs` | `tokens:admin` | 200 the updated record; 400 with the typed reason when a change would widen the token (`null` removes `name`, `description` or `metadata`; removing a limit widens) |
 //! | `POST /tokens/{id}/suspend`, `/resume` `{reason}` | `tokens:admin` | 200 `{changed: [ids]}` (descendants included); 409 when resuming a revoked or expired token |
@@ -64,6 +68,7 @@ use token_core::{
     Context, Error, IssueRequest, IssuedToken, Metadata, NetworkAllowlist, PlaintextToken,
     RevokeSelector, Scope, ScopeSet, TokenId, TokenManager, TokenUpdate, TokenView,
 };
+use token_dpop::{DpopConfig, DpopVerifier, NonceKey};
 use token_tower::{Authenticated, BearerAuth, OAuthErrorJson};
 
 /// The largest body the OAuth endpoints read (a token is under 100 bytes).
@@ -81,14 +86,51 @@ struct AppState {
     auth: BearerAuth,
 }
 
-/// Builds the router over `manager`.
-pub fn router(manager: TokenManager) -> Result<Router, token_tower::RequirementError> {
+/// How the server takes DPoP (RFC 9449): the public base URL proofs' `htu` is checked under,
+/// and whether it requires server nonces.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// `scheme://host[:port]` as clients reach the server (`TOKEN_EXAMPLE_PUBLIC_URL`); by
+    /// default `http://` and the listen address.
+    pub public_url: Option<String>,
+    /// Require server nonces in DPoP proofs (`TOKEN_EXAMPLE_DPOP_NONCE=1`).
+    pub dpop_nonce: bool,
+}
+
+impl ServerOptions {
+    /// The options from `TOKEN_EXAMPLE_PUBLIC_URL` and `TOKEN_EXAMPLE_DPOP_NONCE`.
+    ///
+    /// ```
+    /// let options = examples::server::ServerOptions::from_env();
+    /// # let _ = options;
+    /// ```
+    pub fn from_env() -> Self {
+        Self {
+            public_url: std::env::var("TOKEN_EXAMPLE_PUBLIC_URL").ok(),
+            dpop_nonce: std::env::var("TOKEN_EXAMPLE_DPOP_NONCE").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+/// Builds the router over `manager`: every protected route takes `Bearer`, `x-api-key` and
+/// `DPoP` (proofs checked under `public_url`).
+pub fn router(
+    manager: TokenManager,
+    public_url: &str,
+    options: &ServerOptions,
+) -> Result<Router, Box<dyn std::error::Error + Send + Sync>> {
     // Counting starts with the router, not with the first scrape.
     metrics_handle();
+    let mut dpop = DpopConfig::new();
+    if options.dpop_nonce {
+        dpop = dpop.nonces(NonceKey::generate()?);
+    }
     let auth = BearerAuth::new(manager.clone())
         .realm("token-example")
         .api_key_header()
-        .render_rejections(OAuthErrorJson);
+        .render_rejections(OAuthErrorJson)
+        .dpop(DpopVerifier::new(dpop), public_url)?;
     let state = AppState {
         manager,
         auth: auth.clone(),
@@ -247,7 +289,29 @@ pub async fn serve(
     sweep_every: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let app = router(manager.clone())?;
+    serve_with(
+        listener,
+        manager,
+        &ServerOptions::default(),
+        sweep_every,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with [`ServerOptions`].
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    manager: TokenManager,
+    options: &ServerOptions,
+    sweep_every: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let public_url = match &options.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    let app = router(manager.clone(), &public_url, options)?;
     let sweeper = Sweeper::spawn(manager.clone(), sweep_every);
     axum::serve(
         listener,
@@ -337,6 +401,8 @@ struct CreateToken {
     name: Option<String>,
     metadata: Option<serde_json::Value>,
     allowed_cidrs: Option<Vec<String>>,
+    /// Binds the token to the key with this RFC 7638 thumbprint (DPoP `cnf.jkt`).
+    dpop_jkt: Option<String>,
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -405,6 +471,10 @@ async fn create_token(
     }
     if let Some(cidrs) = body.allowed_cidrs {
         request = request.allowed_networks(networks_of(&cidrs)?);
+    }
+    if let Some(jkt) = body.dpop_jkt {
+        let jkt = token_core::KeyThumbprint::parse(&jkt).map_err(|e| bad_request(e.to_string()))?;
+        request = request.bind_to_key(jkt);
     }
     let issued = state.manager.issue(request).await?;
     Ok(no_store((StatusCode::CREATED, Json(issued_body(&issued)))))

@@ -168,3 +168,28 @@ fn server_never_prints_a_database_password() {
         "stdout: {stdout}\nstderr: {stderr}"
     );
 }
+
+#[test]
+fn dpop_client_gets_a_bound_token_and_sees_replays_and_bearer_refused() {
+    let output = Command::new(example("dpop_client")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for step in [
+        "2. issued a token bound to that key",
+        "3. GET /widgets with a fresh proof -> 200 OK",
+        "4. GET /widgets with another fresh proof -> 200 OK",
+        "5. the first proof replayed -> 401 Unauthorized",
+        "error=\"invalid_dpop_proof\"",
+        "6. the token sent as Bearer, without a proof -> 401 Unauthorized",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("example_"),
+        "a token string was printed:\n{stdout}"
+    );
+}

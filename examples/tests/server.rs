@@ -782,3 +782,34 @@ async fn tokens_are_patched_narrower_suspended_and_resumed() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bound_tokens_are_issued_introspected_as_dpop_and_refused_as_bearer() {
+    let server = Running::start().await;
+    let jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+    let (status, issued) = server
+        .create(json!({"subject": "svc:bound", "scopes": ["widgets:read"], "ttl_seconds": 600, "dpop_jkt": jkt}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let introspected = server.introspect(&token).await;
+    assert_eq!(introspected["active"], true);
+    assert_eq!(introspected["token_type"], "DPoP");
+    assert_eq!(introspected["cnf"], json!({"jkt": jkt}));
+    let as_bearer = server.widgets(&token).await;
+    assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
+    let (status, refused) = server
+        .create(json!({"subject": "s", "scopes": ["widgets:read"], "ttl_seconds": 60, "dpop_jkt": "short"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    // RFC 7009 revocation works with the token alone.
+    server
+        .client
+        .post(server.url("/oauth/revoke"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server.introspect(&token).await, json!({"active": false}));
+    server.stop().await;
+}
