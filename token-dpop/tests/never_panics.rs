@@ -1,11 +1,12 @@
-//! Property test: `verify` returns an error, never panics, whatever the proof.
+//! Property tests: `verify` (and `thumbprint`, and parsing a `Thumbprint`) returns an error,
+//! never panics, whatever the input.
 
 mod common;
 
 use common::{HTU, Key, Proof, TOKEN, b64, now};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use token_dpop::{Algorithm, DpopConfig, DpopVerifier, NonceKey};
+use token_dpop::{Algorithm, DpopConfig, DpopVerifier, NonceKey, Thumbprint, thumbprint};
 
 fn verifiers() -> [DpopVerifier; 2] {
     [
@@ -61,6 +62,12 @@ proptest! {
     fn verify_never_panics_on_arbitrary_strings(proof in ".{0,300}", htu in ".{0,60}") {
         check(&proof, &htu);
         check(&proof, HTU);
+    }
+
+    #[test]
+    fn thumbprint_and_parse_never_panic(jwk in json_value(), s in ".{0,60}") {
+        let _ = thumbprint(&jwk);
+        let _ = s.parse::<Thumbprint>();
     }
 
     #[test]
