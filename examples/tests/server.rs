@@ -798,6 +798,15 @@ async fn bound_tokens_are_issued_introspected_as_dpop_and_refused_as_bearer() {
     assert_eq!(introspected["cnf"], json!({"jkt": jkt}));
     let as_bearer = server.widgets(&token).await;
     assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
+    let shown: Value = server
+        .as_admin(Method::GET, &format!("/tokens/{}", issued["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["dpop_jkt"], jkt, "inspect shows the binding");
     let (status, refused) = server
         .create(json!({"subject": "s", "scopes": ["widgets:read"], "ttl_seconds": 60, "dpop_jkt": "short"}))
         .await;

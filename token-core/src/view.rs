@@ -89,6 +89,8 @@ pub struct TokenView {
     /// When it was suspended (while suspended).
     #[serde(with = "time::serde::rfc3339::option")]
     pub suspended_at: Option<OffsetDateTime>,
+    /// The key it is bound to (DPoP `cnf.jkt`), if any.
+    pub dpop_jkt: Option<String>,
 }
 
 impl TokenRecord {
@@ -125,6 +127,7 @@ impl TokenRecord {
             revoke_reason: revocation.map(|r| r.reason.clone()),
             revoked_by: revocation.and_then(|r| r.actor.clone()),
             suspended_at: self.suspended_at,
+            dpop_jkt: self.dpop_jkt.as_ref().map(ToString::to_string),
         }
     }
 }
