@@ -76,7 +76,9 @@ fn bench_validation(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let now = OffsetDateTime::now_utc();
-                    let proof = key.proof("GET", HTU, Some(&token), None, now).expect("proof");
+                    let proof = key
+                        .proof("GET", HTU, Some(&token), None, now)
+                        .expect("proof");
                     (proof, now)
                 },
                 |(proof, now)| {

@@ -799,7 +799,10 @@ async fn bound_tokens_are_issued_introspected_as_dpop_and_refused_as_bearer() {
     let as_bearer = server.widgets(&token).await;
     assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
     let shown: Value = server
-        .as_admin(Method::GET, &format!("/tokens/{}", issued["id"].as_str().unwrap()))
+        .as_admin(
+            Method::GET,
+            &format!("/tokens/{}", issued["id"].as_str().unwrap()),
+        )
         .send()
         .await
         .unwrap()

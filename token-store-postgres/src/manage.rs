@@ -9,10 +9,10 @@ use token_core::{
     AuditEvent, RevokeRequest, RevokeSelector, StoreError, SuspendRequest, TokenId, TokenRecord,
     UpdateOutcome, UpdateToken,
 };
-use token_store_sql::{id_bytes, opt_micros, update_params};
+use token_store_sql::{id_bytes, opt_micros, suspend_event, update_params};
 
 use crate::audit::append_events;
-use crate::codec::record_from_row;
+use crate::codec::{Row, record_from_row};
 use crate::error::{STORE, backend_in};
 use crate::revoke::lock_reached;
 use crate::statements::{bind_all, q};
@@ -44,19 +44,20 @@ pub(crate) async fn suspend(
     let mut tx = store.begin().await?;
     let rows = lock_reached(store, &mut tx, &selection).await?;
     let mut changed: Vec<TokenId> = Vec::new();
+    let mut ids: Vec<Vec<u8>> = Vec::new();
     let mut events = Vec::new();
-    for row in &rows {
-        let record = record_from_row(row)?;
-        if request.applies_to(&record) {
-            events.push(request.event_for(&record));
-            changed.push(record.id);
+    for row in rows.iter().map(Row) {
+        // A row that does not decode is still suspended, by its raw key (see `suspend_event`).
+        if let Some(event) = suspend_event(request, &row) {
+            ids.push(row.raw_id()?);
+            changed.extend(event.token_id);
+            events.push(event);
         }
     }
-    if changed.is_empty() {
+    if ids.is_empty() {
         rollback(tx).await?;
         return Ok(Vec::new());
     }
-    let ids: Vec<Vec<u8>> = changed.iter().map(|id| id_bytes(*id)).collect();
     sqlx::query(q(&store.inner.sql.set_suspended))
         .bind(ids)
         .bind(opt_micros(request.suspended_at()))

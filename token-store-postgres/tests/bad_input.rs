@@ -516,3 +516,55 @@ async fn a_schema_migrated_past_the_library_later_is_reported() {
     drop(manager);
     drop_schema(&url, &schema).await;
 }
+
+/// A row that does not decode does not block a suspension: it is suspended by its raw key with
+/// the others (and never resumed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_is_suspended_with_the_rest_and_never_resumed() {
+    let Some(url) = url_or_skip("a_corrupt_row_is_suspended_with_the_rest_and_never_resumed")
+    else {
+        return;
+    };
+    let store = migrated_store(&url, 2).await;
+    let schema = store.schema().to_owned();
+    let janitor = common::SchemaJanitor::default();
+    janitor.track(&schema);
+    let manager = manager(store.clone());
+    let good = manager
+        .issue(IssueRequest::new("team:x", scopes("a")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bad = manager
+        .issue(IssueRequest::new("team:x", scopes("a")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hex = token_store_sql::hex(bad.token.id().as_bytes());
+    exec(
+        &url,
+        format!(
+            "UPDATE \"{schema}\".tokens SET metadata = 'not json' WHERE id = '\\x{hex}'::bytea"
+        ),
+    )
+    .await;
+    let suspended = manager
+        .suspend(
+            token_core::RevokeSelector::Subject("team:x".into()),
+            "incident",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a corrupt row blocked the suspension: {e}"));
+    assert_eq!(suspended.len(), 2, "{suspended:?}");
+    let resumed = manager
+        .resume(
+            token_core::RevokeSelector::Subject("team:x".into()),
+            "cleared",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        resumed,
+        vec![good.token.id()],
+        "only the readable row is resumed"
+    );
+    drop_schema(&url, &schema).await;
+}

@@ -66,7 +66,7 @@ pub use crate::query::{
 };
 pub use crate::redact::redacted_url;
 pub use crate::rows::{
-    TokenRow, revoke_event, row_id, row_subject, sweeper_event, unnamed_revoke_event,
+    TokenRow, revoke_event, row_id, row_subject, suspend_event, sweeper_event, unnamed_revoke_event,
 };
 pub use crate::values::{
     UnrepresentableValue, count_to_column, duration_to_column, hex, id_bytes, id_from_bytes,

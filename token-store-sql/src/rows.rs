@@ -1,8 +1,11 @@
-//! Events for rows that fail to decode: a sweep or a revocation must not stall on a corrupt row,
-//! so it names the row by what can still be read (its id and subject).
+//! Events for rows that fail to decode: a sweep, a revocation or a suspension must not stall on
+//! a corrupt row, so it names the row by what can still be read (its id and subject).
 
 use time::OffsetDateTime;
-use token_core::{AuditEvent, AuditKind, RevokeRequest, StoreError, TokenId, TokenRecord};
+use token_core::{
+    AuditEvent, AuditKind, RevokeRequest, StoreError, SuspendRequest, Suspension, TokenId,
+    TokenRecord,
+};
 
 use crate::columns::Columns;
 use crate::values::{hex, id_from_bytes};
@@ -73,6 +76,32 @@ pub fn revoke_event<R: TokenRow + ?Sized>(request: &RevokeRequest, row: &R) -> O
     match row.record() {
         Ok(record) => Some(request.event_for(&record)),
         Err(_) => row_id(row).map(|id| request.event_for_row(id, &row_subject(row))),
+    }
+}
+
+/// Whether a suspension or resumption changes `row`, and its event: for a row that decodes,
+/// [`SuspendRequest::applies_to`]; a row that does not decode is still suspended (refusing a
+/// token that cannot be read is safe, and a bad row must not block an incident), by its id
+/// when that reads, but never resumed (nothing unreadable is let through). `None`: leave it.
+pub fn suspend_event<R: TokenRow + ?Sized>(
+    request: &SuspendRequest,
+    row: &R,
+) -> Option<AuditEvent> {
+    match row.record() {
+        Ok(record) => request
+            .applies_to(&record)
+            .then(|| request.event_for(&record)),
+        Err(_) if request.action == Suspension::Suspend => {
+            let mut event = request.event_for_row(
+                row_id(row).unwrap_or(TokenId::from_bytes([0; 16])),
+                &row_subject(row),
+            );
+            if row_id(row).is_none() {
+                event.token_id = None;
+            }
+            Some(event.with_detail("corrupt token row, suspended by its raw id"))
+        }
+        Err(_) => None,
     }
 }
 

@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use token_core::{
     AuditEvent, StoreError, SuspendRequest, TokenId, TokenRecord, UpdateOutcome, UpdateToken,
 };
-use token_store_sql::{id_bytes, opt_micros, update_params};
+use token_store_sql::{id_bytes, opt_micros, suspend_event, update_params};
 
 use crate::audit::append_events;
-use crate::codec::record_from_row;
+use crate::codec::{Row, record_from_row};
 use crate::error::{STORE, backend};
 use crate::statements::{
     CHILDREN_SQL, DELETE_LABELS, LOOKUP_SQL, SET_SUSPENDED, UPDATE_TOKEN, bind_all, selection_sql,
@@ -39,19 +39,19 @@ pub(crate) async fn suspend(
         .map_err(backend)?;
     let mut changed = Vec::new();
     let mut events = Vec::new();
-    for row in &rows {
-        let record = record_from_row(row)?;
-        if !request.applies_to(&record) {
+    for row in rows.iter().map(Row) {
+        // A row that does not decode is still suspended, by its raw key (see `suspend_event`).
+        let Some(event) = suspend_event(request, &row) else {
             continue;
-        }
-        events.push(request.event_for(&record));
+        };
         sqlx::query(SET_SUSPENDED)
             .bind(opt_micros(request.suspended_at()))
-            .bind(id_bytes(record.id))
+            .bind(row.raw_id()?)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        changed.push(record.id);
+        changed.extend(event.token_id);
+        events.push(event);
     }
     append_events(&mut tx, &events).await?;
     commit(tx).await?;

@@ -364,3 +364,50 @@ async fn a_damaged_row_does_not_poison_usage_flushes() {
             .unwrap_or_else(|e| panic!("{damage_sql}: the next flush: {e}"));
     }
 }
+
+/// A row that does not decode does not block a suspension (an incident must not wait for a
+/// repair): it is suspended by its raw key with the others, and never resumed.
+#[tokio::test]
+async fn a_corrupt_row_is_suspended_with_the_rest_and_never_resumed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = migrated(&dir.path().join("tokens.db")).await;
+    let manager = manager(&store);
+    let good = issue(&manager).await;
+    let bad = issue(&manager).await;
+    damage(
+        &store,
+        "UPDATE tokens SET metadata = 'not json' WHERE id = ?",
+        bad.token.id().as_bytes(),
+    )
+    .await;
+    let suspended = manager
+        .suspend(
+            token_core::RevokeSelector::Subject("user:1".into()),
+            "incident",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a corrupt row blocked the suspension: {e}"));
+    assert_eq!(suspended.len(), 2, "{suspended:?}");
+    let stamp: Option<i64> = sqlx::query_scalar("SELECT suspended_at FROM tokens WHERE id = ?")
+        .bind(bad.token.id().as_bytes().to_vec())
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stamp.is_some(), "the corrupt row was not suspended");
+    assert!(matches!(
+        manager.validate(good.token.expose_secret(), &[]).await,
+        Err(ValidationError::Suspended)
+    ));
+    let resumed = manager
+        .resume(
+            token_core::RevokeSelector::Subject("user:1".into()),
+            "cleared",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        resumed,
+        vec![good.token.id()],
+        "only the readable row is resumed"
+    );
+}

@@ -92,12 +92,18 @@ impl SuspendRequest {
 
     /// The `Suspended` or `Resumed` event for `record`.
     pub fn event_for(&self, record: &TokenRecord) -> AuditEvent {
+        self.event_for_row(record.id, &record.subject)
+    }
+
+    /// The event for a row known only by id and subject (a row whose other columns do not
+    /// decode: a suspension still reaches it, so an incident is never blocked by a bad row).
+    pub fn event_for_row(&self, id: TokenId, subject: &str) -> AuditEvent {
         let kind = match self.action {
             Suspension::Suspend => AuditKind::Suspended,
             Suspension::Resume => AuditKind::Resumed,
         };
         AuditEvent::new(kind, self.at)
-            .with_token(record.id, record.subject.clone())
+            .with_token(id, subject)
             .with_context(&self.context)
             .with_reason(self.reason.clone())
     }
