@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 pub mod cases;
 mod env;
+pub mod model;
 pub mod tamper;
 
 pub use env::TestEnv;
@@ -170,6 +171,7 @@ macro_rules! conformance_tests {
             __conformance_races,
             __conformance_manage,
             __conformance_binding,
+            __conformance_model,
         );
     };
     (@topics $fixture:expr; $($topic:ident),* $(,)?) => {

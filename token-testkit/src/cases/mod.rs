@@ -9,6 +9,7 @@
 //! | file             | pins                                                                   |
 //! |------------------|------------------------------------------------------------------------|
 //! | `binding.rs`     | DPoP key binding: proofs required, replays refused across managers  |
+//! | `model.rs`       | random operation sequences against the reference model (`model`)    |
 //! | `manage.rs`      | suspend and resume, updates that only narrow, metadata, allowlists   |
 //! | `validate.rs`    | secret, checksum, prefix, validity window, scopes, introspection       |
 //! | `usage.rs`       | which validations count a use, flushing buffered usage                 |
@@ -66,6 +67,7 @@ mod keyed_chain;
 mod keys;
 mod list;
 mod manage;
+mod model;
 mod policy;
 mod races;
 mod revoke;
@@ -99,3 +101,4 @@ crate::__conformance_concurrency!([reexport] concurrency;);
 crate::__conformance_races!([reexport] races;);
 crate::__conformance_manage!([reexport] manage;);
 crate::__conformance_binding!([reexport] binding;);
+crate::__conformance_model!([reexport] model;);
