@@ -190,6 +190,21 @@ fuzz_target!(|data: &[u8]| {
         .contains(&status),
         "unexpected status {status}"
     );
+    // Anchors: the known answers for the known credentials, so the target is never vacuous.
+    let expected = match input.headers {
+        [Some(b"Bearer {T0}"), None, None, None] | [None, Some(b"{T0}"), None, None] => {
+            Some(StatusCode::OK)
+        }
+        [Some(b"DPoP {T3}"), None, Some(b"{P}"), None] => Some(StatusCode::OK),
+        [Some(b"Bearer {T1}"), None, None, None] => Some(StatusCode::FORBIDDEN),
+        [Some(b"Bearer {T2}"), None, None, None] | [None, None, None, None] => {
+            Some(StatusCode::UNAUTHORIZED)
+        }
+        _ => None,
+    };
+    if let Some(expected) = expected {
+        assert_eq!(status, expected, "known credential answered {status}");
+    }
     if status == StatusCode::OK {
         let id = response
             .body()
