@@ -223,10 +223,22 @@ fuzz_target!(|input: Input| {
     } else {
         Row::default()
     };
+    // Anchor: the untouched valid row decodes, so the success path is always exercised.
+    let untouched = input.valid_base && input.overrides.is_empty();
     for (index, cell) in input.overrides {
         row.set(COLUMNS[usize::from(index) % COLUMNS.len()], cell);
     }
 
+    if untouched {
+        assert!(
+            decode_token(&row, STORE, labels).is_ok(),
+            "the valid token row"
+        );
+        assert!(
+            decode_audit_record(&row, STORE).is_ok(),
+            "the valid audit row"
+        );
+    }
     match decode_token(&row, STORE, labels) {
         Ok(record) => {
             let again = decode_token(&token_row(&record), STORE, labels)
