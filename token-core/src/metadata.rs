@@ -272,6 +272,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(via_serde, meta);
         assert!(serde_json::from_str::<Metadata>("[1]").is_err());
+        // Found by the fuzz target `network_metadata`: a number too large for an integer is
+        // an f64, which must read back as the same f64 (serde_json's exact float parsing).
+        let big = Metadata::from_json(r#"{"n":48800000000000000000000000}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let again = Metadata::from_json(&big.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, big, "{big} did not read back as itself");
         assert!(!format!("{meta:?}").contains('x'), "Debug shows keys only");
     }
 }
