@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod credentials;
+mod oauth;
 pub mod redact;
 pub mod server;
 

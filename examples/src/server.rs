@@ -51,14 +51,13 @@ use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -81,9 +80,9 @@ static ADMIN_SCOPE: std::sync::LazyLock<Scope> =
     std::sync::LazyLock::new(|| Scope::new("tokens:admin").unwrap_or_else(|_| unreachable!()));
 
 #[derive(Clone)]
-struct AppState {
-    manager: TokenManager,
-    auth: BearerAuth,
+pub(crate) struct AppState {
+    pub(crate) manager: TokenManager,
+    pub(crate) auth: BearerAuth,
 }
 
 /// How the server takes DPoP (RFC 9449): the public base URL proofs' `htu` is checked under,
@@ -156,12 +155,12 @@ pub fn router(
         .route(
             "/oauth/introspect",
             // RFC 7662 §2.3: a caller without the privilege to introspect gets 401, not 403.
-            post(introspect).route_layer(
+            post(crate::oauth::introspect).route_layer(
                 auth.require("tokens:introspect")?
                     .insufficient_scope_as_401(),
             ),
         )
-        .route("/oauth/revoke", post(oauth_revoke))
+        .route("/oauth/revoke", post(crate::oauth::oauth_revoke))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
     let found = crate::credentials::router(state.manager.clone(), Default::default());
     Ok(admin
@@ -326,14 +325,14 @@ pub async fn serve_with(
 
 // ----- errors ------------------------------------------------------------------------------
 
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             error,
@@ -382,7 +381,7 @@ fn actor_context(state: &AppState, parts: &Parts, who: &Authenticated) -> Contex
 }
 
 /// A response that caches must not keep: it carries a token or a token's details.
-fn no_store(response: impl IntoResponse) -> Response {
+pub(crate) fn no_store(response: impl IntoResponse) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], response).into_response()
 }
 
@@ -710,105 +709,4 @@ async fn create_widget(who: Authenticated) -> (StatusCode, Json<serde_json::Valu
         StatusCode::CREATED,
         Json(json!({"created": true, "subject": who.subject()})),
     )
-}
-
-// ----- OAuth endpoints ---------------------------------------------------------------------
-
-/// The body of both OAuth endpoints. Unknown parameters are ignored (serde's default), which
-/// covers `token_type_hint`; a repeated `token` is a deserialization error.
-#[derive(Deserialize)]
-struct TokenForm {
-    token: Option<String>,
-}
-
-/// The presented token, or the RFC 6749 §5.2 error response for a body that does not carry
-/// exactly one. Rejection texts are not echoed: they could quote the body.
-fn presented_token(form: Result<Form<TokenForm>, FormRejection>) -> Result<String, ApiError> {
-    match form {
-        Ok(Form(TokenForm { token: Some(token) })) => Ok(token),
-        Ok(Form(TokenForm { token: None })) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "missing token parameter",
-        )),
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                format!("the request body is larger than {OAUTH_BODY_LIMIT} bytes"),
-            ))
-        }
-        Err(_) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected an application/x-www-form-urlencoded body with one token parameter",
-        )),
-    }
-}
-
-/// RFC 7009: possession of a token is enough to revoke it; 200 for unknown tokens too, and an
-/// unknown `token_type_hint` is ignored.
-async fn oauth_revoke(
-    State(state): State<AppState>,
-    parts: Parts,
-    form: Result<Form<TokenForm>, FormRejection>,
-) -> Response {
-    let token = match presented_token(form) {
-        Ok(token) => token,
-        Err(error) => return error.into_response(),
-    };
-    let ctx = state
-        .auth
-        .context_of(&parts)
-        .actor("oauth-revocation-endpoint");
-    match state
-        .manager
-        .revoke_presented(&token, "revoked by its holder (RFC 7009)", &ctx)
-        .await
-    {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
-}
-
-/// RFC 7662: details of an active token, else exactly `{"active": false}`.
-async fn introspect(
-    State(state): State<AppState>,
-    form: Result<Form<TokenForm>, FormRejection>,
-) -> Response {
-    let token = match presented_token(form) {
-        Ok(token) => token,
-        Err(error) => return error.into_response(),
-    };
-    match state.manager.introspect(&token).await {
-        Ok(Some(active)) => {
-            let r = active.record();
-            let mut body = json!({
-                "active": true,
-                "scope": r.scopes.to_string(),
-                "sub": r.subject,
-                "iat": r.created_at.unix_timestamp(),
-                "jti": r.id,
-                "token_type": if r.dpop_jkt.is_some() { "DPoP" } else { "Bearer" },
-            });
-            // RFC 9449 section 6.2: the key a bound token is confirmed with.
-            if let Some(jkt) = &r.dpop_jkt {
-                body["cnf"] = json!({ "jkt": jkt });
-            }
-            // Introspection does not know the resource server's caller: a token pinned to
-            // networks says so, and the resource server must enforce it.
-            if let Some(networks) = &r.allowed_networks {
-                body["allowed_cidrs"] = json!(networks.networks().collect::<Vec<_>>());
-            }
-            if let Some(exp) = r.expires_at {
-                body["exp"] = json!(exp.unix_timestamp());
-            }
-            if let Some(nbf) = r.not_before {
-                body["nbf"] = json!(nbf.unix_timestamp());
-            }
-            no_store(Json(body))
-        }
-        Ok(None) => no_store(Json(json!({"active": false}))),
-        Err(e) => ApiError::from(Error::from(e)).into_response(),
-    }
 }

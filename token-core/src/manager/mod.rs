@@ -40,6 +40,7 @@ use crate::usage::UsageBuffer;
 
 mod audit;
 mod builder;
+mod decide;
 mod denial_queue;
 mod events;
 mod feed;
