@@ -8,48 +8,9 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::Signer as _;
 use examples::server::{ServerOptions, bootstrap_admin, open_manager, serve_with};
 use serde_json::{Value, json};
-use sha2::Digest as _;
-
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The client's key and the proofs it signs (EdDSA, RFC 9449 section 4.2).
-struct DpopKey(ed25519_dalek::SigningKey);
-
-impl DpopKey {
-    fn generate() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
-        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
-    }
-
-    fn jwk(&self) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": b64(self.0.verifying_key().to_bytes())})
-    }
-
-    /// A proof of `method url` for `token`: a fresh `jti` each time.
-    fn proof(&self, method: &str, url: &str, token: &str) -> Result<String, getrandom::Error> {
-        let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti)?;
-        let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": self.jwk()});
-        let claims = json!({
-            "jti": b64(jti),
-            "htm": method,
-            "htu": url,
-            "iat": time::OffsetDateTime::now_utc().unix_timestamp(),
-            "ath": b64(sha2::Sha256::digest(token.as_bytes())),
-        });
-        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
-        let signature = self.0.sign(input.as_bytes());
-        Ok(format!("{input}.{}", b64(signature.to_bytes())))
-    }
-}
+use token_dpop::client::ProofKey;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -79,8 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map_err(|e| e.to_string())
     });
 
-    let key = DpopKey::generate()?;
-    let jkt = token_dpop::thumbprint(&key.jwk())?;
+    // The client's key (EdDSA) and the proofs it signs, from token-dpop's client side.
+    let key = ProofKey::generate_ed25519()?;
+    let jkt = key.thumbprint();
     println!("1. client key thumbprint (cnf.jkt): {}", jkt.as_str());
     let http = reqwest::Client::new();
     let created: Value = http
@@ -101,7 +63,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("2. issued a token bound to that key: id {}", created["id"]);
 
     let widgets = format!("{base}/widgets");
-    let proof = key.proof("GET", &widgets, &token)?;
+    let proof = key.proof(
+        "GET",
+        &widgets,
+        Some(&token),
+        None,
+        time::OffsetDateTime::now_utc(),
+    )?;
     let call = |proof: Option<String>, scheme: &str| {
         let mut request = http
             .get(&widgets)
@@ -113,9 +81,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let ok = call(Some(proof.clone()), "DPoP").await?.status();
     println!("3. GET /widgets with a fresh proof -> {ok}");
-    let again = call(Some(key.proof("GET", &widgets, &token)?), "DPoP")
-        .await?
-        .status();
+    let again = call(
+        Some(key.proof(
+            "GET",
+            &widgets,
+            Some(&token),
+            None,
+            time::OffsetDateTime::now_utc(),
+        )?),
+        "DPoP",
+    )
+    .await?
+    .status();
     println!("4. GET /widgets with another fresh proof -> {again}");
     let replay = call(Some(proof), "DPoP").await?;
     let challenges: Vec<&str> = replay

@@ -18,6 +18,7 @@ static DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// How a layer takes DPoP: the verifier, the public base URL `htu` is checked under, and
 /// whether plain `Bearer` tokens are still accepted.
+#[derive(Clone)]
 pub(crate) struct DpopSettings {
     pub(crate) verifier: DpopVerifier,
     /// `scheme://host[:port]` as clients reach this service, without a trailing `/`.

@@ -510,10 +510,8 @@ impl BearerAuth {
         self.edit(|c| {
             if let Some(settings) = &c.dpop {
                 c.dpop = Some(Arc::new(dpop::DpopSettings {
-                    verifier: settings.verifier.clone(),
-                    public_base: settings.public_base.clone(),
-                    algs: settings.algs.clone(),
                     bearer: false,
+                    ..(**settings).clone()
                 }));
             }
         })

@@ -4,60 +4,39 @@
 
 use axum::Router;
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::Signer as _;
-use serde_json::json;
-use sha2::Digest as _;
 use token_core::{HashKey, IssueRequest, KeyId, KeyThumbprint, Keyring, ScopeSet, TokenManager};
+use token_dpop::client::ProofKey;
 use token_dpop::{DpopConfig, DpopVerifier, NonceKey};
 use token_store_memory::MemoryStore;
 use token_tower::{Authenticated, BearerAuth};
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A client key and the proofs it signs (EdDSA).
-struct Client {
-    key: ed25519_dalek::SigningKey,
-    jti: std::sync::atomic::AtomicU64,
-}
+/// A client key and the proofs it signs (EdDSA), through token-dpop's client side.
+struct Client(ProofKey);
 
 impl Client {
     fn new(seed: u8) -> Self {
-        Self {
-            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
-            jti: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn jwk(&self) -> serde_json::Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": b64(self.key.verifying_key().to_bytes())})
+        Self(ProofKey::ed25519_from_bytes([seed; 32]))
     }
 
     fn thumbprint(&self) -> KeyThumbprint {
-        let jkt = token_dpop::thumbprint(&self.jwk()).unwrap_or_else(|e| panic!("{e}"));
-        jkt.as_str().parse().unwrap_or_else(|e| panic!("{e}"))
+        self.0
+            .thumbprint()
+            .as_str()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A fresh proof of `GET url` for `token`, with `nonce` when given.
     fn proof(&self, url: &str, token: &str, nonce: Option<&str>) -> String {
-        let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": self.jwk()});
-        let n = self.jti.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let mut claims = json!({
-            "jti": format!("jti-{n}-{}", std::process::id()),
-            "htm": "GET",
-            "htu": url,
-            "iat": time::OffsetDateTime::now_utc().unix_timestamp(),
-            "ath": b64(sha2::Sha256::digest(token.as_bytes())),
-        });
-        if let Some(nonce) = nonce {
-            claims["nonce"] = json!(nonce);
-        }
-        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
-        let signature = self.key.sign(input.as_bytes());
-        format!("{input}.{}", b64(signature.to_bytes()))
+        self.0
+            .proof(
+                "GET",
+                url,
+                Some(token),
+                nonce,
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

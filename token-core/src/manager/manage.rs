@@ -98,7 +98,7 @@ impl TokenManager {
             Suspension::Suspend => "suspend",
             Suspension::Resume => "resume",
         };
-        let span = spans::manage(operation, selector_kind(&selector));
+        let span = spans::manage(operation, spans::selector_kind(&selector));
         let result = self
             .change_suspension_checked(action, selector, reason, ctx)
             .instrument(span.clone())
@@ -301,15 +301,4 @@ fn check_update(update: &TokenUpdate) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-fn selector_kind(selector: &RevokeSelector) -> &'static str {
-    match selector {
-        RevokeSelector::Token(_) => "token",
-        RevokeSelector::Subject(_) => "subject",
-        RevokeSelector::Family(_) => "family",
-        RevokeSelector::Label { .. } => "label",
-        RevokeSelector::IssuedBefore(_) => "issued_before",
-        RevokeSelector::UnusedSince(_) => "unused_since",
-    }
 }

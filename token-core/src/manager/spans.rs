@@ -146,15 +146,20 @@ pub(super) fn issued(
     }
 }
 
-pub(super) fn revoke(selector: &RevokeSelector) -> Span {
-    let kind = match selector {
+/// The kind of `selector`, as spans name it.
+pub(super) fn selector_kind(selector: &RevokeSelector) -> &'static str {
+    match selector {
         RevokeSelector::Token(_) => "token",
         RevokeSelector::Subject(_) => "subject",
         RevokeSelector::Family(_) => "family",
         RevokeSelector::Label { .. } => "label",
         RevokeSelector::IssuedBefore(_) => "issued_before",
         RevokeSelector::UnusedSince(_) => "unused_since",
-    };
+    }
+}
+
+pub(super) fn revoke(selector: &RevokeSelector) -> Span {
+    let kind = selector_kind(selector);
     tracing::info_span!(
         "token.revoke",
         selector = kind,
