@@ -34,6 +34,7 @@ pub mod manual;
 pub mod metadata;
 pub mod network;
 pub mod policy;
+pub mod rate_limit;
 pub mod record;
 mod request;
 pub mod requirement;
@@ -73,6 +74,7 @@ pub use network::{NetworkAllowlist, NetworkError};
 pub use policy::{
     HumanDuration, Policy, PolicyBuilder, PolicyError, PolicyViolation, ScopeCeiling,
 };
+pub use rate_limit::{RateLimit, RateLimitError, RateLimits};
 pub use record::{Labels, Revocation, TokenRecord, TokenState};
 pub use request::{DeriveRequest, IssueRequest};
 pub use requirement::{AnyOf, Requirement, RequirementError};
