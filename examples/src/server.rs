@@ -10,9 +10,9 @@
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, name?, metadata?, allowed_cidrs?, dpop_jkt?}` (`dpop_jkt`: bind the token to that key, RFC 9449) | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
+//! | `POST /tokens` `{subject, scopes, ttl_seconds, max_uses?, refill?, rate_limits?, name?, metadata?, allowed_cidrs?, dpop_jkt?}` (`refill`: `"monthly"`, `"daily"`, `"every 3600s"`, with `max_uses`; `rate_limits`: `[{"name": "requests", "limit": 5, "per_seconds": 60}]`; `dpop_jkt`: bind the token to that key, RFC 9449) | `tokens:admin` | 201 `{token, id, expires_at}`; 400 for scopes that would grant `tokens:admin` |
 //! | `GET /tokens/{id}` | `tokens:admin` | 200 the record ([`TokenView`]: no secret, no hash; with `state`, `metadata`, `allowed_cidrs`, `suspended_at`) |
-//! | `PATCH /tokens/{id}` JSON merge of `scopes`, `ttl_seconds` (from now), `expires_at` (RFC 3339), `max_uses`, `name`, `description`, `metadata`, `allowed_cidrs` | `tokens:admin` | 200 the updated record; 400 with the typed reason when a change would widen the token (`null` removes `name`, `description` or `metadata`; removing a limit widens) |
+//! | `PATCH /tokens/{id}` JSON merge of `scopes`, `ttl_seconds` (from now), `expires_at` (RFC 3339), `max_uses`, `refill` (`null` stops it), `rate_limits`, `name`, `description`, `metadata`, `allowed_cidrs` | `tokens:admin` | 200 the updated record; 400 with the typed reason when a change would widen the token (`null` removes `name`, `description` or `metadata`; removing a limit widens) |
 //! | `POST /tokens/{id}/suspend`, `/resume` `{reason}` | `tokens:admin` | 200 `{changed: [ids]}` (descendants included); 409 when resuming a revoked or expired token |
 //! | `DELETE /tokens/{id}` | `tokens:admin` | 204 (also when already revoked); 404 unknown |
 //! | `POST /tokens/{id}/rotate` `{grace_seconds}` | `tokens:admin` | 201 `{token, id, expires_at}`; 409 if already rotated or not active |
@@ -402,6 +402,18 @@ struct CreateToken {
     allowed_cidrs: Option<Vec<String>>,
     /// Binds the token to the key with this RFC 7638 thumbprint (DPoP `cnf.jkt`).
     dpop_jkt: Option<String>,
+    /// When `max_uses` comes back: `"monthly"`, `"daily"`, `"every 3600s"`.
+    refill: Option<String>,
+    /// Named rate limits, `[{"name": "requests", "limit": 5, "per_seconds": 60}]`.
+    rate_limits: Option<serde_json::Value>,
+}
+
+fn rate_limits_of(value: serde_json::Value) -> Result<token_core::RateLimits, ApiError> {
+    serde_json::from_value(value).map_err(|e| {
+        bad_request(format!(
+            "rate_limits must be a list of {{\"name\", \"limit\", \"per_seconds\"}}: {e}"
+        ))
+    })
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -474,6 +486,15 @@ async fn create_token(
     if let Some(jkt) = body.dpop_jkt {
         let jkt = token_core::KeyThumbprint::parse(&jkt).map_err(|e| bad_request(e.to_string()))?;
         request = request.bind_to_key(jkt);
+    }
+    if let Some(refill) = body.refill {
+        let refill = refill
+            .parse::<token_core::UseRefill>()
+            .map_err(|e| bad_request(e.to_string()))?;
+        request = request.refill_uses(refill);
+    }
+    if let Some(limits) = body.rate_limits {
+        request = request.rate_limits(rate_limits_of(limits)?);
     }
     let issued = state.manager.issue(request).await?;
     Ok(no_store((StatusCode::CREATED, Json(issued_body(&issued)))))
@@ -577,14 +598,21 @@ fn update_from_patch(
                 update.expires_at(at)
             }
             ("max_uses", v) => update.max_uses(unsigned("max_uses", &v)?),
-            (known @ ("scopes" | "allowed_cidrs" | "expires_at"), _) => {
+            ("refill", Value::Null) => update.stop_refill(),
+            ("refill", Value::String(refill)) => update.refill_uses(
+                refill
+                    .parse::<token_core::UseRefill>()
+                    .map_err(|e| bad_request(e.to_string()))?,
+            ),
+            ("rate_limits", v @ Value::Array(_)) => update.rate_limits(rate_limits_of(v)?),
+            (known @ ("scopes" | "allowed_cidrs" | "expires_at" | "refill" | "rate_limits"), _) => {
                 return Err(bad_request(format!(
                     "{known} has the wrong type (null would remove it, which widens the token)"
                 )));
             }
             (other, _) => {
                 return Err(bad_request(format!(
-                    "unknown field {other:?}; PATCH takes scopes, ttl_seconds, expires_at, max_uses, name, description, metadata, allowed_cidrs"
+                    "unknown field {other:?}; PATCH takes scopes, ttl_seconds, expires_at, max_uses, refill, rate_limits, name, description, metadata, allowed_cidrs"
                 )));
             }
         };

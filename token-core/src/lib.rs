@@ -26,6 +26,7 @@ pub mod audit_key;
 pub mod binding;
 pub mod cache;
 pub mod clock;
+pub mod credits;
 mod error;
 pub mod format;
 pub mod keyring;
@@ -57,6 +58,7 @@ pub use audit_key::{AuditKey, AuditKeyring, CheckpointBreak, CheckpointMac};
 pub use binding::{KeyThumbprint, ProofOfPossession, ThumbprintError};
 pub use cache::CacheConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use credits::{RefillError, UseRefill};
 pub use error::{ConfigError, Error, ErrorClass, ValidationError};
 pub use format::{
     FormatError, ParsedToken, PlaintextToken, RandomnessError, TokenId, TokenIdHasher,

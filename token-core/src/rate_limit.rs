@@ -96,6 +96,14 @@ pub enum RateLimitError {
         /// How many were given.
         count: usize,
     },
+    /// Not the JSON form (an array of `{"name", "limit", "per_seconds"}`).
+    #[error(
+        "rate limits must be a JSON array of {{\"name\", \"limit\", \"per_seconds\"}}: {problem}"
+    )]
+    Json {
+        /// What the JSON reader found wrong.
+        problem: String,
+    },
 }
 
 impl RateLimit {
@@ -264,6 +272,18 @@ impl RateLimits {
             });
         }
         Ok(Self(limits))
+    }
+
+    /// Reads the JSON form (as stores keep it): an array of `{"name", "limit", "per_seconds"}`.
+    pub fn from_json(text: &str) -> Result<Self, RateLimitError> {
+        serde_json::from_str(text).map_err(|e| RateLimitError::Json {
+            problem: e.to_string(),
+        })
+    }
+
+    /// The JSON form, as [`from_json`](Self::from_json) reads it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "[]".to_owned())
     }
 
     /// The limits, sorted by name.

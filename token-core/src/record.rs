@@ -6,10 +6,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::credits::UseRefill;
 use crate::format::TokenId;
 use crate::keyring::{KeyId, TokenHash};
 use crate::metadata::Metadata;
 use crate::network::NetworkAllowlist;
+use crate::rate_limit::RateLimits;
 use crate::scope::ScopeSet;
 
 /// Free-form key/value labels (`team=payments`), used to find and revoke tokens in bulk.
@@ -56,10 +58,21 @@ pub struct TokenRecord {
     pub idle_timeout: Option<Duration>,
     /// Last successful validation as recorded in the store (coalesced; see the manager docs).
     pub last_used_at: Option<OffsetDateTime>,
-    /// Successful validations recorded in the store.
+    /// Successful validations recorded in the store; for a token with a
+    /// [`use_refill`](Self::use_refill), those of the current period (see
+    /// [`uses_at`](Self::uses_at)).
     pub use_count: u64,
-    /// Most successful validations allowed.
+    /// Most successful validations allowed (per refill period when it has a `use_refill`).
     pub max_uses: Option<u64>,
+    /// When the `max_uses` credits come back ([`UseRefill`]); `None`: never (a lifetime limit).
+    /// Only set together with `max_uses`.
+    pub use_refill: Option<UseRefill>,
+    /// The start of the next refill period: from then on `use_count` counts as zero until the
+    /// store applies the refill with the next use. Set exactly when `use_refill` is.
+    pub next_refill_at: Option<OffsetDateTime>,
+    /// The token's own named rate limits (empty: none), enforced by `token-ratelimit` and
+    /// token-tower. Derived tokens inherit them and may only tighten them.
+    pub rate_limits: RateLimits,
     /// The token this one was derived from.
     pub parent_id: Option<TokenId>,
     /// The root of the derivation tree (its own id for a root token). Rotation keeps the family.
@@ -160,7 +173,7 @@ impl TokenRecord {
             TokenState::NotYetValid
         } else if self.is_idle_at(now, last_used_at) {
             TokenState::IdleExpired
-        } else if self.max_uses.is_some_and(|max| self.use_count >= max) {
+        } else if self.max_uses.is_some_and(|max| self.uses_at(now) >= max) {
             TokenState::UsedUp
         } else {
             TokenState::Active
@@ -189,6 +202,22 @@ impl TokenRecord {
             Ok(timeout) => now - since >= timeout,
             Err(_) => false,
         }
+    }
+
+    /// The uses that count against `max_uses` at `now`: `use_count`, or zero once a refill is
+    /// due (`now >= next_refill_at`; the store resets the count with the next use).
+    pub fn uses_at(&self, now: OffsetDateTime) -> u64 {
+        if self.next_refill_at.is_some_and(|at| now >= at) {
+            0
+        } else {
+            self.use_count
+        }
+    }
+
+    /// The uses left at `now` (`None`: no use limit).
+    pub fn remaining_uses_at(&self, now: OffsetDateTime) -> Option<u64> {
+        self.max_uses
+            .map(|max| max.saturating_sub(self.uses_at(now)))
     }
 
     /// Whether the token is revoked.
@@ -225,6 +254,9 @@ impl TokenRecord {
             last_used_at: None,
             use_count: 0,
             max_uses: None,
+            use_refill: None,
+            next_refill_at: None,
+            rate_limits: RateLimits::none(),
             parent_id: None,
             family_id: id,
             rotated_from: None,

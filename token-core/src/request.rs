@@ -42,6 +42,8 @@ pub(crate) struct TokenSpec {
     pub(crate) not_before: Option<OffsetDateTime>,
     pub(crate) idle: Idle,
     pub(crate) max_uses: Option<u64>,
+    pub(crate) use_refill: Option<crate::credits::UseRefill>,
+    pub(crate) rate_limits: Option<crate::rate_limit::RateLimits>,
     pub(crate) name: Option<String>,
     pub(crate) description: Option<String>,
     pub(crate) labels: Labels,
@@ -87,6 +89,24 @@ macro_rules! spec_setters {
         /// token is an atomic conditional update in the store, never cached or coalesced.
         pub fn max_uses(mut self, max_uses: u64) -> Self {
             self.spec.max_uses = Some(max_uses);
+            self
+        }
+
+        /// Usage credits that come back: with [`max_uses`](Self::max_uses), the token has
+        /// `max_uses` successful validations per period of `refill` (unused ones do not carry
+        /// over). The refill is applied in the store's atomic use count, so it happens exactly
+        /// once per period across every instance. Requires `max_uses`. A derived token inherits
+        /// its parent's refill and may only lengthen it.
+        pub fn refill_uses(mut self, refill: crate::credits::UseRefill) -> Self {
+            self.spec.use_refill = Some(refill);
+            self
+        }
+
+        /// The token's named rate limits ([`RateLimits`](crate::RateLimits)), enforced by
+        /// `token-ratelimit` (token-tower answers 429). A derived token inherits its parent's
+        /// and may only tighten them: naming fewer, or a looser one, is refused.
+        pub fn rate_limits(mut self, limits: crate::rate_limit::RateLimits) -> Self {
+            self.spec.rate_limits = Some(limits);
             self
         }
 
@@ -254,6 +274,12 @@ impl TokenSpec {
         )?;
         if self.max_uses == Some(0) {
             return Err(invalid("max_uses", "is 0; it must be at least 1"));
+        }
+        if self.use_refill.is_some() && self.max_uses.is_none() {
+            return Err(invalid(
+                "use_refill",
+                "needs max_uses: a refill restores max_uses credits every period",
+            ));
         }
         if let Lifetime::Ttl(ttl) = self.lifetime {
             if ttl.is_zero() {

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::credits::UseRefill;
 use crate::metadata::Metadata;
 use crate::network::NetworkAllowlist;
+use crate::rate_limit::RateLimits;
 use crate::record::Labels;
 use crate::scope::ScopeSet;
 
@@ -15,7 +17,8 @@ use crate::scope::ScopeSet;
 /// Name, description, labels and metadata change freely. Everything that grants may only
 /// narrow: the scopes must be covered by the current ones, the expiry may only move earlier,
 /// `max_uses` only go down, the idle timeout only shorten, the network allowlist only shrink
-/// (and a token without one may get one). A widening change is refused as a whole with
+/// (and a token without one may get one), a refill only lengthen (or stop), rate limits only
+/// tighten. A widening change is refused as a whole with
 /// [`Error::UpdateWidens`](crate::Error::UpdateWidens), naming the field; to widen, issue a new
 /// token. The update narrows the token's derived descendants with it, so no child is ever wider
 /// than its parent.
@@ -55,6 +58,11 @@ pub struct TokenUpdate {
     pub idle_timeout: Option<Duration>,
     /// A narrower network allowlist.
     pub allowed_networks: Option<NetworkAllowlist>,
+    /// A refill no more generous (`Some(None)` stops refilling; see
+    /// [`refill_uses`](Self::refill_uses)).
+    pub use_refill: Option<Option<UseRefill>>,
+    /// Tighter rate limits (every current limit kept, none looser; more may be added).
+    pub rate_limits: Option<RateLimits>,
 }
 
 impl TokenUpdate {
@@ -138,6 +146,26 @@ impl TokenUpdate {
     /// Narrows the network allowlist (or sets one on a token without).
     pub fn allowed_networks(mut self, networks: NetworkAllowlist) -> Self {
         self.allowed_networks = Some(networks);
+        self
+    }
+
+    /// Sets a refill period at least as long as the current one. A token with a lifetime use
+    /// limit cannot gain a refill; a token without a use limit may, together with
+    /// [`max_uses`](Self::max_uses).
+    pub fn refill_uses(mut self, refill: UseRefill) -> Self {
+        self.use_refill = Some(Some(refill));
+        self
+    }
+
+    /// Stops refilling: the credits left at the update are the last ones.
+    pub fn stop_refill(mut self) -> Self {
+        self.use_refill = Some(None);
+        self
+    }
+
+    /// Tightens the rate limits (each current one kept and no looser; more may be added).
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = Some(limits);
         self
     }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::metadata::Metadata;
+use crate::rate_limit::RateLimits;
 use crate::record::{Labels, TokenRecord, TokenState};
 
 /// What an admin may see of a token: every field of its [`TokenRecord`] except the secret's
@@ -67,10 +68,19 @@ pub struct TokenView {
     /// Last recorded use.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
-    /// Recorded uses.
+    /// Recorded uses (of the current period for a refilling token).
     pub use_count: u64,
-    /// Use limit.
+    /// Use limit (per period for a refilling token).
     pub max_uses: Option<u64>,
+    /// Uses left at the instant the view was taken (`None`: no use limit).
+    pub remaining_uses: Option<u64>,
+    /// When the credits come back (`"monthly"`, `"every 86400s"`), if they do.
+    pub use_refill: Option<String>,
+    /// When the next period begins (with `use_refill`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_refill_at: Option<OffsetDateTime>,
+    /// The token's named rate limits (`[{"name", "limit", "per_seconds"}]`; empty: none).
+    pub rate_limits: RateLimits,
     /// The token it was derived from.
     pub parent_id: Option<String>,
     /// Its family's root.
@@ -117,8 +127,15 @@ impl TokenRecord {
             not_before: self.not_before,
             idle_timeout_seconds: self.idle_timeout.map(|d| d.as_secs()),
             last_used_at: self.last_used_at,
-            use_count: self.use_count,
+            use_count: self.uses_at(now),
             max_uses: self.max_uses,
+            remaining_uses: self.remaining_uses_at(now),
+            use_refill: self.use_refill.map(|r| r.to_string()),
+            next_refill_at: self.next_refill_at.map(|at| match self.use_refill {
+                Some(refill) if now >= at => refill.next_after(self.created_at, now),
+                _ => at,
+            }),
+            rate_limits: self.rate_limits.clone(),
             parent_id: self.parent_id.map(|id| id.to_string()),
             family_id: self.family_id.to_string(),
             rotated_from: self.rotated_from.map(|id| id.to_string()),

@@ -333,7 +333,7 @@ impl TokenStore for MemoryStore {
                 return Ok(InsertOutcome::OutlivesParent { parent_expires_at });
             }
             if let Some(remaining) =
-                parent_record.and_then(|p| InsertToken::child_exceeds_uses(p, record))
+                parent_record.and_then(|p| InsertToken::child_exceeds_uses(p, record, insert.now))
             {
                 return Ok(InsertOutcome::UsesExceedParent { remaining });
             }
@@ -584,27 +584,16 @@ impl TokenStore for MemoryStore {
     }
 
     async fn consume_use(&self, request: &ConsumeUse) -> Result<UseOutcome, StoreError> {
-        let (id, now) = (request.id, request.now);
         let mut state = self.write();
-        let Some(record) = state.records.get(&id) else {
+        let Some(record) = state.records.get(&request.id) else {
             return Ok(UseOutcome::NotFound);
         };
-        if record.revocation.is_some()
-            || record.suspended_at.is_some()
-            || record.rotated_to.is_some()
-            || record.expires_at.is_some_and(|e| now >= e)
-        {
-            return Ok(UseOutcome::NotActive);
-        }
-        if record.max_uses.is_some_and(|max| record.use_count >= max) {
-            return Ok(UseOutcome::LimitReached);
-        }
-        let mut count = 0;
-        state.update(id, |r| {
-            r.use_count += 1;
-            r.last_used_at = r.last_used_at.max(Some(now));
-            count = r.use_count;
-        });
+        let counted = match request.apply(record) {
+            Ok(counted) => counted,
+            Err(outcome) => return Ok(outcome),
+        };
+        let count = counted.use_count;
+        state.update(request.id, |r| *r = counted);
         Ok(UseOutcome::Counted(count))
     }
 

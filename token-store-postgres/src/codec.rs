@@ -18,7 +18,8 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.id, t.hash, t.hash_key_id, t.prefix, t
     t.scopes, t.name, t.description, t.created_at, t.created_by, t.expires_at, t.not_before, \
     t.idle_timeout_us, t.last_used_at, t.use_count, t.max_uses, t.parent_id, t.family_id, \
     t.rotated_from, t.rotated_to, t.revoked_at, t.revoke_reason, t.revoked_by, \
-    t.suspended_at, t.metadata, t.allowed_cidrs, t.dpop_jkt, \
+    t.suspended_at, t.metadata, t.allowed_cidrs, t.dpop_jkt, t.use_refill, t.next_refill_at, \
+    t.rate_limits, \
     ARRAY(SELECT l.key FROM {schema}.token_labels l WHERE l.token_id = t.id ORDER BY l.key) \
         AS label_keys, \
     ARRAY(SELECT l.value FROM {schema}.token_labels l WHERE l.token_id = t.id ORDER BY l.key) \

@@ -84,7 +84,7 @@ impl Sql {
             insert_token: arc(format!(
                 "INSERT INTO {s}.tokens ({TOKEN_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
                  $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-                 $22, $23, $24, $25, $26, $27)"
+                 $22, $23, $24, $25, $26, $27, $28, $29, $30)"
             )),
             insert_labels: arc(format!(
                 "INSERT INTO {s}.token_labels (token_id, key, value) \
@@ -160,9 +160,12 @@ impl Sql {
             }),
             delete_labels: arc(format!("DELETE FROM {s}.token_labels WHERE token_id = $1")),
             consume_use: arc(format!(
-                "UPDATE {s}.tokens SET use_count = use_count + 1, \
+                "UPDATE {s}.tokens SET \
+                 use_count = CASE WHEN next_refill_at <= $2 THEN 1 ELSE use_count + 1 END, \
+                 next_refill_at = CASE WHEN next_refill_at <= $2 THEN $4 ELSE next_refill_at END, \
                  last_used_at = GREATEST(last_used_at, $2) \
-                 WHERE id = $1 AND (max_uses IS NULL OR use_count < max_uses) \
+                 WHERE id = $1 AND use_refill IS NOT DISTINCT FROM $3 \
+                 AND (max_uses IS NULL OR next_refill_at <= $2 OR use_count < max_uses) \
                  AND revoked_at IS NULL AND suspended_at IS NULL AND rotated_to IS NULL \
                  AND (expires_at IS NULL OR expires_at > $2) \
                  RETURNING use_count"
@@ -407,7 +410,7 @@ impl Sql {
 /// [`TokenRecord::state_at`](token_core::TokenRecord::state_at) computes it: revoked, expired
 /// (`now >= expires_at`), suspended, not yet valid (`now < not_before`), idle
 /// (`now >= max(last_used_at, not_before, created_at) + idle_timeout`, in `numeric` so no
-/// overflow), used up (`use_count >= max_uses`), else active.
+/// overflow), used up (`use_count >= max_uses`, unless a refill is due), else active.
 fn state_sql(now: usize) -> String {
     format!(
         "(CASE \
@@ -418,7 +421,8 @@ fn state_sql(now: usize) -> String {
            WHEN t.idle_timeout_us IS NOT NULL AND ${now}::bigint::numeric \
                 >= GREATEST(t.last_used_at, t.not_before, t.created_at)::numeric \
                    + t.idle_timeout_us::numeric THEN 'idle_expired' \
-           WHEN t.max_uses IS NOT NULL AND t.use_count >= t.max_uses THEN 'used_up' \
+           WHEN t.max_uses IS NOT NULL AND t.use_count >= t.max_uses \
+                AND (t.next_refill_at IS NULL OR ${now}::bigint < t.next_refill_at) THEN 'used_up' \
            ELSE 'active' END)"
     )
 }

@@ -21,6 +21,8 @@ pub(crate) async fn consume_use(
     let count: Option<i64> = sqlx::query_scalar(q(&store.inner.sql.consume_use))
         .bind(id_bytes(id))
         .bind(micros(now))
+        .bind(request.use_refill.map(|r| r.to_string()))
+        .bind(request.next_refill_at.map(micros))
         .fetch_optional(pool)
         .await
         .map_err(backend_in)?;

@@ -16,8 +16,8 @@ use token_core::audit::{AuditCheckpoint, AuditEvent, AuditHash, AuditKind, Audit
 use token_core::clock::from_unix_micros;
 use token_core::keyring::{KeyId, TokenHash};
 use token_core::{
-    KeyThumbprint, Labels, Metadata, NetworkAllowlist, Revocation, ScopeSet, StoreError, TokenId,
-    TokenRecord,
+    KeyThumbprint, Labels, Metadata, NetworkAllowlist, RateLimits, Revocation, ScopeSet,
+    StoreError, TokenId, TokenRecord, UseRefill,
 };
 
 /// Read access to the columns of one row. `Ok(None)` is SQL `NULL`; `Err` says why a value could
@@ -200,7 +200,8 @@ impl<'r, C: Columns + ?Sized> RowReader<'r, C> {
 /// `not_before`, `idle_timeout_us`, `last_used_at`, `use_count`, `max_uses`, `parent_id`,
 /// `family_id`, `rotated_from`, `rotated_to`, `revoked_at`, `revoke_reason`, `revoked_by`,
 /// `suspended_at`, `metadata` (JSON object text), `allowed_cidrs` (space-separated CIDR
-/// blocks) and `dpop_jkt` (a key thumbprint): ids as 16 raw bytes, times as Unix microseconds, durations in microseconds.
+/// blocks), `dpop_jkt` (a key thumbprint), `use_refill` (`monthly` or `every <n>s`),
+/// `next_refill_at` and `rate_limits` (a JSON array of `{name, limit, per_seconds}`): ids as 16 raw bytes, times as Unix microseconds, durations in microseconds.
 pub fn decode_token<C: Columns + ?Sized>(
     row: &C,
     store: &'static str,
@@ -254,6 +255,21 @@ pub fn decode_token<C: Columns + ?Sized>(
         .map(|text| KeyThumbprint::parse(&text))
         .transpose()
         .map_err(|e| r.corrupt("dpop_jkt", e))?;
+    let use_refill = r
+        .opt_text("use_refill")?
+        .map(|text| text.parse::<UseRefill>())
+        .transpose()
+        .map_err(|e| r.corrupt("use_refill", e))?;
+    let next_refill_at = r.opt_time("next_refill_at")?;
+    if use_refill.is_some() != next_refill_at.is_some() {
+        return Err(r.corrupt("next_refill_at", "must be set exactly when use_refill is"));
+    }
+    let rate_limits = r
+        .opt_text("rate_limits")?
+        .map(|text| RateLimits::from_json(&text))
+        .transpose()
+        .map_err(|e| r.corrupt("rate_limits", e))?
+        .unwrap_or_default();
     Ok(TokenRecord {
         id,
         hash,
@@ -272,6 +288,9 @@ pub fn decode_token<C: Columns + ?Sized>(
         last_used_at: r.opt_time("last_used_at")?,
         use_count: r.count("use_count")?,
         max_uses: r.opt_count("max_uses")?,
+        use_refill,
+        next_refill_at,
+        rate_limits,
         parent_id: r.opt_id("parent_id")?,
         family_id: r.id("family_id")?,
         rotated_from: r.opt_id("rotated_from")?,

@@ -52,7 +52,7 @@ pub fn parent_refusal(insert: &InsertToken, parent: Option<&TokenRecord>) -> Opt
     if let Some(parent_expires_at) = InsertToken::child_outlives(parent, &insert.record) {
         return Some(InsertOutcome::OutlivesParent { parent_expires_at });
     }
-    if let Some(remaining) = InsertToken::child_exceeds_uses(parent, &insert.record) {
+    if let Some(remaining) = InsertToken::child_exceeds_uses(parent, &insert.record, insert.now) {
         return Some(InsertOutcome::UsesExceedParent { remaining });
     }
     None

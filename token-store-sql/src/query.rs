@@ -30,11 +30,12 @@ pub enum Param {
 pub const TOKEN_INSERT_COLUMNS: &str = "id, hash, hash_key_id, prefix, subject, scopes, name, \
     description, created_at, created_by, expires_at, not_before, idle_timeout_us, last_used_at, \
     use_count, max_uses, parent_id, family_id, rotated_from, rotated_to, revoked_at, \
-    revoke_reason, revoked_by, suspended_at, metadata, allowed_cidrs, dpop_jkt";
+    revoke_reason, revoked_by, suspended_at, metadata, allowed_cidrs, dpop_jkt, use_refill, \
+    next_refill_at, rate_limits";
 
 /// The `tokens` columns an update writes (what [`TokenManager::update`](token_core::TokenManager::update)
 /// may change, labels aside), in the order of [`update_params`]; the id follows them.
-pub const TOKEN_UPDATE_COLUMNS: [&str; 8] = [
+pub const TOKEN_UPDATE_COLUMNS: [&str; 12] = [
     "scopes",
     "name",
     "description",
@@ -43,6 +44,10 @@ pub const TOKEN_UPDATE_COLUMNS: [&str; 8] = [
     "max_uses",
     "metadata",
     "allowed_cidrs",
+    "use_count",
+    "use_refill",
+    "next_refill_at",
+    "rate_limits",
 ];
 
 /// The values of [`TOKEN_UPDATE_COLUMNS`] for `record`.
@@ -64,7 +69,16 @@ pub fn update_params(store: &'static str, record: &TokenRecord) -> Result<Vec<Pa
         Param::OptInt(max_uses),
         Param::OptText(record.metadata.as_ref().map(ToString::to_string)),
         Param::OptText(record.allowed_networks.as_ref().map(ToString::to_string)),
+        Param::Int(count_to_column(store, record.use_count, "use_count")?),
+        Param::OptText(record.use_refill.map(|r| r.to_string())),
+        Param::OptInt(opt_micros(record.next_refill_at)),
+        Param::OptText(rate_limits_column(record)),
     ])
+}
+
+/// The `rate_limits` column: the JSON array, `NULL` for none.
+fn rate_limits_column(record: &TokenRecord) -> Option<String> {
+    (!record.rate_limits.is_empty()).then(|| record.rate_limits.to_json())
 }
 
 /// The values of [`TOKEN_INSERT_COLUMNS`] for `record` (the inverse of
@@ -111,6 +125,9 @@ pub fn token_params(store: &'static str, record: &TokenRecord) -> Result<Vec<Par
         Param::OptText(record.metadata.as_ref().map(ToString::to_string)),
         Param::OptText(record.allowed_networks.as_ref().map(ToString::to_string)),
         Param::OptText(record.dpop_jkt.as_ref().map(ToString::to_string)),
+        Param::OptText(record.use_refill.map(|r| r.to_string())),
+        Param::OptInt(opt_micros(record.next_refill_at)),
+        Param::OptText(rate_limits_column(record)),
     ])
 }
 

@@ -14,7 +14,7 @@ use crate::error::{STORE, backend};
 pub const MIGRATIONS_TABLE: &str = token_store_sql::MIGRATIONS_TABLE;
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The steps of migrations that run in Rust.
 enum RustStep {
@@ -66,6 +66,14 @@ const MIGRATIONS: Migrations<RustStep> = Migrations::new(
             description: "tokens.dpop_jkt (key binding), dpop_proofs (proof identifiers \
                 claimed once across instances)",
             steps: &[Step::Sql(include_str!("../migrations/0005_dpop.sql"))],
+        },
+        Migration {
+            version: 6,
+            description: "tokens.use_refill and next_refill_at (usage credits that refill), \
+                tokens.rate_limits (named rate limits)",
+            steps: &[Step::Sql(include_str!(
+                "../migrations/0006_credits_rate_limits.sql"
+            ))],
         },
     ],
 );

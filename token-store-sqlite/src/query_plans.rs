@@ -344,8 +344,16 @@ async fn access_paths_use_indexes() {
         !p.iter().any(|l| l.contains("TEMP B-TREE")),
         "audit order needs a sort: {p:#?}"
     );
-    let consume = "UPDATE tokens SET use_count = use_count + 1 WHERE id = ? \
-                   AND (max_uses IS NULL OR use_count < max_uses)";
-    let p = plan(&store, consume, vec![blob()]).await;
+    let p = plan(
+        &store,
+        crate::statements::CONSUME_USE,
+        vec![
+            blob(),
+            Param::Int(0),
+            Param::OptText(None),
+            Param::OptInt(None),
+        ],
+    )
+    .await;
     assert_indexed("consume a use", &p);
 }

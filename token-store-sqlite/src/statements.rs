@@ -20,7 +20,7 @@ pub(crate) static LOOKUP_SQL: LazyLock<String> =
 pub(crate) static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tokens ({TOKEN_INSERT_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 });
 
@@ -36,7 +36,8 @@ const SUSPENDED: &str = "(t.suspended_at IS NOT NULL)";
 const NOT_YET_VALID: &str = "(t.not_before IS NOT NULL AND ? < t.not_before)";
 const IDLE: &str = "(t.idle_timeout_us IS NOT NULL AND max(coalesce(t.last_used_at, t.created_at), \
     coalesce(t.not_before, t.created_at), t.created_at) + t.idle_timeout_us <= ?)";
-const USED_UP: &str = "(t.max_uses IS NOT NULL AND t.use_count >= t.max_uses)";
+const USED_UP: &str = "(t.max_uses IS NOT NULL AND t.use_count >= t.max_uses \
+    AND (t.next_refill_at IS NULL OR ? < t.next_refill_at))";
 
 /// The `WHERE` term selecting tokens in `state` at `now` (the exact precedence of
 /// [`TokenRecord::state_at`](token_core::TokenRecord::state_at): revoked, expired, suspended,
@@ -49,7 +50,7 @@ pub(crate) fn state_condition(state: TokenState) -> (String, usize) {
         (SUSPENDED, 0),
         (NOT_YET_VALID, 1),
         (IDLE, 1),
-        (USED_UP, 0),
+        (USED_UP, 1),
     ];
     let position = match state {
         TokenState::Revoked => 0,
@@ -298,12 +299,18 @@ pub(crate) const RAISE_CUTOFF: &str = "INSERT INTO revocation_cutoff (id, issued
 pub(crate) const REVOKE: &str = "UPDATE tokens SET revoked_at = ?, revoke_reason = ?, \
     revoked_by = ? WHERE id = ? AND revoked_at IS NULL";
 
-/// Counts a use of a token that is active and below its limit, in one atomic statement.
-pub(crate) const CONSUME_USE: &str = "UPDATE tokens SET use_count = use_count + 1, \
-    last_used_at = max(coalesce(last_used_at, ?), ?) \
-    WHERE id = ? AND (max_uses IS NULL OR use_count < max_uses) \
+/// Counts a use of a token that is active and below its limit, in one atomic statement
+/// (`?1` id, `?2` now, `?3` the refill as read, `?4` the next period's start): a refill that is
+/// due (`next_refill_at <= now`) restarts the count at 1 in the same statement, so concurrent
+/// uses refill exactly once per period ([`ConsumeUse`](token_core::ConsumeUse)).
+pub(crate) const CONSUME_USE: &str = "UPDATE tokens SET \
+    use_count = CASE WHEN next_refill_at <= ?2 THEN 1 ELSE use_count + 1 END, \
+    next_refill_at = CASE WHEN next_refill_at <= ?2 THEN ?4 ELSE next_refill_at END, \
+    last_used_at = max(coalesce(last_used_at, ?2), ?2) \
+    WHERE id = ?1 AND use_refill IS ?3 \
+    AND (max_uses IS NULL OR next_refill_at <= ?2 OR use_count < max_uses) \
     AND revoked_at IS NULL AND suspended_at IS NULL AND rotated_to IS NULL \
-    AND (expires_at IS NULL OR expires_at > ?) \
+    AND (expires_at IS NULL OR expires_at > ?2) \
     RETURNING use_count";
 
 /// Whether a token that was not counted is active (so its limit was reached).
@@ -347,7 +354,7 @@ mod tests {
     #[test]
     fn state_conditions_follow_the_precedence() {
         let (active, n) = state_condition(TokenState::Active);
-        assert_eq!(n, 3);
+        assert_eq!(n, 4, "expired, not yet valid, idle and used up bind now");
         assert_eq!(active.matches("NOT (").count(), 6);
         let (suspended, n) = state_condition(TokenState::Suspended);
         assert_eq!(n, 1, "after expired, which binds now");

@@ -17,10 +17,10 @@ pub(crate) async fn consume_use(
     let pool = store.ready().await?;
     // One atomic conditional statement: concurrent callers can never count past max_uses.
     let count: Option<i64> = sqlx::query_scalar(CONSUME_USE)
-        .bind(now)
-        .bind(now)
         .bind(id_bytes(id))
         .bind(now)
+        .bind(request.use_refill.map(|r| r.to_string()))
+        .bind(request.next_refill_at.map(micros))
         .fetch_optional(pool)
         .await
         .map_err(backend)?;

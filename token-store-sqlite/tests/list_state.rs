@@ -9,7 +9,8 @@ use std::time::Duration;
 use time::macros::datetime;
 use token_core::store::{InsertToken, ListQuery, TokenStore};
 use token_core::{
-    KeyId, Labels, ListFilter, Revocation, ScopeSet, TokenHash, TokenId, TokenRecord, TokenState,
+    KeyId, Labels, ListFilter, RateLimits, Revocation, ScopeSet, TokenHash, TokenId, TokenRecord,
+    TokenState, UseRefill,
 };
 
 const T: time::OffsetDateTime = datetime!(2030-01-01 0:00 UTC);
@@ -56,6 +57,13 @@ fn records() -> Vec<TokenRecord> {
                                 last_used_at: last_used.map(at),
                                 use_count,
                                 max_uses,
+                                // Every other use-limited record refills at 6: used up
+                                // before, active from then on.
+                                use_refill: (max_uses.is_some() && n.is_multiple_of(2))
+                                    .then(|| UseRefill::Every(Duration::from_secs(60))),
+                                next_refill_at: (max_uses.is_some() && n.is_multiple_of(2))
+                                    .then(|| at(6)),
+                                rate_limits: RateLimits::none(),
                                 parent_id: None,
                                 family_id: id,
                                 rotated_from: None,
@@ -111,7 +119,7 @@ async fn state_filter_matches_state_at_exactly() {
     ];
     let micro = time::Duration::microseconds(1);
     let mut instants = Vec::new();
-    for s in [0, 1, 3, 4, 5, 7, 8, 9, 10, 11, 12, 100] {
+    for s in [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 100] {
         instants.extend([at(s) - micro, at(s), at(s) + micro]);
     }
     for now in instants {

@@ -219,13 +219,16 @@ async fn version_1_database_is_upgraded_and_its_events_chained() {
         .migrate()
         .await
         .unwrap_or_else(|e| panic!("migrate to {SCHEMA_VERSION}: {e}"));
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     assert!(table_exists(&store, "audit_checkpoint").await);
     // Version 4's columns exist on the upgraded table.
-    sqlx::query("SELECT suspended_at, metadata, allowed_cidrs, dpop_jkt FROM tokens LIMIT 0")
-        .execute(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("version 4 columns: {e}"));
+    sqlx::query(
+        "SELECT suspended_at, metadata, allowed_cidrs, dpop_jkt, use_refill, next_refill_at, \
+         rate_limits FROM tokens LIMIT 0",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap_or_else(|e| panic!("version 4 columns: {e}"));
     assert!(table_exists(&store, "dpop_proofs").await);
     assert!(!table_exists(&store, "audit_events_v2").await);
 

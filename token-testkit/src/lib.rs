@@ -171,6 +171,7 @@ macro_rules! conformance_tests {
             __conformance_races,
             __conformance_manage,
             __conformance_binding,
+            __conformance_credits,
             __conformance_model,
         );
     };

@@ -97,7 +97,7 @@ impl TokenManager {
         if !widening.is_empty() {
             return Err(Error::ScopeWidening { scopes: widening });
         }
-        self.narrow_limits(&parent_record, &mut spec)?;
+        self.narrow_limits(&parent_record, &mut spec, now)?;
         // A derived token keeps its parent's key binding (an unbound parent's child may be
         // bound: that only narrows who can use it).
         if let Some(parent_key) = &parent_record.dpop_jkt {
@@ -143,9 +143,15 @@ impl TokenManager {
 
     /// A derived token never has more uses left or a longer idle timeout than its parent: when the
     /// request names none it inherits the parent's, and a wider one is refused.
-    fn narrow_limits(&self, parent: &TokenRecord, spec: &mut TokenSpec) -> Result<(), Error> {
-        if let Some(parent_max) = parent.max_uses {
-            let remaining = parent_max.saturating_sub(parent.use_count);
+    fn narrow_limits(
+        &self,
+        parent: &TokenRecord,
+        spec: &mut TokenSpec,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        narrow_credits(parent, spec)?;
+        narrow_rate_limits(parent, spec)?;
+        if let Some(remaining) = parent.remaining_uses_at(now) {
             match spec.max_uses {
                 None => spec.max_uses = Some(remaining),
                 Some(requested) if requested > remaining => {
@@ -286,6 +292,9 @@ impl TokenManager {
             last_used_at: None,
             use_count: 0,
             max_uses: spec.max_uses,
+            use_refill: spec.use_refill,
+            next_refill_at: spec.use_refill.map(|refill| refill.next_after(now, now)),
+            rate_limits: spec.rate_limits.clone().unwrap_or_default(),
             parent_id: parent.map(|p| p.id),
             family_id: parent.map_or(token.id(), |p| p.family_id),
             rotated_from: None,
@@ -385,4 +394,48 @@ impl From<StoreError> for PolicyOrError {
     fn from(e: StoreError) -> Self {
         Self::Error(Error::Store(e))
     }
+}
+
+/// A derived token's refill: the parent's when it names none; never one under a parent whose
+/// uses do not refill, nor a shorter period than the parent's.
+fn narrow_credits(parent: &TokenRecord, spec: &mut TokenSpec) -> Result<(), Error> {
+    if parent.max_uses.is_none() {
+        return Ok(());
+    }
+    match (parent.use_refill, spec.use_refill) {
+        (Some(theirs), None) => spec.use_refill = Some(theirs),
+        (Some(theirs), Some(mine)) if !mine.is_within(&theirs) => {
+            return Err(Error::LimitWidening {
+                limit: "use_refill",
+                requested: mine.to_string(),
+                parent: theirs.to_string(),
+            });
+        }
+        (None, Some(mine)) => {
+            return Err(Error::LimitWidening {
+                limit: "use_refill",
+                requested: mine.to_string(),
+                parent: "no refill".to_owned(),
+            });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A derived token's rate limits: the parent's when it names none; each of the parent's, no
+/// looser, when it does.
+fn narrow_rate_limits(parent: &TokenRecord, spec: &mut TokenSpec) -> Result<(), Error> {
+    match &spec.rate_limits {
+        None => spec.rate_limits = Some(parent.rate_limits.clone()),
+        Some(mine) if !mine.is_within(&parent.rate_limits) => {
+            return Err(Error::LimitWidening {
+                limit: "rate_limits",
+                requested: mine.to_string(),
+                parent: parent.rate_limits.to_string(),
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }

@@ -309,7 +309,7 @@ impl TokenManager {
     ) -> Result<(), ValidationError> {
         match accounting {
             Accounting::ConsumeUse => {
-                let request = ConsumeUse::new(record.id, now);
+                let request = ConsumeUse::for_record(record, now);
                 match self.inner.store.consume_use(&request).await? {
                     UseOutcome::Counted(_) => Ok(()),
                     UseOutcome::LimitReached => Err(ValidationError::UseLimitReached),

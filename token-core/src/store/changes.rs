@@ -15,6 +15,7 @@ use crate::scope::{Scope, ScopeSet};
 use crate::update::TokenUpdate;
 
 use super::RevokeSelector;
+use super::narrow_limits;
 
 /// Suspend or resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +130,8 @@ pub struct UpdateToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Widening {
-    /// The field (`scopes`, `expires_at`, `max_uses`, `idle_timeout`, `allowed_networks`).
+    /// The field (`scopes`, `expires_at`, `max_uses`, `idle_timeout`, `allowed_networks`,
+    /// `use_refill`, `rate_limits`).
     pub field: &'static str,
     /// What is wrong and what is allowed.
     pub problem: String,
@@ -310,6 +312,16 @@ impl UpdateToken {
                 next.allowed_networks = Some(networks.clone());
             }
         }
+        if let Some(refill) = u.use_refill
+            && let Some(change) = narrow_limits::apply_refill(current, &mut next, refill, self.now)?
+        {
+            changes.push(("use_refill", change));
+        }
+        if let Some(limits) = &u.rate_limits
+            && let Some(change) = narrow_limits::apply_rate_limits(current, &mut next, limits)?
+        {
+            changes.push(("rate_limits", change));
+        }
         if let Some(name) = &u.name
             && *name != current.name
         {
@@ -424,13 +436,20 @@ impl UpdateToken {
             ));
             next.expires_at = end;
         }
-        if let Some(parent_max) = parent.max_uses {
-            let parent_left = parent_max.saturating_sub(parent.use_count);
+        if let Some(change) = narrow_limits::narrow_child_refill(parent, child, &mut next, self.now)
+        {
+            changes.push(("use_refill", change));
+        }
+        if let Some(change) = narrow_limits::narrow_child_rate_limits(parent, child, &mut next) {
+            changes.push(("rate_limits", change));
+        }
+        if let Some(parent_left) = parent.remaining_uses_at(self.now) {
+            let child_used = next.uses_at(self.now);
             let child_left = child
                 .max_uses
-                .map_or(u64::MAX, |m| m.saturating_sub(child.use_count));
+                .map_or(u64::MAX, |m| m.saturating_sub(child_used));
             if child_left > parent_left {
-                let max = child.use_count.saturating_add(parent_left);
+                let max = child_used.saturating_add(parent_left);
                 changes.push(("max_uses", json!({"old": child.max_uses, "new": max})));
                 next.max_uses = Some(max);
             }

@@ -27,6 +27,7 @@ use crate::format::TokenId;
 use crate::record::TokenRecord;
 
 mod changes;
+mod narrow_limits;
 mod requests;
 
 pub use changes::{SuspendRequest, Suspension, UpdateOutcome, UpdateToken, Widening};

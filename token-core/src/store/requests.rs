@@ -48,10 +48,14 @@ impl InsertToken {
         cutoff.filter(|cutoff| created_at < *cutoff)
     }
 
-    /// The parent's uses left if `child` may be used more often than that (reference check for
-    /// stores): a use-limited parent only has use-limited children.
-    pub fn child_exceeds_uses(parent: &TokenRecord, child: &TokenRecord) -> Option<u64> {
-        let remaining = parent.max_uses?.saturating_sub(parent.use_count);
+    /// The parent's uses left at `now` if `child` may be used more often than that (reference
+    /// check for stores): a use-limited parent only has use-limited children.
+    pub fn child_exceeds_uses(
+        parent: &TokenRecord,
+        child: &TokenRecord,
+        now: OffsetDateTime,
+    ) -> Option<u64> {
+        let remaining = parent.remaining_uses_at(now)?;
         match child.max_uses {
             Some(uses) if uses <= remaining => None,
             _ => Some(remaining),
@@ -62,10 +66,22 @@ impl InsertToken {
     /// the parent as read in the insert's transaction, so a concurrent update narrowing the
     /// parent cannot be bypassed): `scopes` not covered by the parent's, `dpop_jkt` other than
     /// the parent's binding, `idle_timeout` longer than the parent's, or `allowed_networks` not
-    /// within the parent's (none at all, under a parent with one, is wider).
+    /// within the parent's (none at all, under a parent with one, is wider), `rate_limits` not
+    /// within the parent's, or a `use_refill` more generous than the parent's (any refill under
+    /// a use-limited parent without one).
     pub fn child_widens(parent: &TokenRecord, child: &TokenRecord) -> Option<&'static str> {
         if !parent.scopes.covers(&child.scopes) {
             return Some("scopes");
+        }
+        if !child.rate_limits.is_within(&parent.rate_limits) {
+            return Some("rate_limits");
+        }
+        if parent.max_uses.is_some() {
+            match (&parent.use_refill, &child.use_refill) {
+                (Some(theirs), Some(mine)) if !mine.is_within(theirs) => return Some("use_refill"),
+                (None, Some(_)) => return Some("use_refill"),
+                _ => {}
+            }
         }
         if parent.dpop_jkt.is_some() && child.dpop_jkt != parent.dpop_jkt {
             return Some("dpop_jkt");
@@ -186,9 +202,28 @@ impl RotateToken {
         let old = predecessor;
         let mut successor = self.successor.clone();
         successor.parent_id = old.parent_id;
-        if let Some(max) = old.max_uses {
+        if old.use_refill.is_some() {
+            // Credits that refill carry over as they stand: the same quota, the uses of the
+            // current period and the same next refill.
+            successor.max_uses = old.max_uses;
+            successor.use_count = old.uses_at(self.now);
+            successor.use_refill = old.use_refill;
+            successor.next_refill_at =
+                old.use_refill
+                    .zip(old.next_refill_at)
+                    .map(|(refill, next)| {
+                        if self.now >= next {
+                            refill.next_after(old.created_at, self.now)
+                        } else {
+                            next
+                        }
+                    });
+        } else if let Some(max) = old.max_uses {
             successor.max_uses = Some(max.saturating_sub(old.use_count));
+            successor.use_refill = None;
+            successor.next_refill_at = None;
         }
+        successor.rate_limits.clone_from(&old.rate_limits);
         successor.scopes = old.scopes.clone();
         successor.allowed_networks.clone_from(&old.allowed_networks);
         successor.dpop_jkt.clone_from(&old.dpop_jkt);
@@ -580,6 +615,15 @@ impl PurgeRequest {
 }
 
 /// Which use [`TokenStore::consume_use`](super::TokenStore::consume_use) counts: one use of `id`, at `now`.
+///
+/// Reference semantics: the use is counted when the token is active at `now` (not revoked,
+/// suspended, rotated out or expired), its stored `use_refill` equals [`use_refill`](Self::use_refill)
+/// (an update changed it after the manager read the record: not counted, answered as
+/// [`UseOutcome::LimitReached`], so the validation fails closed), and its uses at `now` are below `max_uses`, where a token whose stored
+/// `next_refill_at <= now` has used none ([`TokenRecord::uses_at`]). Counting a use whose refill
+/// is due restarts `use_count` at 1 and sets `next_refill_at` to
+/// [`next_refill_at`](Self::next_refill_at), in the same atomic statement, so concurrent uses
+/// refill exactly once per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConsumeUse {
@@ -587,12 +631,61 @@ pub struct ConsumeUse {
     pub id: TokenId,
     /// The manager's current time: the token must be live then, and `last_used_at` moves to it.
     pub now: OffsetDateTime,
+    /// The token's refill as the manager read it (`None`: its uses do not refill).
+    pub use_refill: Option<crate::credits::UseRefill>,
+    /// The start of the period after the one `now` falls in, for a refilling token: the
+    /// `next_refill_at` a refill applied by this use sets.
+    pub next_refill_at: Option<OffsetDateTime>,
 }
 
 impl ConsumeUse {
-    /// Builds a use-counting request.
+    /// Builds a use-counting request for a token whose uses do not refill.
     pub fn new(id: TokenId, now: OffsetDateTime) -> Self {
-        Self { id, now }
+        Self {
+            id,
+            now,
+            use_refill: None,
+            next_refill_at: None,
+        }
+    }
+
+    /// Builds the use-counting request for `record` as read: with its refill, if it has one.
+    pub fn for_record(record: &TokenRecord, now: OffsetDateTime) -> Self {
+        Self {
+            id: record.id,
+            now,
+            use_refill: record.use_refill,
+            next_refill_at: record
+                .use_refill
+                .map(|refill| refill.next_after(record.created_at, now)),
+        }
+    }
+
+    /// Whether the stored `record` may count this use, and the record after counting it
+    /// (reference semantics for stores that hold records in memory).
+    pub fn apply(&self, record: &TokenRecord) -> Result<TokenRecord, UseOutcome> {
+        let now = self.now;
+        if record.revocation.is_some()
+            || record.suspended_at.is_some()
+            || record.rotated_to.is_some()
+            || record.expires_at.is_some_and(|e| now >= e)
+        {
+            return Err(UseOutcome::NotActive);
+        }
+        if record.use_refill != self.use_refill {
+            return Err(UseOutcome::LimitReached);
+        }
+        let used = record.uses_at(now);
+        if record.max_uses.is_some_and(|max| used >= max) {
+            return Err(UseOutcome::LimitReached);
+        }
+        let mut next = record.clone();
+        if record.next_refill_at.is_some_and(|at| now >= at) {
+            next.next_refill_at = self.next_refill_at;
+        }
+        next.use_count = used.saturating_add(1);
+        next.last_used_at = record.last_used_at.max(Some(now));
+        Ok(next)
     }
 }
 

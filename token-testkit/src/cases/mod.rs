@@ -11,6 +11,7 @@
 //! | `binding.rs`     | DPoP key binding: proofs required, replays refused across managers  |
 //! | `model.rs`       | random operation sequences against the reference model (`model`)    |
 //! | `manage.rs`      | suspend and resume, updates that only narrow, metadata, allowlists   |
+//! | `credits.rs`     | usage credits that refill once per period, rate limits on the token  |
 //! | `validate.rs`    | secret, checksum, prefix, validity window, scopes, introspection       |
 //! | `usage.rs`       | which validations count a use, flushing buffered usage                 |
 //! | `revoke.rs`      | every selector, descendants, idempotence, refusal once revoked         |
@@ -61,6 +62,7 @@ mod support;
 mod audit;
 mod binding;
 mod concurrency;
+mod credits;
 mod derive;
 mod feed;
 mod keyed_chain;
@@ -101,4 +103,5 @@ crate::__conformance_concurrency!([reexport] concurrency;);
 crate::__conformance_races!([reexport] races;);
 crate::__conformance_manage!([reexport] manage;);
 crate::__conformance_binding!([reexport] binding;);
+crate::__conformance_credits!([reexport] credits;);
 crate::__conformance_model!([reexport] model;);
