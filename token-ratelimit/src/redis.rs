@@ -272,7 +272,7 @@ impl RedisBackend {
         };
         match &result {
             Ok(_) => {
-                inner.health.succeeded();
+                inner.health.succeeded(&inner.url);
             }
             Err(why) => {
                 inner
@@ -378,11 +378,14 @@ impl Health {
     }
 
     /// Records a success; `true` when it ends an outage (and was logged).
-    fn succeeded(&self) -> bool {
+    fn succeeded(&self, url: &str) -> bool {
         let recovered =
             self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::AcqRel);
         if recovered {
-            tracing::info!("rate-limit Redis recovered; checks are shared again");
+            tracing::info!(
+                redis = url,
+                "rate-limit Redis recovered; checks are shared again"
+            );
         }
         recovered
     }
@@ -397,7 +400,7 @@ mod tests {
         const HOUR: Duration = Duration::from_secs(3600);
         let health = Health::new();
         let why = Unavailable::Timeout(Duration::from_millis(50));
-        assert!(!health.succeeded(), "no outage yet");
+        assert!(!health.succeeded("redis://x"), "no outage yet");
         assert!(
             health.failed("redis://x", &why, HOUR),
             "the first failure starts it"
@@ -411,8 +414,8 @@ mod tests {
             "retries spaced"
         );
         assert!(health.should_try(Duration::ZERO));
-        assert!(health.succeeded(), "recovered");
-        assert!(!health.succeeded(), "once");
+        assert!(health.succeeded("redis://x"), "recovered");
+        assert!(!health.succeeded("redis://x"), "once");
         assert!(health.should_try(Duration::from_secs(3600)));
         assert!(
             health.failed("redis://x", &why, HOUR),
