@@ -1,0 +1,330 @@
+//! [`RateLimiter`]: one check per request, against the token's limits and its subject's.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use token_core::{Clock, RateLimit, RateLimits, SystemClock, TokenId};
+
+use crate::decision::{Backend, LimitStatus, RateLimitDecision, Scope};
+use crate::error::RateLimitError;
+use crate::gcra::{Denial, Rate, Standing};
+use crate::local::{BucketKey, LocalLimiter, MAX_KEYS};
+use crate::redis::RedisBackend;
+
+/// What a check does when Redis does not answer (down, unreachable, or slower than the
+/// [check timeout](crate::RedisOptions::check_timeout)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisUnavailable {
+    /// Check the in-process limiter instead (the default): requests keep flowing, limited per
+    /// instance rather than in total, and the decision says
+    /// [`Backend::LocalFallback`].
+    #[default]
+    UseLocal,
+    /// Fail the check with [`RateLimitError::RedisUnavailable`] (answer 503): no request
+    /// passes unless the shared limit allows it.
+    Refuse,
+}
+
+/// Enforces rate limits: each token's own, and limits every subject has, in process or shared
+/// through Redis. Cheap to clone (clones share the buckets).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use token_core::{ManualClock, RateLimit, RateLimits, TokenId};
+/// use token_ratelimit::RateLimiter;
+///
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// let clock = ManualClock::starting_now();
+/// let limiter = RateLimiter::builder()
+///     .subject_limits(RateLimits::new([RateLimit::per_minute("requests", 1000)?])?)
+///     .clock(Arc::new(clock.clone()))
+///     .build();
+/// let token = TokenId::from_bytes([7; 16]);
+/// let limits = RateLimits::new([RateLimit::per_minute("requests", 5)?])?;
+/// for _ in 0..5 {
+///     assert!(limiter.check("user:42", token, &limits, 1).await?.is_allowed());
+/// }
+/// let denied = limiter.check("user:42", token, &limits, 1).await?;
+/// assert_eq!(denied.retry_after(), Some(Duration::from_secs(12)));
+/// clock.advance(Duration::from_secs(12));
+/// assert!(limiter.check("user:42", token, &limits, 1).await?.is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    subject_limits: RateLimits,
+    /// `subject_limits`' rates in nanoseconds, computed once.
+    subject_rates: Vec<Rate>,
+    local: LocalLimiter,
+    redis: Option<RedisBackend>,
+    on_unavailable: RedisUnavailable,
+    clock: Arc<dyn Clock>,
+}
+
+/// Configures a [`RateLimiter`]: in process, no subject limits and the system clock unless
+/// told otherwise.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct RateLimiterBuilder {
+    subject_limits: RateLimits,
+    redis: Option<RedisBackend>,
+    on_unavailable: RedisUnavailable,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl RateLimiterBuilder {
+    /// Limits every subject has: all tokens of one subject spend from the same buckets, so
+    /// these bound a subject's tokens together (a token's own limits bound only that token).
+    pub fn subject_limits(mut self, limits: RateLimits) -> Self {
+        self.subject_limits = limits;
+        self
+    }
+
+    /// Keeps the buckets in Redis, shared by every instance using it.
+    pub fn redis(mut self, backend: RedisBackend) -> Self {
+        self.redis = Some(backend);
+        self
+    }
+
+    /// What a check does when Redis does not answer (default
+    /// [`RedisUnavailable::UseLocal`]).
+    pub fn on_redis_unavailable(mut self, policy: RedisUnavailable) -> Self {
+        self.on_unavailable = policy;
+        self
+    }
+
+    /// The clock of the in-process limiter (default [`SystemClock`]). Redis uses its own
+    /// clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The limiter.
+    pub fn build(self) -> RateLimiter {
+        RateLimiter {
+            inner: Arc::new(Inner {
+                subject_rates: self.subject_limits.iter().map(Rate::nanos).collect(),
+                subject_limits: self.subject_limits,
+                local: LocalLimiter::new(),
+                redis: self.redis,
+                on_unavailable: self.on_unavailable,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            }),
+        }
+    }
+}
+
+impl Default for RateLimiter {
+    /// In process, no subject limits, the system clock.
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl RateLimiter {
+    /// A builder.
+    pub fn builder() -> RateLimiterBuilder {
+        RateLimiterBuilder::default()
+    }
+
+    /// The limits every subject has.
+    pub fn subject_limits(&self) -> &RateLimits {
+        &self.inner.subject_limits
+    }
+
+    /// Checks one request of cost `cost` (usually 1) made with `token`, whose subject is
+    /// `subject` and whose own limits are `limits`: every limit in `limits` (the token's own
+    /// buckets) and every [subject limit](RateLimiterBuilder::subject_limits) (the subject's
+    /// buckets), all or nothing. Cost 0 only reports where the buckets stand.
+    ///
+    /// A token without limits, when there are no subject limits, is allowed at once: no lock,
+    /// no Redis call.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimitError::CostExceedsLimit`] when `cost` is above one of the limits (it could
+    /// never pass); [`RateLimitError::RedisUnavailable`] when Redis does not answer and the
+    /// policy is [`RedisUnavailable::Refuse`].
+    pub async fn check(
+        &self,
+        subject: &str,
+        token: TokenId,
+        limits: &RateLimits,
+        cost: u32,
+    ) -> Result<RateLimitDecision, RateLimitError> {
+        let inner = &*self.inner;
+        if limits.is_empty() && inner.subject_limits.is_empty() {
+            return Ok(RateLimitDecision::unlimited());
+        }
+        if let Some(limit) = limits
+            .iter()
+            .chain(&inner.subject_limits)
+            .find(|limit| cost > limit.limit())
+        {
+            return Err(RateLimitError::CostExceedsLimit {
+                limit_name: limit.name().to_owned(),
+                cost,
+                limit: limit.limit(),
+            });
+        }
+        let Some(redis) = &inner.redis else {
+            return Ok(self.check_local(subject, token, limits, cost, Backend::Local));
+        };
+        match redis
+            .check(subject, token, limits, &inner.subject_limits, cost)
+            .await
+        {
+            Ok(answer) => Ok(record(self.decision(
+                limits,
+                &answer.standings,
+                answer.denied,
+                1_000,
+                Backend::Redis,
+            ))),
+            Err(why) => match inner.on_unavailable {
+                RedisUnavailable::UseLocal => {
+                    metrics::counter!(
+                        "token_ratelimit_fallbacks_total",
+                        "reason" => why.label(),
+                        "action" => "local"
+                    )
+                    .increment(1);
+                    Ok(self.check_local(subject, token, limits, cost, Backend::LocalFallback))
+                }
+                RedisUnavailable::Refuse => {
+                    metrics::counter!(
+                        "token_ratelimit_fallbacks_total",
+                        "reason" => why.label(),
+                        "action" => "refused"
+                    )
+                    .increment(1);
+                    Err(RateLimitError::RedisUnavailable {
+                        reason: why.to_string(),
+                    })
+                }
+            },
+        }
+    }
+
+    fn check_local(
+        &self,
+        subject: &str,
+        token: TokenId,
+        limits: &RateLimits,
+        cost: u32,
+        backend: Backend,
+    ) -> RateLimitDecision {
+        let inner = &*self.inner;
+        let mut keys: Vec<(BucketKey, Rate)> =
+            Vec::with_capacity(limits.len() + inner.subject_limits.len());
+        keys.extend(
+            limits
+                .iter()
+                .map(|limit| (BucketKey::token(token, limit.name()), Rate::nanos(limit))),
+        );
+        if !inner.subject_limits.is_empty() {
+            let hash = blake3::hash(subject.as_bytes());
+            keys.extend(
+                inner
+                    .subject_limits
+                    .iter()
+                    .zip(&inner.subject_rates)
+                    .map(|(limit, rate)| (BucketKey::subject(&hash, limit.name()), *rate)),
+            );
+        }
+        let now = unix_nanos(inner.clock.now());
+        let mut standings = [Standing {
+            remaining: 0,
+            reset_after: 0,
+        }; MAX_KEYS];
+        let standings = &mut standings[..keys.len()];
+        let denied = inner.local.check(&keys, now, cost, standings);
+        record(self.decision(limits, standings, denied, 1, backend))
+    }
+
+    /// The decision from each limit's standing, with times in units of `unit_ns` nanoseconds.
+    fn decision(
+        &self,
+        limits: &RateLimits,
+        standings: &[Standing],
+        denied: Denial,
+        unit_ns: u64,
+        backend: Backend,
+    ) -> RateLimitDecision {
+        let time = |units: u64| Duration::from_nanos(units.saturating_mul(unit_ns));
+        let scoped = limits.iter().map(|limit| (Scope::Token, limit)).chain(
+            self.inner
+                .subject_limits
+                .iter()
+                .map(|limit| (Scope::Subject, limit)),
+        );
+        let statuses = scoped
+            .zip(standings)
+            .map(|((scope, limit), standing)| LimitStatus {
+                scope,
+                limit: RateLimit::clone(limit),
+                remaining: standing.remaining,
+                reset_after: time(standing.reset_after),
+            })
+            .collect();
+        RateLimitDecision {
+            limits: statuses,
+            denied: denied.map(|(i, retry)| (i, time(retry))),
+            backend,
+        }
+    }
+
+    /// Drops every expired in-process bucket now and returns how many. This happens on its
+    /// own as checks run (memory follows the keys active within their windows); call it to
+    /// give memory back after a burst of keys that will not come back.
+    pub fn prune_expired(&self) -> usize {
+        self.inner.local.prune(unix_nanos(self.inner.clock.now()))
+    }
+
+    /// How many in-process buckets are held, expired ones not yet dropped included. For tests
+    /// and diagnostics.
+    #[doc(hidden)]
+    pub fn local_bucket_count(&self) -> usize {
+        self.inner.local.len()
+    }
+}
+
+fn record(decision: RateLimitDecision) -> RateLimitDecision {
+    let outcome = if decision.is_allowed() {
+        "allowed"
+    } else {
+        "denied"
+    };
+    metrics::counter!(
+        "token_ratelimit_checks_total",
+        "backend" => decision.backend().as_str(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    decision
+}
+
+fn unix_nanos(t: time::OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos().max(0)).unwrap_or(u64::MAX)
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("subject_limits", &self.inner.subject_limits)
+            .field("redis", &self.inner.redis)
+            .field("on_redis_unavailable", &self.inner.on_unavailable)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
