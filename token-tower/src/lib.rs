@@ -54,6 +54,7 @@
 //! | malformed, unknown, wrong secret, revoked, expired, idle, used up | 401 | `Bearer realm="…", error="invalid_token"` |
 //! | valid token without the required scopes | 403 (401 on a layer built with [`insufficient_scope_as_401`](BearerAuthLayer::insufficient_scope_as_401), for introspection endpoints: RFC 7662 §2.3) | `Bearer realm="…", error="insufficient_scope", scope="<required>"` |
 //! | the store failed (validation fails closed) | 503, `Retry-After: 1` | none |
+//! | over a rate limit of the token or its subject (feature `ratelimit`, [`BearerAuth::rate_limit`]) | 429, `Retry-After`, `RateLimit-Policy`, `RateLimit`, a body naming the limit | none |
 //!
 //! The `scope` attribute is the space-separated list RFC 6750 §3 defines, for all-of and any-of
 //! requirements alike: for [`require_any`](BearerAuth::require_any) it lists the alternatives
@@ -96,6 +97,8 @@ mod credential;
 mod dpop;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "ratelimit")]
+mod ratelimit;
 mod rejection;
 mod requirement;
 mod service;
@@ -157,6 +160,9 @@ struct Config {
     /// DPoP accepted (RFC 9449), and how.
     #[cfg(feature = "dpop")]
     dpop: Option<Arc<dpop::DpopSettings>>,
+    /// Rate limits checked after authentication.
+    #[cfg(feature = "ratelimit")]
+    ratelimit: Option<token_ratelimit::RateLimiter>,
 }
 
 impl Config {
@@ -232,6 +238,8 @@ impl BearerAuth {
                 renderer: None,
                 #[cfg(feature = "dpop")]
                 dpop: None,
+                #[cfg(feature = "ratelimit")]
+                ratelimit: None,
             }),
         }
     }
@@ -310,12 +318,54 @@ impl BearerAuth {
         self.edit(|c| c.renderer = Some(renderer))
     }
 
+    /// Checks the rate limits of every authenticated request with `limiter` (feature
+    /// `ratelimit`): the token's own [`RateLimits`](token_core::RateLimits) and the limiter's
+    /// subject limits, at the layer's [cost](BearerAuthLayer::cost) (1 by default), after the
+    /// token and its scopes passed (a refused request consumes nothing).
+    ///
+    /// Within the limits, the response gets the `RateLimit-Policy` and `RateLimit` fields
+    /// (draft-ietf-httpapi-ratelimit-headers: `"requests";q=100;w=60` and
+    /// `"requests";r=99;t=1`). Over one, the answer is `429 Too Many Requests` with
+    /// `Retry-After` (seconds, rounded up), the same fields and a body naming the limit
+    /// (`{"error":"rate_limited","error_description":"…","limit":"requests","retry_after":12}`
+    /// from [`OAuthErrorJson`], which is used for 429s when no renderer is set). A route whose
+    /// cost exceeds what a limit holds at once is a 429 without `Retry-After`. With a Redis
+    /// limiter set to refuse while Redis is down, the answer is 503. Anonymous requests on an
+    /// [optional](BearerAuthLayer::optional) layer are not limited.
+    ///
+    /// ```
+    /// use token_core::{HashKey, KeyId, Keyring, RateLimit, RateLimits, TokenManager};
+    /// use token_ratelimit::RateLimiter;
+    /// use token_store_memory::MemoryStore;
+    /// use token_tower::BearerAuth;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+    ///     .build()?;
+    /// let limiter = RateLimiter::builder()
+    ///     .subject_limits(RateLimits::new([RateLimit::per_minute("requests", 600)?])?)
+    ///     .build();
+    /// let auth = BearerAuth::new(manager).rate_limit(limiter);
+    /// let reads = auth.require("widgets:read")?; // costs 1
+    /// let exports = auth.require("widgets:export")?.cost(50); // an expensive route
+    /// # let _ = (reads, exports);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "ratelimit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+    pub fn rate_limit(self, limiter: token_ratelimit::RateLimiter) -> Self {
+        self.edit(|c| c.ratelimit = Some(limiter))
+    }
+
     fn build(&self, required: Required) -> BearerAuthLayer {
         BearerAuthLayer {
             config: Arc::clone(&self.config),
             required,
             scope_status: StatusCode::FORBIDDEN,
             anonymous: AnonymousRequests::Refused,
+            #[cfg(feature = "ratelimit")]
+            cost: 1,
         }
     }
 
@@ -533,9 +583,21 @@ pub struct BearerAuthLayer {
     /// The status of an insufficient-scope answer: 403, or 401 for introspection endpoints.
     scope_status: StatusCode,
     anonymous: AnonymousRequests,
+    /// What a request through this layer costs against the rate limits.
+    #[cfg(feature = "ratelimit")]
+    cost: u32,
 }
 
 impl BearerAuthLayer {
+    /// What one request through this layer costs against every rate limit (default 1; feature
+    /// `ratelimit`, see [`BearerAuth::rate_limit`]). A cost of 0 checks without consuming.
+    #[cfg(feature = "ratelimit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
     /// Answers a valid token that lacks the required scopes with `401 Unauthorized` instead of
     /// `403 Forbidden`, with the same `insufficient_scope` challenge naming the required scopes.
     ///

@@ -32,13 +32,17 @@ pub enum RejectionKind {
     /// The server requires a (fresh) DPoP nonce: 401 `use_dpop_nonce`, with a `DPoP-Nonce`
     /// header carrying one (RFC 9449 section 8).
     UseDpopNonce,
+    /// A valid token over one of its (or its subject's) rate limits (feature `ratelimit`): 429
+    /// with `Retry-After` and the `RateLimit-Policy` / `RateLimit` fields, no challenge (the
+    /// credential is fine). [`Rejection::rate_limit`] names the limit.
+    RateLimited,
 }
 
 impl RejectionKind {
     /// The RFC 6750 error code, `None` where the RFC gives none (missing credentials, 503).
     pub fn error_code(self) -> Option<&'static str> {
         match self {
-            Self::MissingCredentials | Self::Unavailable => None,
+            Self::MissingCredentials | Self::Unavailable | Self::RateLimited => None,
             Self::InvalidRequest => Some("invalid_request"),
             Self::InvalidToken => Some("invalid_token"),
             Self::InsufficientScope => Some("insufficient_scope"),
@@ -48,6 +52,16 @@ impl RejectionKind {
     }
 }
 
+/// The rate limit a request hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Limited {
+    /// Its policy name (`requests`, `subject.requests`).
+    pub(crate) limit: String,
+    /// Seconds until the request would pass; `None` when it never can (it costs more than the
+    /// limit holds).
+    pub(crate) retry_after: Option<u64>,
+}
+
 /// A refusal as a [`RenderRejection`] sees it: no token, no per-cause detail.
 #[derive(Debug, Clone, Copy)]
 pub struct Rejection<'a> {
@@ -55,6 +69,7 @@ pub struct Rejection<'a> {
     status: StatusCode,
     required: &'a [Scope],
     any_of: bool,
+    limited: Option<&'a Limited>,
 }
 
 impl<'a> Rejection<'a> {
@@ -69,7 +84,25 @@ impl<'a> Rejection<'a> {
             status,
             required,
             any_of,
+            limited: None,
         }
+    }
+
+    pub(crate) fn limited(mut self, limited: Option<&'a Limited>) -> Self {
+        self.limited = limited;
+        self
+    }
+
+    /// The rate limit a [`RateLimited`](RejectionKind::RateLimited) request hit, by its policy
+    /// name as in the `RateLimit` field (`requests`; a subject's limits are `subject.<name>`).
+    pub fn rate_limit(&self) -> Option<&'a str> {
+        self.limited.map(|l| l.limit.as_str())
+    }
+
+    /// Seconds until a rate-limited request would pass (the `Retry-After` value); `None` for
+    /// other kinds and for a request that costs more than the limit ever allows.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.limited.and_then(|l| l.retry_after)
     }
 
     /// Why the request was refused.
@@ -100,6 +133,10 @@ impl<'a> Rejection<'a> {
             RejectionKind::Unavailable => "Token validation is temporarily unavailable.",
             RejectionKind::InvalidDpopProof => "The DPoP proof is invalid.",
             RejectionKind::UseDpopNonce => "A DPoP nonce from the server is required.",
+            RejectionKind::RateLimited if self.retry_after_secs().is_none() => {
+                "The request costs more than the rate limit allows at once."
+            }
+            RejectionKind::RateLimited => "A rate limit is exhausted; retry after Retry-After.",
         }
     }
 
@@ -226,6 +263,7 @@ impl RenderRejection for OAuthErrorJson {
         let mut body = String::from("{");
         let code = match rejection.kind() {
             RejectionKind::Unavailable => Some("temporarily_unavailable"),
+            RejectionKind::RateLimited => Some("rate_limited"),
             other => other.error_code(),
         };
         if let Some(code) = code {
@@ -235,6 +273,7 @@ impl RenderRejection for OAuthErrorJson {
         if !rejection.required_scopes().is_empty() {
             member(&mut body, "scope", &scope_list(rejection.required_scopes()));
         }
+        rate_limit_members(&mut body, rejection);
         body.push('}');
         Some(RejectionBody::new(
             HeaderValue::from_static("application/json"),
@@ -284,11 +323,23 @@ impl RenderRejection for ProblemJson {
         if !rejection.required_scopes().is_empty() {
             member(&mut body, "scope", &scope_list(rejection.required_scopes()));
         }
+        rate_limit_members(&mut body, rejection);
         body.push('}');
         Some(RejectionBody::new(
             HeaderValue::from_static("application/problem+json"),
             body,
         ))
+    }
+}
+
+/// `"limit":"requests","retry_after":12` for a rate-limited request (`retry_after` only when
+/// retrying can help).
+fn rate_limit_members(body: &mut String, rejection: &Rejection<'_>) {
+    if let Some(limit) = rejection.rate_limit() {
+        member(body, "limit", limit);
+        if let Some(secs) = rejection.retry_after_secs() {
+            body.push_str(&format!(",\"retry_after\":{secs}"));
+        }
     }
 }
 
@@ -379,7 +430,10 @@ impl Challenges<'_> {
             )),
             kind => kind.error_code().map(|code| format!(", error=\"{code}\"")),
         };
-        if rejection.kind() == RejectionKind::Unavailable {
+        if matches!(
+            rejection.kind(),
+            RejectionKind::Unavailable | RejectionKind::RateLimited
+        ) {
             return Vec::new();
         }
         let mut values = Vec::new();
@@ -408,15 +462,23 @@ impl Challenges<'_> {
 }
 
 /// The response for `rejection`: status, the RFC 6750 / RFC 9449 challenges, `Cache-Control:
-/// no-store`, a `DPoP-Nonce` when one is due, and the rendered body if `renderer` gives one
-/// and `B` can carry it.
+/// no-store`, a `DPoP-Nonce` when one is due, `extra` fields (the rate-limit fields and
+/// `Retry-After` of a 429), and the rendered body if `renderer` gives one and `B` can carry it.
+/// A rate-limited refusal always has a body naming the limit: without a renderer, the
+/// [`OAuthErrorJson`] one.
 pub(crate) fn respond<B: Default + 'static>(
     rejection: &Rejection<'_>,
     challenges: &Challenges<'_>,
     renderer: &Renderer,
+    extra: http::HeaderMap,
 ) -> Response<B> {
     let values = challenges.values(rejection);
-    let (body, content_type) = match renderer.0.as_ref().and_then(|r| r.render(rejection)) {
+    let rendered = match &renderer.0 {
+        Some(custom) => custom.render(rejection),
+        None if rejection.kind() == RejectionKind::RateLimited => OAuthErrorJson.render(rejection),
+        None => None,
+    };
+    let (body, content_type) = match rendered {
         Some(rendered) => match text_body(rendered.body) {
             Some(body) => (body, Some(rendered.content_type)),
             None => (B::default(), None),
@@ -430,6 +492,7 @@ pub(crate) fn respond<B: Default + 'static>(
     if rejection.kind() == RejectionKind::Unavailable {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    headers.extend(extra);
     for value in values {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.append(WWW_AUTHENTICATE, value);

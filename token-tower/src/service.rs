@@ -60,37 +60,44 @@ where
         // Only the head is borrowed across the validation await, so the body need not be Sync.
         let (mut parts, body) = request.into_parts();
         Box::pin(async move {
-            let offer = match authenticate(&layer, &parts).await {
+            let (offer, limit_fields) = match authenticate(&layer, &parts).await {
                 Ok(Accepted { identity, offer }) => {
+                    #[cfg_attr(not(feature = "ratelimit"), allow(unused_mut))]
+                    let mut limit_fields = http::HeaderMap::new();
                     match identity {
                         Some(identity) => {
+                            #[cfg(feature = "ratelimit")]
+                            if let Some(limiter) = &layer.config.ratelimit {
+                                match crate::ratelimit::check(limiter, &identity, layer.cost).await
+                                {
+                                    crate::ratelimit::Verdict::Pass(fields) => {
+                                        limit_fields = fields;
+                                    }
+                                    crate::ratelimit::Verdict::Refuse {
+                                        kind,
+                                        limited,
+                                        headers,
+                                    } => {
+                                        let refusal = Refusal::from(kind);
+                                        return Ok(refuse(
+                                            &layer,
+                                            refusal,
+                                            limited.as_ref(),
+                                            headers,
+                                        ));
+                                    }
+                                }
+                            }
                             parts.extensions.insert(Authenticated(identity));
                         }
                         None => {
                             parts.extensions.insert(Anonymous);
                         }
                     }
-                    offer
+                    (offer, limit_fields)
                 }
                 Err(refusal) => {
-                    let scopes = refusal.required.as_ref().map_or(&[][..], Resolved::scopes);
-                    let any_of = refusal.required.as_ref().is_some_and(Resolved::is_any);
-                    let status = match refusal.kind {
-                        RejectionKind::InsufficientScope => layer.scope_status,
-                        RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
-                        RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                        _ => StatusCode::UNAUTHORIZED,
-                    };
-                    let rejection = Rejection::new(refusal.kind, status, scopes, any_of);
-                    let renderer = Renderer(layer.config.renderer.clone());
-                    let challenges = Challenges {
-                        realm: &layer.config.realm,
-                        bearer: layer.config.accepts_bearer(),
-                        dpop_algs: layer.config.dpop_algs(),
-                        used_dpop: refusal.used_dpop,
-                        nonce: refusal.nonce,
-                    };
-                    return Ok(rejection::respond(&rejection, &challenges, &renderer));
+                    return Ok(refuse(&layer, refusal, None, http::HeaderMap::new()));
                 }
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
@@ -100,9 +107,39 @@ where
                     .headers_mut()
                     .insert(http::HeaderName::from_static("dpop-nonce"), nonce);
             }
+            response.headers_mut().extend(limit_fields);
             Ok(response)
         })
     }
+}
+
+/// The response refusing a request: the status for the kind, the challenges, the rendered
+/// body and `extra` fields (a 429's rate-limit fields).
+fn refuse<B: Default + 'static>(
+    layer: &BearerAuthLayer,
+    refusal: Refusal,
+    limited: Option<&rejection::Limited>,
+    extra: http::HeaderMap,
+) -> Response<B> {
+    let scopes = refusal.required.as_ref().map_or(&[][..], Resolved::scopes);
+    let any_of = refusal.required.as_ref().is_some_and(Resolved::is_any);
+    let status = match refusal.kind {
+        RejectionKind::InsufficientScope => layer.scope_status,
+        RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
+        RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let rejection = Rejection::new(refusal.kind, status, scopes, any_of).limited(limited);
+    let renderer = Renderer(layer.config.renderer.clone());
+    let challenges = Challenges {
+        realm: &layer.config.realm,
+        bearer: layer.config.accepts_bearer(),
+        dpop_algs: layer.config.dpop_algs(),
+        used_dpop: refusal.used_dpop,
+        nonce: refusal.nonce,
+    };
+    rejection::respond(&rejection, &challenges, &renderer, extra)
 }
 
 /// What a passed request carries on: the identity (`None` for an anonymous request an optional

@@ -1,0 +1,88 @@
+//! Rate limits after authentication (feature `ratelimit`): the token's and its subject's limits
+//! checked with a [`RateLimiter`](token_ratelimit::RateLimiter), `429 Too Many Requests` when
+//! one is exhausted, and the IETF `RateLimit-Policy` / `RateLimit` fields on every answer
+//! (draft-ietf-httpapi-ratelimit-headers).
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use token_core::ValidatedToken;
+use token_ratelimit::{RateLimitDecision, RateLimitError, RateLimiter};
+
+use crate::rejection::{Limited, RejectionKind};
+
+/// `RateLimit-Policy`: the limits that apply, their quota and window.
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`: what is left of each, and when it is full again.
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// What the limiter said about one authenticated request.
+pub(crate) enum Verdict {
+    /// Within every limit: these fields go on the response.
+    Pass(HeaderMap),
+    /// Refused: the kind (429, or 503 when Redis is down and the policy refuses), the limit
+    /// hit, and the fields for the refusal.
+    Refuse {
+        kind: RejectionKind,
+        limited: Option<Limited>,
+        headers: HeaderMap,
+    },
+}
+
+/// Checks `identity` against `limiter` at `cost`.
+pub(crate) async fn check(limiter: &RateLimiter, identity: &ValidatedToken, cost: u32) -> Verdict {
+    let record = identity.record();
+    match limiter
+        .check(&record.subject, record.id, &record.rate_limits, cost)
+        .await
+    {
+        Ok(decision) if decision.is_allowed() => Verdict::Pass(fields(&decision)),
+        Ok(decision) => {
+            let mut headers = fields(&decision);
+            let retry_after = decision.retry_after_secs();
+            if let Some(secs) = retry_after {
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Verdict::Refuse {
+                kind: RejectionKind::RateLimited,
+                limited: Some(Limited {
+                    limit: decision
+                        .denied_by()
+                        .map(|status| status.policy_name())
+                        .unwrap_or_default(),
+                    retry_after,
+                }),
+                headers,
+            }
+        }
+        // The route costs more than the token's limit holds at once: retrying cannot help, so
+        // no Retry-After; the body names the limit.
+        Err(RateLimitError::CostExceedsLimit { limit_name, .. }) => Verdict::Refuse {
+            kind: RejectionKind::RateLimited,
+            limited: Some(Limited {
+                limit: limit_name,
+                retry_after: None,
+            }),
+            headers: HeaderMap::new(),
+        },
+        Err(_) => Verdict::Refuse {
+            kind: RejectionKind::Unavailable,
+            limited: None,
+            headers: HeaderMap::new(),
+        },
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of `decision` (none when no limit applied).
+fn fields(decision: &RateLimitDecision) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let (policy, current) = (decision.policy_header(), decision.ratelimit_header());
+    if let (Ok(policy), Ok(current)) = (
+        HeaderValue::from_str(&policy),
+        HeaderValue::from_str(&current),
+    ) && !policy.is_empty()
+    {
+        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT, current);
+    }
+    headers
+}
