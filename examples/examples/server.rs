@@ -12,13 +12,15 @@
 //! | `TOKEN_HASH_KEY` | a fresh random key (64 hex characters to keep tokens valid across restarts) |
 //! | `TOKEN_EXAMPLE_PUBLIC_URL` | `http://` and the listen address: the base URL DPoP proofs' `htu` is checked under |
 //! | `TOKEN_EXAMPLE_DPOP_NONCE` | unset; `1` requires server nonces in DPoP proofs |
+//! | `TOKEN_EXAMPLE_REDIS_URL` | unset: rate limits in process; e.g. `redis://127.0.0.1:6379` shares them across instances |
 
 use std::future::Future;
 use std::time::Duration;
 
 use examples::redact::redacted_url;
 use examples::server::{
-    ServerOptions, bootstrap_admin, open_manager, serve_with, write_admin_token,
+    ServerOptions, bootstrap_admin, open_manager, rate_limiter_from_env, serve_with,
+    write_admin_token,
 };
 use token_core::{HashKey, KeyId};
 
@@ -42,7 +44,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Straight from the token's zeroizing buffer to stdout, never through a `String`.
     write_admin_token(&mut std::io::stdout().lock(), &admin.token)?;
     drop(admin);
-    let options = ServerOptions::from_env();
+    let mut options = ServerOptions::from_env();
+    match std::env::var("TOKEN_EXAMPLE_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            println!("rate limits: shared through {}", redacted_url(&url))
+        }
+        _ => println!("rate limits: in process"),
+    }
+    options.rate_limiter = Some(rate_limiter_from_env().await?);
     serve_with(
         listener,
         manager,

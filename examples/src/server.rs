@@ -24,6 +24,12 @@
 //! | `POST /credentials/revoke` JSON list of tokens | none: possession (see [`credentials`](crate::credentials)) | 200 `{processed, results}`, the same whichever strings were tokens; 429 past the per-caller limit |
 //! | `POST /oauth/introspect` form `token` | `tokens:introspect` | `{active: true, scope, sub, exp, iat, nbf?, jti, token_type, cnf?, allowed_cidrs?}` or exactly `{"active": false}` (also for a suspended token); 401 for a caller token without `tokens:introspect`. A bound token answers `token_type: "DPoP"` and `cnf: {jkt}` (RFC 9449 §6.2); a token with a network allowlist lists it in `allowed_cidrs` (introspection cannot check the resource server's caller: the resource server must) |
 //!
+//! Every protected route checks the caller token's rate limits (`rate_limits` at issue) after
+//! authentication: within them the answer carries `RateLimit-Policy` and `RateLimit`; over one
+//! it is `429` with `Retry-After` and `{"error": "rate_limited", "limit": "requests", ...}`.
+//! With `TOKEN_EXAMPLE_REDIS_URL` the limits are shared by every instance
+//! ([`rate_limiter_from_env`]).
+//!
 //! Authentication failures are token-tower's RFC 6750 answers: 401 without a token or with an
 //! invalid one, 403 with `error="insufficient_scope"` for a valid token without the route's scope,
 //! except on `/oauth/introspect`, which answers that with 401 and
@@ -68,6 +74,7 @@ use token_core::{
     RevokeSelector, Scope, ScopeSet, TokenId, TokenManager, TokenUpdate, TokenView,
 };
 use token_dpop::{DpopConfig, DpopVerifier, NonceKey};
+use token_ratelimit::{RateLimiter, RedisBackend};
 use token_tower::{Authenticated, BearerAuth, OAuthErrorJson};
 
 /// The largest body the OAuth endpoints read (a token is under 100 bytes).
@@ -95,6 +102,22 @@ pub struct ServerOptions {
     pub public_url: Option<String>,
     /// Require server nonces in DPoP proofs (`TOKEN_EXAMPLE_DPOP_NONCE=1`).
     pub dpop_nonce: bool,
+    /// The rate limiter every protected route checks tokens' limits with; by default an
+    /// in-process one. [`rate_limiter_from_env`] gives one shared through Redis when
+    /// `TOKEN_EXAMPLE_REDIS_URL` is set.
+    pub rate_limiter: Option<RateLimiter>,
+}
+
+/// The example's rate limiter: shared by every instance through Redis at
+/// `TOKEN_EXAMPLE_REDIS_URL` (e.g. `redis://127.0.0.1:6379`; falling back to in-process limits
+/// while Redis is down, token-ratelimit's default), or in-process when it is unset. Fails when
+/// the URL is set but Redis cannot be reached at start (the error never quotes a password).
+pub async fn rate_limiter_from_env() -> Result<RateLimiter, token_ratelimit::ConnectError> {
+    let builder = RateLimiter::builder();
+    match std::env::var("TOKEN_EXAMPLE_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Ok(builder.redis(RedisBackend::connect(&url).await?).build()),
+        _ => Ok(builder.build()),
+    }
 }
 
 impl ServerOptions {
@@ -108,6 +131,7 @@ impl ServerOptions {
         Self {
             public_url: std::env::var("TOKEN_EXAMPLE_PUBLIC_URL").ok(),
             dpop_nonce: std::env::var("TOKEN_EXAMPLE_DPOP_NONCE").is_ok_and(|v| v == "1"),
+            rate_limiter: None,
         }
     }
 }
@@ -129,6 +153,12 @@ pub fn router(
         .realm("token-example")
         .api_key_header()
         .render_rejections(OAuthErrorJson)
+        .rate_limit(
+            options
+                .rate_limiter
+                .clone()
+                .unwrap_or_else(|| RateLimiter::builder().build()),
+        )
         .dpop(DpopVerifier::new(dpop), public_url)?;
     let state = AppState {
         manager,

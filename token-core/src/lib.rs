@@ -67,9 +67,9 @@ pub use format::{
 pub use keyring::{HashKey, KeyId, Keyring, KeyringError, TokenHash};
 pub use manager::found::{FoundBatchReport, FoundState, MAX_FOUND_BATCH};
 pub use manager::{
-    DEFAULT_DENIED_EVENT_QUEUE, DEFAULT_PAGE_SIZE, DEFAULT_USAGE_FLUSH_INTERVAL, IssuedToken,
-    MAX_DENIED_EVENT_QUEUE, MAX_PAGE_SIZE, ManagerBuilder, ManagerStats, Page, TokenManager,
-    TokenPage, ValidatedToken,
+    AdmissionError, DEFAULT_DENIED_EVENT_QUEUE, DEFAULT_PAGE_SIZE, DEFAULT_USAGE_FLUSH_INTERVAL,
+    IssuedToken, MAX_DENIED_EVENT_QUEUE, MAX_PAGE_SIZE, ManagerBuilder, ManagerStats, Page,
+    Required, TokenManager, TokenPage, ValidatedToken,
 };
 pub use metadata::{Metadata, MetadataError};
 pub use network::{NetworkAllowlist, NetworkError};

@@ -9,40 +9,33 @@ use token_core::ValidatedToken;
 use token_ratelimit::{RateLimitDecision, RateLimitError, RateLimiter};
 
 use crate::rejection::{Limited, RejectionKind};
+use crate::service::LimitRefusal;
 
 /// `RateLimit-Policy`: the limits that apply, their quota and window.
 pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit`: what is left of each, and when it is full again.
 pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// What the limiter said about one authenticated request.
-pub(crate) enum Verdict {
-    /// Within every limit: these fields go on the response.
-    Pass(HeaderMap),
-    /// Refused: the kind (429, or 503 when Redis is down and the policy refuses), the limit
-    /// hit, and the fields for the refusal.
-    Refuse {
-        kind: RejectionKind,
-        limited: Option<Limited>,
-        headers: HeaderMap,
-    },
-}
-
-/// Checks `identity` against `limiter` at `cost`.
-pub(crate) async fn check(limiter: &RateLimiter, identity: &ValidatedToken, cost: u32) -> Verdict {
+/// Checks `identity` against `limiter` at `cost`: the fields for the answer, or the refusal
+/// (429, or 503 when Redis is down and the policy refuses).
+pub(crate) async fn check(
+    limiter: &RateLimiter,
+    identity: &ValidatedToken,
+    cost: u32,
+) -> Result<HeaderMap, LimitRefusal> {
     let record = identity.record();
     match limiter
         .check(&record.subject, record.id, &record.rate_limits, cost)
         .await
     {
-        Ok(decision) if decision.is_allowed() => Verdict::Pass(fields(&decision)),
+        Ok(decision) if decision.is_allowed() => Ok(fields(&decision)),
         Ok(decision) => {
             let mut headers = fields(&decision);
             let retry_after = decision.retry_after_secs();
             if let Some(secs) = retry_after {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
             }
-            Verdict::Refuse {
+            Err(LimitRefusal {
                 kind: RejectionKind::RateLimited,
                 limited: Some(Limited {
                     limit: decision
@@ -52,23 +45,23 @@ pub(crate) async fn check(limiter: &RateLimiter, identity: &ValidatedToken, cost
                     retry_after,
                 }),
                 headers,
-            }
+            })
         }
         // The route costs more than the token's limit holds at once: retrying cannot help, so
         // no Retry-After; the body names the limit.
-        Err(RateLimitError::CostExceedsLimit { limit_name, .. }) => Verdict::Refuse {
+        Err(RateLimitError::CostExceedsLimit { limit_name, .. }) => Err(LimitRefusal {
             kind: RejectionKind::RateLimited,
             limited: Some(Limited {
                 limit: limit_name,
                 retry_after: None,
             }),
             headers: HeaderMap::new(),
-        },
-        Err(_) => Verdict::Refuse {
+        }),
+        Err(_) => Err(LimitRefusal {
             kind: RejectionKind::Unavailable,
             limited: None,
             headers: HeaderMap::new(),
-        },
+        }),
     }
 }
 

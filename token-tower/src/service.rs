@@ -5,10 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use token_core::{ErrorClass, ValidatedToken, ValidationError};
+use token_core::{AdmissionError, ErrorClass, Required, ValidatedToken, ValidationError};
 use tower_service::Service;
 
 use crate::credential::Scheme;
@@ -61,33 +62,13 @@ where
         let (mut parts, body) = request.into_parts();
         Box::pin(async move {
             let (offer, limit_fields) = match authenticate(&layer, &parts).await {
-                Ok(Accepted { identity, offer }) => {
-                    #[cfg_attr(not(feature = "ratelimit"), allow(unused_mut))]
-                    let mut limit_fields = http::HeaderMap::new();
+                Ok(Accepted {
+                    identity,
+                    offer,
+                    limit_fields,
+                }) => {
                     match identity {
                         Some(identity) => {
-                            #[cfg(feature = "ratelimit")]
-                            if let Some(limiter) = &layer.config.ratelimit {
-                                match crate::ratelimit::check(limiter, &identity, layer.cost).await
-                                {
-                                    crate::ratelimit::Verdict::Pass(fields) => {
-                                        limit_fields = fields;
-                                    }
-                                    crate::ratelimit::Verdict::Refuse {
-                                        kind,
-                                        limited,
-                                        headers,
-                                    } => {
-                                        let refusal = Refusal::from(kind);
-                                        return Ok(refuse(
-                                            &layer,
-                                            refusal,
-                                            limited.as_ref(),
-                                            headers,
-                                        ));
-                                    }
-                                }
-                            }
                             parts.extensions.insert(Authenticated(identity));
                         }
                         None => {
@@ -96,9 +77,7 @@ where
                     }
                     (offer, limit_fields)
                 }
-                Err(refusal) => {
-                    return Ok(refuse(&layer, refusal, None, http::HeaderMap::new()));
-                }
+                Err(refusal) => return Ok(refuse(&layer, refusal)),
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             // RFC 9449 section 8: a fresh nonce before the current one stops being accepted.
@@ -114,13 +93,8 @@ where
 }
 
 /// The response refusing a request: the status for the kind, the challenges, the rendered
-/// body and `extra` fields (a 429's rate-limit fields).
-fn refuse<B: Default + 'static>(
-    layer: &BearerAuthLayer,
-    refusal: Refusal,
-    limited: Option<&rejection::Limited>,
-    extra: http::HeaderMap,
-) -> Response<B> {
+/// body and the extra fields (a 429's rate-limit fields).
+fn refuse<B: Default + 'static>(layer: &BearerAuthLayer, refusal: Refusal) -> Response<B> {
     let scopes = refusal.required.as_ref().map_or(&[][..], Resolved::scopes);
     let any_of = refusal.required.as_ref().is_some_and(Resolved::is_any);
     let status = match refusal.kind {
@@ -130,7 +104,8 @@ fn refuse<B: Default + 'static>(
         RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNAUTHORIZED,
     };
-    let rejection = Rejection::new(refusal.kind, status, scopes, any_of).limited(limited);
+    let rejection =
+        Rejection::new(refusal.kind, status, scopes, any_of).limited(refusal.limited.as_ref());
     let renderer = Renderer(layer.config.renderer.clone());
     let challenges = Challenges {
         realm: &layer.config.realm,
@@ -139,14 +114,15 @@ fn refuse<B: Default + 'static>(
         used_dpop: refusal.used_dpop,
         nonce: refusal.nonce,
     };
-    rejection::respond(&rejection, &challenges, &renderer, extra)
+    rejection::respond(&rejection, &challenges, &renderer, refusal.extra)
 }
 
 /// What a passed request carries on: the identity (`None` for an anonymous request an optional
-/// layer lets through) and a fresh DPoP nonce to offer.
+/// layer lets through), a fresh DPoP nonce to offer and the rate-limit fields of the answer.
 struct Accepted {
     identity: Option<ValidatedToken>,
     offer: Option<String>,
+    limit_fields: HeaderMap,
 }
 
 /// A refusal and, once known, the requirement it was checked against.
@@ -157,6 +133,10 @@ struct Refusal {
     used_dpop: bool,
     /// A fresh DPoP nonce to send with the refusal.
     nonce: Option<String>,
+    /// The rate limit hit (a 429).
+    limited: Option<rejection::Limited>,
+    /// Fields for the refusal (a 429's `Retry-After` and rate-limit fields).
+    extra: HeaderMap,
 }
 
 impl From<RejectionKind> for Refusal {
@@ -166,7 +146,68 @@ impl From<RejectionKind> for Refusal {
             required: None,
             used_dpop: false,
             nonce: None,
+            limited: None,
+            extra: HeaderMap::new(),
         }
+    }
+}
+
+/// A valid token the rate limiter refused (or could not check).
+pub(crate) struct LimitRefusal {
+    pub(crate) kind: RejectionKind,
+    pub(crate) limited: Option<rejection::Limited>,
+    pub(crate) headers: HeaderMap,
+}
+
+/// The admission step of every validation: the rate limits, when the layer has a limiter,
+/// checked before the token's use is counted (so a 429 consumes none of its `max_uses`).
+async fn admit(
+    layer: &BearerAuthLayer,
+    validated: &ValidatedToken,
+) -> Result<HeaderMap, LimitRefusal> {
+    #[cfg(feature = "ratelimit")]
+    if let Some(limiter) = &layer.config.ratelimit {
+        return crate::ratelimit::check(limiter, validated, layer.cost).await;
+    }
+    let _ = (layer, validated);
+    Ok(HeaderMap::new())
+}
+
+/// A validation's outcome as the layer answers it.
+fn answered(
+    validated: Result<(ValidatedToken, HeaderMap), AdmissionError<LimitRefusal>>,
+    offer: Option<String>,
+    required: Resolved,
+    used_dpop: bool,
+) -> Result<Accepted, Refusal> {
+    match validated {
+        Ok((identity, limit_fields)) => Ok(Accepted {
+            identity: Some(identity),
+            offer,
+            limit_fields,
+        }),
+        Err(AdmissionError::Refused { refusal, .. }) => Err(Refusal {
+            kind: refusal.kind,
+            required: None,
+            used_dpop,
+            nonce: None,
+            limited: refusal.limited,
+            extra: refusal.headers,
+        }),
+        Err(AdmissionError::Invalid(e)) => Err(Refusal {
+            kind: match (&e, e.class()) {
+                (ValidationError::ProofReplayed, _) => RejectionKind::InvalidDpopProof,
+                (_, ErrorClass::InsufficientScope) => RejectionKind::InsufficientScope,
+                (_, ErrorClass::InvalidToken) => RejectionKind::InvalidToken,
+                _ => RejectionKind::Unavailable,
+            },
+            required: Some(required),
+            used_dpop,
+            nonce: None,
+            limited: None,
+            extra: HeaderMap::new(),
+        }),
+        Err(_) => Err(RejectionKind::Unavailable.into()),
     }
 }
 
@@ -183,6 +224,7 @@ async fn authenticate(layer: &BearerAuthLayer, request: &Parts) -> Result<Accept
             AnonymousRequests::Allowed => Ok(Accepted {
                 identity: None,
                 offer: None,
+                limit_fields: HeaderMap::new(),
             }),
             AnonymousRequests::Refused => Err(RejectionKind::MissingCredentials.into()),
         };
@@ -196,37 +238,25 @@ async fn authenticate(layer: &BearerAuthLayer, request: &Parts) -> Result<Accept
         .resolve(request)
         .ok_or(RejectionKind::InvalidRequest)?;
     let ctx = context::context_of(config, request);
-    let (validated, offer) = match scheme {
+    match scheme {
         Scheme::Bearer => {
-            let validated = match &required {
-                Resolved::All(scopes) => config.manager.validate_with(token, scopes, &ctx).await,
-                Resolved::Any(alternatives) => {
-                    config
-                        .manager
-                        .validate_any_with(token, alternatives, &ctx)
-                        .await
-                }
-            };
-            (validated, None)
+            let validated = config
+                .manager
+                .validate_admitted(token, scopes_of(&required), &ctx, None, async |v| {
+                    admit(layer, v).await
+                })
+                .await;
+            answered(validated, None, required, false)
         }
-        Scheme::Dpop => proven(config, request, token, &required, &ctx).await?,
-    };
-    match validated {
-        Ok(identity) => Ok(Accepted {
-            identity: Some(identity),
-            offer,
-        }),
-        Err(e) => Err(Refusal {
-            kind: match (&e, e.class()) {
-                (ValidationError::ProofReplayed, _) => RejectionKind::InvalidDpopProof,
-                (_, ErrorClass::InsufficientScope) => RejectionKind::InsufficientScope,
-                (_, ErrorClass::InvalidToken) => RejectionKind::InvalidToken,
-                _ => RejectionKind::Unavailable,
-            },
-            required: Some(required),
-            used_dpop: scheme == Scheme::Dpop,
-            nonce: None,
-        }),
+        Scheme::Dpop => proven(layer, request, token, required, &ctx).await,
+    }
+}
+
+/// The requirement as the manager takes it.
+fn scopes_of(required: &Resolved) -> Required<'_> {
+    match required {
+        Resolved::All(scopes) => Required::All(scopes.scopes()),
+        Resolved::Any(alternatives) => Required::Any(alternatives),
     }
 }
 
@@ -235,38 +265,33 @@ async fn authenticate(layer: &BearerAuthLayer, request: &Parts) -> Result<Accept
 /// (the scheme is not read).
 #[allow(clippy::unused_async)]
 async fn proven(
-    config: &crate::Config,
+    layer: &BearerAuthLayer,
     request: &Parts,
     token: &str,
-    required: &Resolved,
+    required: Resolved,
     ctx: &token_core::Context,
-) -> Result<(Result<ValidatedToken, ValidationError>, Option<String>), Refusal> {
+) -> Result<Accepted, Refusal> {
     #[cfg(feature = "dpop")]
-    if let Some(settings) = &config.dpop {
-        let now = config.manager.clock().now();
+    if let Some(settings) = &layer.config.dpop {
+        let now = layer.config.manager.clock().now();
         let (proof, offer) =
             crate::dpop::verified(settings, request, token, now).map_err(|refusal| Refusal {
                 kind: refusal.kind,
                 required: None,
                 used_dpop: true,
                 nonce: refusal.nonce,
+                limited: None,
+                extra: HeaderMap::new(),
             })?;
-        let validated = match required {
-            Resolved::All(scopes) => {
-                config
-                    .manager
-                    .validate_with_proof(token, scopes, ctx, &proof)
-                    .await
-            }
-            Resolved::Any(alternatives) => {
-                config
-                    .manager
-                    .validate_any_with_proof(token, alternatives, ctx, &proof)
-                    .await
-            }
-        };
-        return Ok((validated, offer));
+        let validated = layer
+            .config
+            .manager
+            .validate_admitted(token, scopes_of(&required), ctx, Some(&proof), async |v| {
+                admit(layer, v).await
+            })
+            .await;
+        return answered(validated, offer, required, true);
     }
-    let _ = (config, request, token, required, ctx);
+    let _ = (layer, request, token, required, ctx);
     Err(RejectionKind::MissingCredentials.into())
 }

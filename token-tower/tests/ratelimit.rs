@@ -259,3 +259,33 @@ async fn a_token_without_limits_and_no_subject_limits_gets_no_fields() {
     assert!(response.headers().get("ratelimit-policy").is_none());
     assert!(response.headers().get("ratelimit").is_none());
 }
+
+#[tokio::test]
+async fn a_429_consumes_none_of_a_use_limited_tokens_uses() {
+    let s = setup();
+    let issued = s
+        .manager
+        .issue(
+            IssueRequest::new("user:1", ScopeSet::parse("widgets:read").unwrap())
+                .max_uses(3)
+                .rate_limits(limits(&[("requests", 1, 60)])),
+        )
+        .await
+        .unwrap();
+    let token = issued.token.expose_secret();
+    let layer = BearerAuth::new(s.manager.clone())
+        .rate_limit(limiter(&s.clock, RateLimits::none()))
+        .layer();
+    assert_eq!(send(&layer, Some(token)).await.status(), StatusCode::OK);
+    for _ in 0..5 {
+        assert_eq!(
+            send(&layer, Some(token)).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let record = s.manager.inspect(issued.token.id()).await.unwrap().unwrap();
+    assert_eq!(
+        record.use_count, 1,
+        "only the request that passed counted a use"
+    );
+}

@@ -59,6 +59,7 @@ mod validate;
 
 pub use builder::ManagerBuilder;
 pub use denial_queue::{DEFAULT_DENIED_EVENT_QUEUE, MAX_DENIED_EVENT_QUEUE};
+pub use validate::{AdmissionError, Required};
 
 /// Default usage flush interval `F` (see [`ManagerBuilder::usage_flush_interval`]).
 pub const DEFAULT_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);

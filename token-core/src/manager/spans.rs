@@ -57,7 +57,7 @@ pub(super) fn validate() -> Span {
 pub(super) fn validated(
     span: &Span,
     token: &str,
-    result: &Result<ValidatedToken, ValidationError>,
+    result: Result<&ValidatedToken, &ValidationError>,
 ) {
     if span.is_disabled() {
         return;
@@ -80,7 +80,7 @@ pub(super) fn validated(
 
 /// Counts a validation (whether or not a span records it) and records its duration since
 /// `started`.
-pub(super) fn counted(result: &Result<ValidatedToken, ValidationError>, started: Instant) {
+pub(super) fn counted(result: Result<&ValidatedToken, &ValidationError>, started: Instant) {
     metrics::histogram!("token_validation_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     match result {

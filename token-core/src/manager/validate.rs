@@ -36,7 +36,7 @@ use crate::trail::UseAudit;
 
 use tracing::Instrument as _;
 
-use super::decide::{Accounting, Presented, Required, decide, verify_possession};
+use super::decide::{Accounting, Presented, Required as Need, decide, verify_possession};
 use super::spans;
 
 impl TokenManager {
@@ -64,7 +64,7 @@ impl TokenManager {
         required: &[Scope],
         ctx: &Context,
     ) -> Result<ValidatedToken, ValidationError> {
-        self.validate_for(token, Required::All(required), ctx, None)
+        self.validate_for(token, Need::All(required), ctx, None)
             .await
     }
 
@@ -82,7 +82,7 @@ impl TokenManager {
         ctx: &Context,
         proof: &ProofOfPossession,
     ) -> Result<ValidatedToken, ValidationError> {
-        self.validate_for(token, Required::All(required), ctx, Some(proof))
+        self.validate_for(token, Need::All(required), ctx, Some(proof))
             .await
     }
 
@@ -95,13 +95,8 @@ impl TokenManager {
         ctx: &Context,
         proof: &ProofOfPossession,
     ) -> Result<ValidatedToken, ValidationError> {
-        self.validate_for(
-            token,
-            Required::Any(alternatives.scopes()),
-            ctx,
-            Some(proof),
-        )
-        .await
+        self.validate_for(token, Need::Any(alternatives.scopes()), ctx, Some(proof))
+            .await
     }
 
     /// Validates `token` and checks that it permits at least one of `alternatives`: the same
@@ -140,57 +135,128 @@ impl TokenManager {
         alternatives: &AnyOf,
         ctx: &Context,
     ) -> Result<ValidatedToken, ValidationError> {
-        self.validate_for(token, Required::Any(alternatives.scopes()), ctx, None)
+        self.validate_for(token, Need::Any(alternatives.scopes()), ctx, None)
             .await
     }
 
-    /// Both entry points: the span (only when DEBUG is enabled), the counters, the validation.
-    async fn validate_for(
+    /// Validates `token` against `required` (all of some scopes, or any of an [`AnyOf`]), with
+    /// an optional verified `proof`, and runs `admit` on the validated token **before its use is
+    /// counted**: the hook for a check that may still refuse a valid token, such as a rate
+    /// limit (token-tower's `BearerAuth::rate_limit` uses it). A refusal by `admit` consumes
+    /// none of a use-limited token's `max_uses` and records no use; it writes no `Denied` event
+    /// (the token is valid; the refuser keeps its own records) and counts as a passed
+    /// validation in the metrics. Order: every check of [`validate_with`](Self::validate_with)
+    /// (and of [`validate_with_proof`](Self::validate_with_proof) when `proof` is given, the
+    /// proof's `jti` claimed), then `admit`, then the use.
+    ///
+    /// ```
+    /// use token_core::{AdmissionError, HashKey, IssueRequest, KeyId, Keyring, Required, ScopeSet, TokenManager};
+    /// use token_store_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tokens = TokenManager::builder(MemoryStore::new(), Keyring::new(HashKey::generate(KeyId::new(1))?))
+    ///     .build()?;
+    /// let issued = tokens.issue(IssueRequest::new("user:1", ScopeSet::parse("a")?).max_uses(1)).await?;
+    /// let token = issued.token.expose_secret();
+    /// let busy = tokens
+    ///     .validate_admitted(token, Required::All(&[]), &Default::default(), None, async |_| Err::<(), _>("busy"))
+    ///     .await;
+    /// assert!(matches!(busy, Err(AdmissionError::Refused { refusal: "busy", .. })));
+    /// // The refusal consumed nothing: the one use is still there.
+    /// assert!(tokens.validate(token, &[]).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn validate_admitted<T, E>(
         &self,
         token: &str,
         required: Required<'_>,
         ctx: &Context,
         proof: Option<&ProofOfPossession>,
+        admit: impl AsyncFnOnce(&ValidatedToken) -> Result<T, E>,
+    ) -> Result<(ValidatedToken, T), AdmissionError<E>> {
+        let required = match required {
+            Required::All(scopes) => Need::All(scopes),
+            Required::Any(alternatives) => Need::Any(alternatives.scopes()),
+        };
+        self.validate_gated(token, required, ctx, proof, admit)
+            .await
+    }
+
+    /// Every entry point without an admission step.
+    async fn validate_for(
+        &self,
+        token: &str,
+        required: Need<'_>,
+        ctx: &Context,
+        proof: Option<&ProofOfPossession>,
     ) -> Result<ValidatedToken, ValidationError> {
+        let admit_all = async |_: &ValidatedToken| Ok::<(), std::convert::Infallible>(());
+        match self
+            .validate_gated(token, required, ctx, proof, admit_all)
+            .await
+        {
+            Ok((validated, ())) => Ok(validated),
+            Err(AdmissionError::Invalid(error)) => Err(error),
+            Err(AdmissionError::Refused { refusal, .. }) => match refusal {},
+        }
+    }
+
+    /// Both entry points: the span (only when DEBUG is enabled), the counters, the validation.
+    async fn validate_gated<T, E>(
+        &self,
+        token: &str,
+        required: Need<'_>,
+        ctx: &Context,
+        proof: Option<&ProofOfPossession>,
+        admit: impl AsyncFnOnce(&ValidatedToken) -> Result<T, E>,
+    ) -> Result<(ValidatedToken, T), AdmissionError<E>> {
         // No subscriber wants DEBUG (one atomic load): no span to create, enter or move the
         // future into (the hot path stays as fast as without tracing).
         let started = std::time::Instant::now();
         if !tracing::level_enabled!(tracing::Level::DEBUG) {
-            let result = self.validate_checked(token, required, ctx, proof).await;
-            spans::counted(&result, started);
+            let result = self
+                .validate_checked(token, required, ctx, proof, admit)
+                .await;
+            spans::counted(summary(&result), started);
             return result;
         }
         let span = spans::validate();
         let result = self
-            .validate_checked(token, required, ctx, proof)
+            .validate_checked(token, required, ctx, proof, admit)
             .instrument(span.clone())
             .await;
-        spans::counted(&result, started);
-        spans::validated(&span, token, &result);
+        spans::counted(summary(&result), started);
+        spans::validated(&span, token, summary(&result));
         result
     }
 
-    /// [`validate_for`](Self::validate_for) inside its span.
-    async fn validate_checked(
+    /// [`validate_gated`](Self::validate_gated) inside its span.
+    async fn validate_checked<T, E>(
         &self,
         token: &str,
-        required: Required<'_>,
+        required: Need<'_>,
         ctx: &Context,
         proof: Option<&ProofOfPossession>,
-    ) -> Result<ValidatedToken, ValidationError> {
+        admit: impl AsyncFnOnce(&ValidatedToken) -> Result<T, E>,
+    ) -> Result<(ValidatedToken, T), AdmissionError<E>> {
         if let Some(bad) = required.scopes().iter().find(|s| !s.is_concrete()) {
-            return Err(ValidationError::InvalidRequirement(bad.clone()));
+            return Err(ValidationError::InvalidRequirement(bad.clone()).into());
         }
         let parsed = self.parse_own(token)?;
         let now = self.now();
-        let found = self.lookup(parsed.id(), now).await?;
+        let found = self
+            .lookup(parsed.id(), now)
+            .await
+            .map_err(ValidationError::from)?;
         // After a store round trip, decide at the latest instant (a deadline may have passed).
         let now = if found.waited { self.now() } else { now };
         let Some(record) = found.record else {
             // Cold paths are boxed: their audit events would otherwise make every
             // validation's future (moved on each poll) several hundred bytes larger.
             Box::pin(self.deny_unknown(token, parsed.id(), ctx)).await;
-            return Err(ValidationError::UnknownToken);
+            return Err(ValidationError::UnknownToken.into());
         };
         let presented = Presented {
             caller: ctx.client_ip.as_deref(),
@@ -205,30 +271,53 @@ impl TokenManager {
             presented,
             || self.buffered_use(&record),
         );
-        let result = match (decision, proof) {
+        let checked = match (decision, proof) {
             // A proof's identifier is claimed only for a token that passed every other check,
             // so refused requests fill no store table.
             (Ok(accounting), Some(proof)) => match Box::pin(self.claim_proof(proof, now)).await {
-                Ok(()) => self.account_use(&record, now, accounting).await,
+                Ok(()) => Ok(accounting),
                 Err(error) => Err(error),
             },
-            (Ok(accounting), None) => self.account_use(&record, now, accounting).await,
+            (Ok(accounting), None) => Ok(accounting),
             (Err(error), _) => Err(error),
         };
-        match result {
-            Ok(()) => {
-                if self.inner.use_audit != UseAudit::Off {
-                    Box::pin(self.note_use(&record, ctx, now)).await?;
-                }
-                Ok(ValidatedToken { record })
+        let accounting = match checked {
+            Ok(accounting) => accounting,
+            Err(error) => return Err(self.denied(&record, error, ctx, now).await.into()),
+        };
+        let validated = ValidatedToken {
+            record: Arc::clone(&record),
+        };
+        let admitted = match admit(&validated).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                return Err(AdmissionError::Refused {
+                    token: validated,
+                    refusal,
+                });
             }
-            Err(error) => {
-                if !matches!(error, ValidationError::Store(_)) {
-                    Box::pin(self.deny_record(&record, &error, ctx, now)).await;
-                }
-                Err(error)
-            }
+        };
+        if let Err(error) = self.account_use(&record, now, accounting).await {
+            return Err(self.denied(&record, error, ctx, now).await.into());
         }
+        if self.inner.use_audit != UseAudit::Off {
+            Box::pin(self.note_use(&record, ctx, now)).await?;
+        }
+        Ok((validated, admitted))
+    }
+
+    /// `error` for `record`, with its `Denied` event queued (not for a store failure).
+    async fn denied(
+        &self,
+        record: &TokenRecord,
+        error: ValidationError,
+        ctx: &Context,
+        now: OffsetDateTime,
+    ) -> ValidationError {
+        if !matches!(error, ValidationError::Store(_)) {
+            Box::pin(self.deny_record(record, &error, ctx, now)).await;
+        }
+        error
     }
 
     /// Format, checksum and prefix checks: no store access.
@@ -403,6 +492,49 @@ impl TokenManager {
     pub(super) fn validated(record: Arc<TokenRecord>) -> ValidatedToken {
         ValidatedToken { record }
     }
+}
+
+/// The validation part of a gated validation's outcome, for the counters and the span.
+fn summary<T, E>(
+    result: &Result<(ValidatedToken, T), AdmissionError<E>>,
+) -> Result<&ValidatedToken, &ValidationError> {
+    match result {
+        Ok((validated, _))
+        | Err(AdmissionError::Refused {
+            token: validated, ..
+        }) => Ok(validated),
+        Err(AdmissionError::Invalid(error)) => Err(error),
+    }
+}
+
+/// Why [`TokenManager::validate_admitted`] refused.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AdmissionError<E> {
+    /// The token is not valid for the request (as [`TokenManager::validate`] would answer).
+    Invalid(ValidationError),
+    /// The token is valid, but `admit` refused it; no use was counted.
+    Refused {
+        /// The validated token that was refused.
+        token: ValidatedToken,
+        /// What `admit` answered.
+        refusal: E,
+    },
+}
+
+impl<E> From<ValidationError> for AdmissionError<E> {
+    fn from(error: ValidationError) -> Self {
+        Self::Invalid(error)
+    }
+}
+
+/// The scopes [`TokenManager::validate_admitted`] requires.
+#[derive(Debug, Clone, Copy)]
+pub enum Required<'a> {
+    /// Every one of these (none: any valid token), as [`TokenManager::validate`] checks.
+    All(&'a [Scope]),
+    /// At least one alternative, as [`TokenManager::validate_any`] checks.
+    Any(&'a AnyOf),
 }
 
 /// What [`lookup`](TokenManager::lookup) found.
