@@ -104,8 +104,11 @@ fn refuse<B: Default + 'static>(layer: &BearerAuthLayer, refusal: Refusal) -> Re
         RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNAUTHORIZED,
     };
-    let rejection =
-        Rejection::new(refusal.kind, status, scopes, any_of).limited(refusal.limited.as_ref());
+    let (limited, extra) = match refusal.limit {
+        Some(limit) => (limit.limited, limit.headers),
+        None => (None, HeaderMap::new()),
+    };
+    let rejection = Rejection::new(refusal.kind, status, scopes, any_of).limited(limited.as_ref());
     let renderer = Renderer(layer.config.renderer.clone());
     let challenges = Challenges {
         realm: &layer.config.realm,
@@ -114,7 +117,7 @@ fn refuse<B: Default + 'static>(layer: &BearerAuthLayer, refusal: Refusal) -> Re
         used_dpop: refusal.used_dpop,
         nonce: refusal.nonce,
     };
-    rejection::respond(&rejection, &challenges, &renderer, refusal.extra)
+    rejection::respond(&rejection, &challenges, &renderer, extra)
 }
 
 /// What a passed request carries on: the identity (`None` for an anonymous request an optional
@@ -133,10 +136,9 @@ struct Refusal {
     used_dpop: bool,
     /// A fresh DPoP nonce to send with the refusal.
     nonce: Option<String>,
-    /// The rate limit hit (a 429).
-    limited: Option<rejection::Limited>,
-    /// Fields for the refusal (a 429's `Retry-After` and rate-limit fields).
-    extra: HeaderMap,
+    /// The rate limiter's refusal (a 429's limit, `Retry-After` and rate-limit fields); boxed,
+    /// as it is rare and large.
+    limit: Option<Box<LimitRefusal>>,
 }
 
 impl From<RejectionKind> for Refusal {
@@ -146,8 +148,7 @@ impl From<RejectionKind> for Refusal {
             required: None,
             used_dpop: false,
             nonce: None,
-            limited: None,
-            extra: HeaderMap::new(),
+            limit: None,
         }
     }
 }
@@ -191,8 +192,7 @@ fn answered(
             required: None,
             used_dpop,
             nonce: None,
-            limited: refusal.limited,
-            extra: refusal.headers,
+            limit: Some(Box::new(refusal)),
         }),
         Err(AdmissionError::Invalid(e)) => Err(Refusal {
             kind: match (&e, e.class()) {
@@ -204,8 +204,7 @@ fn answered(
             required: Some(required),
             used_dpop,
             nonce: None,
-            limited: None,
-            extra: HeaderMap::new(),
+            limit: None,
         }),
         Err(_) => Err(RejectionKind::Unavailable.into()),
     }
@@ -280,8 +279,7 @@ async fn proven(
                 required: None,
                 used_dpop: true,
                 nonce: refusal.nonce,
-                limited: None,
-                extra: HeaderMap::new(),
+                limit: None,
             })?;
         let validated = layer
             .config
