@@ -29,6 +29,12 @@ pub const RATE_LIMIT_MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600)
 /// digits, `-` and `_`, at most [`RATE_LIMIT_NAME_MAX`] bytes. The window is whole seconds,
 /// from one second to one year; it is written `per_seconds` in JSON.
 ///
+/// A limit applies to every request by default. One made [`on_demand`](Self::on_demand)
+/// applies only where a route asks for it by name (token-tower's
+/// `BearerAuthLayer::spend("expensive")`): a `requests` limit for everything and an
+/// `expensive` one for the costly routes (Unkey's `autoApply: false`). JSON marks it
+/// `"on_demand": true`.
+///
 /// ```
 /// use std::time::Duration;
 /// use token_core::RateLimit;
@@ -52,6 +58,7 @@ pub struct RateLimit {
     name: String,
     limit: u32,
     per: Duration,
+    on_demand: bool,
 }
 
 /// Why a [`RateLimit`] or [`RateLimits`] is not valid.
@@ -127,7 +134,29 @@ impl RateLimit {
         if per.subsec_nanos() != 0 || per.is_zero() || per > RATE_LIMIT_MAX_WINDOW {
             return Err(RateLimitError::InvalidWindow { name, per });
         }
-        Ok(Self { name, limit, per })
+        Ok(Self {
+            name,
+            limit,
+            per,
+            on_demand: false,
+        })
+    }
+
+    /// This limit applies only to requests that name it (a route's `spend`), not to every one.
+    pub fn on_demand(mut self) -> Self {
+        self.on_demand = true;
+        self
+    }
+
+    /// Whether the limit applies only where a request names it.
+    pub fn is_on_demand(&self) -> bool {
+        self.on_demand
+    }
+
+    /// Whether a request naming `spent` limits is checked against this one: every request
+    /// for an automatic limit, only those naming it for an [on-demand](Self::on_demand) one.
+    pub fn applies_to<S: AsRef<str>>(&self, spent: &[S]) -> bool {
+        !self.on_demand || spent.iter().any(|name| name.as_ref() == self.name)
     }
 
     /// `limit` per second.
@@ -172,11 +201,13 @@ impl RateLimit {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// Whether this limit is no looser than `other`: a burst no larger and a steady rate no
-    /// faster (`limit / per` at most `other`'s). The names are not compared.
+    /// Whether this limit is no looser than `other`: a burst no larger, a steady rate no
+    /// faster (`limit / per` at most `other`'s), and applied to no fewer requests (an automatic
+    /// limit is tighter than an on-demand one). The names are not compared.
     pub fn is_within(&self, other: &RateLimit) -> bool {
         // limit/per <= other.limit/other.per  <=>  limit * other.per <= other.limit * per
-        self.limit <= other.limit
+        (!self.on_demand || other.on_demand)
+            && self.limit <= other.limit
             && u128::from(self.limit) * other.per.as_nanos()
                 <= u128::from(other.limit) * self.per.as_nanos()
     }
@@ -188,10 +219,14 @@ impl fmt::Debug for RateLimit {
     }
 }
 
-/// `requests=100/60s`.
+/// `requests=100/60s`; an on-demand limit ends in `?` (`expensive=10/3600s?`).
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}/{}s", self.name, self.limit, self.per.as_secs())
+        write!(f, "{}={}/{}s", self.name, self.limit, self.per.as_secs())?;
+        if self.on_demand {
+            f.write_str("?")?;
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +236,8 @@ struct RateLimitJson {
     name: String,
     limit: u64,
     per_seconds: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    on_demand: bool,
 }
 
 impl TryFrom<RateLimitJson> for RateLimit {
@@ -211,7 +248,12 @@ impl TryFrom<RateLimitJson> for RateLimit {
             name: json.name.clone(),
             limit: json.limit,
         })?;
-        Self::new(json.name, limit, Duration::from_secs(json.per_seconds))
+        let limit = Self::new(json.name, limit, Duration::from_secs(json.per_seconds))?;
+        Ok(if json.on_demand {
+            limit.on_demand()
+        } else {
+            limit
+        })
     }
 }
 
@@ -221,6 +263,7 @@ impl From<RateLimit> for RateLimitJson {
             name: limit.name,
             limit: limit.limit.into(),
             per_seconds: limit.per.as_secs(),
+            on_demand: limit.on_demand,
         }
     }
 }
@@ -307,6 +350,23 @@ impl RateLimits {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The limits a request naming `spent` limits is checked against: every automatic one and
+    /// the on-demand ones it names ([`RateLimit::applies_to`]).
+    pub fn applying_to<S: AsRef<str>>(&self, spent: &[S]) -> RateLimits {
+        Self(
+            self.0
+                .iter()
+                .filter(|limit| limit.applies_to(spent))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Whether every limit applies to every request (none is on demand).
+    pub fn all_automatic(&self) -> bool {
+        self.0.iter().all(|limit| !limit.on_demand)
     }
 
     /// Whether these limits are no looser than `parent`'s: every limit of `parent` is here,
@@ -436,6 +496,34 @@ mod tests {
             limit("r", 3, 1).emission_interval(),
             Duration::from_nanos(333_333_334)
         );
+    }
+
+    #[test]
+    fn on_demand_limits_apply_where_named_and_only_tighten_into_automatic() {
+        let requests = limit("requests", 100, 60);
+        let expensive = limit("expensive", 10, 3600).on_demand();
+        assert!(requests.applies_to::<&str>(&[]));
+        assert!(!expensive.applies_to::<&str>(&[]));
+        assert!(expensive.applies_to(&["expensive"]));
+        let set = RateLimits::new([requests.clone(), expensive.clone()]).unwrap();
+        assert_eq!(set.applying_to::<&str>(&[]).to_string(), "requests=100/60s");
+        assert_eq!(
+            set.applying_to(&["expensive"]).to_string(),
+            "expensive=10/3600s? requests=100/60s"
+        );
+        assert!(!set.all_automatic());
+        let automatic = limit("expensive", 10, 3600);
+        assert!(automatic.is_within(&expensive), "automatic is tighter");
+        assert!(
+            !expensive.is_within(&automatic),
+            "on demand would check fewer requests"
+        );
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"name":"expensive","limit":10,"per_seconds":3600,"on_demand":true},{"name":"requests","limit":100,"per_seconds":60}]"#
+        );
+        assert_eq!(RateLimits::from_json(&json).unwrap(), set);
     }
 
     #[test]

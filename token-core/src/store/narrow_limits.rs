@@ -164,7 +164,8 @@ pub(super) fn narrow_child_rate_limits(
 }
 
 /// A limit within both: the smaller burst, at the slower of the two steady rates (the window
-/// rounded up to whole seconds, so never faster than either).
+/// rounded up to whole seconds, so never faster than either), automatic unless both are on
+/// demand.
 fn tighter_of(a: &RateLimit, b: &RateLimit) -> RateLimit {
     let limit = a.limit().min(b.limit());
     // The window at which `limit` units flow at `x`'s rate: limit * per / x.limit, rounded up.
@@ -175,7 +176,11 @@ fn tighter_of(a: &RateLimit, b: &RateLimit) -> RateLimit {
         .max(window(b))
         .clamp(1, u128::from(RATE_LIMIT_MAX_WINDOW.as_secs()));
     let per = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX));
-    RateLimit::new(a.name(), limit, per).unwrap_or_else(|_| b.clone())
+    match RateLimit::new(a.name(), limit, per) {
+        Ok(both) if a.is_on_demand() && b.is_on_demand() => both.on_demand(),
+        Ok(both) => both,
+        Err(_) => b.clone(),
+    }
 }
 
 fn rate_limits_change(old: &RateLimits, new: &RateLimits) -> Value {
@@ -197,6 +202,8 @@ mod tests {
             (limit(90, 30), limit(100, 60)),
             (limit(7, 3), limit(5, 11)),
             (limit(1_000_000_000, 1), limit(1, 31_622_400)),
+            (limit(5, 60).on_demand(), limit(10, 60)),
+            (limit(5, 60).on_demand(), limit(10, 60).on_demand()),
         ] {
             let t = tighter_of(&a, &b);
             assert!(t.is_within(&a) && t.is_within(&b), "{a} {b} -> {t}");
