@@ -126,7 +126,7 @@
 //!
 //! | counter | labels | counts |
 //! |---|---|---|
-//! | `token_ratelimit_checks_total` | `backend` (`local`, `redis`, `local_fallback`), `outcome` (`allowed`, `denied`) | checks answered |
+//! | `token_ratelimit_checks_total` | `backend` (`local`, `redis`, `local_fallback`), `outcome` (`allowed`, `denied`) | checks of at least one limit, answered |
 //! | `token_ratelimit_fallbacks_total` | `reason` (`timeout`, `error`, `skipped`), `action` (`local`, `refused`) | checks Redis did not answer |
 
 mod decision;

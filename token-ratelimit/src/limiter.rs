@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use token_core::{Clock, RateLimit, RateLimits, SystemClock, TokenId};
 
@@ -11,6 +11,9 @@ use crate::error::RateLimitError;
 use crate::gcra::{Denial, Rate, Standing};
 use crate::local::{BucketKey, LocalLimiter, MAX_KEYS};
 use crate::redis::RedisBackend;
+
+/// Keys of a check kept on the stack; more go to the heap.
+const INLINE_KEYS: usize = 4;
 
 /// What a check does when Redis does not answer (down, unreachable, or slower than the
 /// [check timeout](crate::RedisOptions::check_timeout)).
@@ -32,7 +35,7 @@ pub enum RedisUnavailable {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use std::time::Duration;
+/// use std::time::{Duration, SystemTime};
 /// use token_core::{ManualClock, RateLimit, RateLimits, TokenId};
 /// use token_ratelimit::RateLimiter;
 ///
@@ -67,7 +70,43 @@ struct Inner {
     local: LocalLimiter,
     redis: Option<RedisBackend>,
     on_unavailable: RedisUnavailable,
-    clock: Arc<dyn Clock>,
+    /// `None`: the system clock, read directly.
+    clock: Option<Arc<dyn Clock>>,
+    counters: Counters,
+}
+
+/// `token_ratelimit_checks_total`, registered once: building a labelled key per check would
+/// cost more than the check.
+struct Counters {
+    /// By backend (`Backend as usize`), then allowed (0) or denied (1).
+    checks: [[metrics::Counter; 2]; 3],
+}
+
+impl Counters {
+    fn new() -> Self {
+        let by_backend = |backend: Backend| {
+            ["allowed", "denied"].map(|outcome| {
+                metrics::counter!(
+                    "token_ratelimit_checks_total",
+                    "backend" => backend.as_str(),
+                    "outcome" => outcome
+                )
+            })
+        };
+        Self {
+            checks: [Backend::Local, Backend::Redis, Backend::LocalFallback].map(by_backend),
+        }
+    }
+
+    fn record(&self, decision: RateLimitDecision) -> RateLimitDecision {
+        let backend = match decision.backend() {
+            Backend::Local => 0,
+            Backend::Redis => 1,
+            Backend::LocalFallback => 2,
+        };
+        self.checks[backend][usize::from(!decision.is_allowed())].increment(1);
+        decision
+    }
 }
 
 /// Configures a [`RateLimiter`]: in process, no subject limits and the system clock unless
@@ -109,7 +148,8 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// The limiter.
+    /// The limiter. Install a [`metrics`](https://docs.rs/metrics) recorder before this to
+    /// see its counters: they are registered here, once.
     pub fn build(self) -> RateLimiter {
         RateLimiter {
             inner: Arc::new(Inner {
@@ -118,7 +158,8 @@ impl RateLimiterBuilder {
                 local: LocalLimiter::new(),
                 redis: self.redis,
                 on_unavailable: self.on_unavailable,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock: self.clock,
+                counters: Counters::new(),
             }),
         }
     }
@@ -184,7 +225,7 @@ impl RateLimiter {
             .check(subject, token, limits, &inner.subject_limits, cost)
             .await
         {
-            Ok(answer) => Ok(record(self.decision(
+            Ok(answer) => Ok(inner.counters.record(self.decision(
                 limits,
                 &answer.standings,
                 answer.denied,
@@ -225,31 +266,44 @@ impl RateLimiter {
         backend: Backend,
     ) -> RateLimitDecision {
         let inner = &*self.inner;
-        let mut keys: Vec<(BucketKey, Rate)> =
-            Vec::with_capacity(limits.len() + inner.subject_limits.len());
-        keys.extend(
-            limits
-                .iter()
-                .map(|limit| (BucketKey::token(token, limit.name()), Rate::nanos(limit))),
-        );
-        if !inner.subject_limits.is_empty() {
-            let hash = blake3::hash(subject.as_bytes());
-            keys.extend(
+        let subject_hash = if inner.subject_limits.is_empty() {
+            [0; 16]
+        } else {
+            inner.local.subject_hash(subject)
+        };
+        let keys = limits
+            .iter()
+            .map(|limit| (BucketKey::token(token, limit.name()), Rate::nanos(limit)))
+            .chain(
                 inner
                     .subject_limits
                     .iter()
                     .zip(&inner.subject_rates)
-                    .map(|(limit, rate)| (BucketKey::subject(&hash, limit.name()), *rate)),
+                    .map(|(limit, rate)| (BucketKey::subject(subject_hash, limit.name()), *rate)),
             );
-        }
-        let now = unix_nanos(inner.clock.now());
+        // Most checks have a limit or two: their keys stay on the stack.
+        let count = limits.len() + inner.subject_limits.len();
+        let mut inline = [(BucketKey::token(token, ""), Rate::new(1, 1)); INLINE_KEYS];
+        let spilled: Vec<(BucketKey, Rate)>;
+        let keys: &[(BucketKey, Rate)] = if count <= INLINE_KEYS {
+            for (slot, key) in inline.iter_mut().zip(keys) {
+                *slot = key;
+            }
+            &inline[..count]
+        } else {
+            spilled = keys.collect();
+            &spilled
+        };
+        let now = inner.now();
         let mut standings = [Standing {
             remaining: 0,
             reset_after: 0,
         }; MAX_KEYS];
-        let standings = &mut standings[..keys.len()];
-        let denied = inner.local.check(&keys, now, cost, standings);
-        record(self.decision(limits, standings, denied, 1, backend))
+        let standings = &mut standings[..count];
+        let denied = inner.local.check(keys, now, cost, standings);
+        inner
+            .counters
+            .record(self.decision(limits, standings, denied, 1, backend))
     }
 
     /// The decision from each limit's standing, with times in units of `unit_ns` nanoseconds.
@@ -288,7 +342,7 @@ impl RateLimiter {
     /// own as checks run (memory follows the keys active within their windows); call it to
     /// give memory back after a burst of keys that will not come back.
     pub fn prune_expired(&self) -> usize {
-        self.inner.local.prune(unix_nanos(self.inner.clock.now()))
+        self.inner.local.prune(self.inner.now())
     }
 
     /// How many in-process buckets are held, expired ones not yet dropped included. For tests
@@ -299,23 +353,18 @@ impl RateLimiter {
     }
 }
 
-fn record(decision: RateLimitDecision) -> RateLimitDecision {
-    let outcome = if decision.is_allowed() {
-        "allowed"
-    } else {
-        "denied"
-    };
-    metrics::counter!(
-        "token_ratelimit_checks_total",
-        "backend" => decision.backend().as_str(),
-        "outcome" => outcome
-    )
-    .increment(1);
-    decision
-}
-
-fn unix_nanos(t: time::OffsetDateTime) -> u64 {
-    u64::try_from(t.unix_timestamp_nanos().max(0)).unwrap_or(u64::MAX)
+impl Inner {
+    /// Nanoseconds since the Unix epoch.
+    fn now(&self) -> u64 {
+        let nanos = match &self.clock {
+            Some(clock) => clock.now().unix_timestamp_nanos().max(0).unsigned_abs(),
+            // What `SystemClock` reads, without the calendar arithmetic of a date.
+            None => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos()),
+        };
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
 }
 
 impl fmt::Debug for RateLimiter {
@@ -324,7 +373,15 @@ impl fmt::Debug for RateLimiter {
             .field("subject_limits", &self.inner.subject_limits)
             .field("redis", &self.inner.redis)
             .field("on_redis_unavailable", &self.inner.on_unavailable)
-            .field("clock", &self.inner.clock)
+            .field(
+                "clock",
+                self.inner
+                    .clock
+                    .as_ref()
+                    .map_or(&SystemClock as &dyn fmt::Debug, |clock| {
+                        clock as &dyn fmt::Debug
+                    }),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,9 @@
 //! The subject is hashed so that subjects (often personal data: user ids, e-mail addresses)
 //! never appear in key names, `MONITOR` output or `SCAN`s. The hash is unkeyed, so it
 //! pseudonymizes rather than anonymizes: whoever can guess a subject can compute its key.
+//!
+//! One server (or a primary with its replicas) holds all keys: Redis Cluster is not supported,
+//! since a check's keys would span hash slots.
 
 use std::fmt;
 use std::sync::Arc;

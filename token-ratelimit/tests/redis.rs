@@ -48,6 +48,11 @@ async fn two_instances_share_the_limit(url: &str, prefix: &str) {
         }
     }
     assert_eq!(passed, 5, "5 in total, not 5 per instance");
+    // Leave nothing behind on a shared server.
+    let mut redis = raw(url).await;
+    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
+    assert_eq!(keys.len(), 1, "one bucket: {keys:?}");
+    let _: () = redis.del(keys).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
