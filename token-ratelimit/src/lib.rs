@@ -122,7 +122,9 @@
 //!
 //! # Metrics
 //!
-//! Through the [`metrics`](https://docs.rs/metrics) facade:
+//! Through the [`metrics`](https://docs.rs/metrics) facade (install the recorder before
+//! [building](RateLimiterBuilder::build) the limiter: the per-check counters are registered
+//! then, once, so a check does not build a labelled key):
 //!
 //! | counter | labels | counts |
 //! |---|---|---|

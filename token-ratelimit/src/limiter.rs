@@ -218,9 +218,22 @@ impl RateLimiter {
                 limit: limit.limit(),
             });
         }
-        let Some(redis) = &inner.redis else {
-            return Ok(self.check_local(subject, token, limits, cost, Backend::Local));
-        };
+        match &inner.redis {
+            None => Ok(self.check_local(subject, token, limits, cost, Backend::Local)),
+            // Boxed: the in-process path's future stays small.
+            Some(redis) => Box::pin(self.check_redis(redis, subject, token, limits, cost)).await,
+        }
+    }
+
+    async fn check_redis(
+        &self,
+        redis: &RedisBackend,
+        subject: &str,
+        token: TokenId,
+        limits: &RateLimits,
+        cost: u32,
+    ) -> Result<RateLimitDecision, RateLimitError> {
+        let inner = &*self.inner;
         match redis
             .check(subject, token, limits, &inner.subject_limits, cost)
             .await

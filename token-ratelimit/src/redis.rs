@@ -3,7 +3,10 @@
 //! One check is one round trip: a Lua script (`gcra.lua`, sent once and then run by its SHA1
 //! with `EVALSHA`) reads every bucket of the check, decides all or nothing with the server's
 //! clock (`TIME`), and writes the new TATs with a TTL of the time until each bucket is full
-//! again. Times are microseconds there (Lua numbers are doubles, exact to 2^53).
+//! again. Times are microseconds there (Lua numbers are doubles, exact to 2^53), with the
+//! emission interval rounded up to a whole microsecond: a limit faster than one unit per
+//! microsecond (over a million per second) keeps its burst but refills at one unit per
+//! microsecond.
 //!
 //! Key layout, under a prefix (default `tokens:rl:`):
 //!
