@@ -8,12 +8,9 @@ use token_core::{Clock, RateLimit, RateLimits, SystemClock, TokenId};
 
 use crate::decision::{Backend, LimitStatus, RateLimitDecision, Scope};
 use crate::error::RateLimitError;
-use crate::gcra::{Denial, Rate, Standing};
-use crate::local::{BucketKey, LocalLimiter, MAX_KEYS};
+use crate::gcra::{Rate, Standing};
+use crate::local::{BucketKey, LocalLimiter, with_scratch};
 use crate::redis::RedisBackend;
-
-/// Keys of a check kept on the stack; more go to the heap.
-const INLINE_KEYS: usize = 4;
 
 /// What a check does when Redis does not answer (down, unreachable, or slower than the
 /// [check timeout](crate::RedisOptions::check_timeout)).
@@ -191,6 +188,10 @@ impl RateLimiter {
     /// A token without limits, when there are no subject limits, is allowed at once: no lock,
     /// no Redis call.
     ///
+    /// Check after validation: `token` must be the id of a token this library issued. Ids are
+    /// random, and the in-process map uses their bytes as its hash, so ids an attacker chose
+    /// could be made to collide.
+    ///
     /// # Errors
     ///
     /// [`RateLimitError::CostExceedsLimit`] when `cost` is above one of the limits (it could
@@ -238,13 +239,13 @@ impl RateLimiter {
             .check(subject, token, limits, &inner.subject_limits, cost)
             .await
         {
-            Ok(answer) => Ok(inner.counters.record(self.decision(
-                limits,
-                &answer.standings,
-                answer.denied,
-                1_000,
-                Backend::Redis,
-            ))),
+            Ok(answer) => Ok(inner.counters.record(RateLimitDecision {
+                limits: self.statuses(limits, &answer.standings, 1_000),
+                denied: answer
+                    .denied
+                    .map(|(i, retry)| (i, Duration::from_micros(retry))),
+                backend: Backend::Redis,
+            })),
             Err(why) => match inner.on_unavailable {
                 RedisUnavailable::UseLocal => {
                     metrics::counter!(
@@ -294,61 +295,54 @@ impl RateLimiter {
                     .zip(&inner.subject_rates)
                     .map(|(limit, rate)| (BucketKey::subject(subject_hash, limit.name()), *rate)),
             );
-        // Most checks have a limit or two: their keys stay on the stack.
         let count = limits.len() + inner.subject_limits.len();
-        let mut inline = [(BucketKey::token(token, ""), Rate::new(1, 1)); INLINE_KEYS];
-        let spilled: Vec<(BucketKey, Rate)>;
-        let keys: &[(BucketKey, Rate)] = if count <= INLINE_KEYS {
-            for (slot, key) in inline.iter_mut().zip(keys) {
-                *slot = key;
-            }
-            &inline[..count]
-        } else {
-            spilled = keys.collect();
-            &spilled
-        };
         let now = inner.now();
-        let mut standings = [Standing {
+        let blank = Standing {
             remaining: 0,
             reset_after: 0,
-        }; MAX_KEYS];
-        let standings = &mut standings[..count];
-        let denied = inner.local.check(keys, now, cost, standings);
-        inner
-            .counters
-            .record(self.decision(limits, standings, denied, 1, backend))
+        };
+        let (statuses, denied) = with_scratch(
+            count,
+            (BucketKey::token(token, ""), Rate::new(1, 1)),
+            |slots| {
+                for (slot, key) in slots.iter_mut().zip(keys) {
+                    *slot = key;
+                }
+                with_scratch(count, blank, |standings| {
+                    let denied = inner.local.check(slots, now, cost, standings);
+                    (self.statuses(limits, standings, 1), denied)
+                })
+            },
+        );
+        inner.counters.record(RateLimitDecision {
+            limits: statuses,
+            denied: denied.map(|(i, retry)| (i, Duration::from_nanos(retry))),
+            backend,
+        })
     }
 
-    /// The decision from each limit's standing, with times in units of `unit_ns` nanoseconds.
-    fn decision(
+    /// Each limit's status from its standing, with times in units of `unit_ns` nanoseconds.
+    fn statuses(
         &self,
         limits: &RateLimits,
         standings: &[Standing],
-        denied: Denial,
         unit_ns: u64,
-        backend: Backend,
-    ) -> RateLimitDecision {
-        let time = |units: u64| Duration::from_nanos(units.saturating_mul(unit_ns));
+    ) -> Vec<LimitStatus> {
         let scoped = limits.iter().map(|limit| (Scope::Token, limit)).chain(
             self.inner
                 .subject_limits
                 .iter()
                 .map(|limit| (Scope::Subject, limit)),
         );
-        let statuses = scoped
+        scoped
             .zip(standings)
             .map(|((scope, limit), standing)| LimitStatus {
                 scope,
                 limit: RateLimit::clone(limit),
                 remaining: standing.remaining,
-                reset_after: time(standing.reset_after),
+                reset_after: Duration::from_nanos(standing.reset_after.saturating_mul(unit_ns)),
             })
-            .collect();
-        RateLimitDecision {
-            limits: statuses,
-            denied: denied.map(|(i, retry)| (i, time(retry))),
-            backend,
-        }
+            .collect()
     }
 
     /// Drops every expired in-process bucket now and returns how many. This happens on its

@@ -1,8 +1,8 @@
 //! The in-process limiter: every bucket's TAT in a sharded map.
 //!
 //! A bucket is one `u64` (its TAT, in nanoseconds since the Unix epoch) under a fixed-size
-//! [`BucketKey`], so memory per key is constant and nothing is allocated per check once a key
-//! exists. A TAT at or before now is the same as no entry (a full bucket), so expired entries
+//! [`BucketKey`], so memory per key is constant and the map allocates nothing for a key it
+//! holds. A TAT at or before now is the same as no entry (a full bucket), so expired entries
 //! are dropped: a shard is cleared outright once now passes the latest TAT it holds, and swept
 //! when it grows past twice its size after the last sweep. Memory therefore follows the keys
 //! active within their windows.
@@ -23,8 +23,18 @@ use crate::gcra::{self, Denial, Rate, Standing};
 const SHARDS: usize = 16;
 /// A shard is never swept below this size: sweeping tiny maps would cost more than it saves.
 const PRUNE_MIN: usize = 256;
-/// Most keys of one check: a token's limits and its subject's.
-pub(crate) const MAX_KEYS: usize = 2 * token_core::rate_limit::MAX_RATE_LIMITS;
+/// Keys of a check whose scratch space stays on the stack (most checks have one or two).
+const INLINE: usize = 4;
+
+/// Runs `f` on `n` copies of `fill`: on the stack when few, else on the heap.
+pub(crate) fn with_scratch<T: Copy, R>(n: usize, fill: T, f: impl FnOnce(&mut [T]) -> R) -> R {
+    if n <= INLINE {
+        let mut inline = [fill; INLINE];
+        f(&mut inline[..n])
+    } else {
+        f(&mut vec![fill; n])
+    }
+}
 
 /// A limit name, inline (names are at most 32 bytes): keys need no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +206,7 @@ impl LocalLimiter {
 
     /// Checks `cost` against the buckets `keys` (each with its rate, in nanoseconds) at `now`
     /// (nanoseconds since the Unix epoch), all or nothing, writing each one's standing to
-    /// `standings`. At most [`MAX_KEYS`] keys; the caller has checked `cost` against every
-    /// limit.
+    /// `standings` (as long as `keys`). The caller has checked `cost` against every limit.
     pub(crate) fn check(
         &self,
         keys: &[(BucketKey, Rate)],
@@ -218,23 +227,23 @@ impl LocalLimiter {
                 *guard = Some(shard);
             }
         }
-        let mut buckets = [(Rate::new(1, 1), 0u64); MAX_KEYS];
-        let buckets = &mut buckets[..keys.len()];
-        for ((key, rate), bucket) in keys.iter().zip(buckets.iter_mut()) {
-            let tat = guards[key.shard()]
-                .as_ref()
-                .and_then(|shard| shard.tats.get(key).copied());
-            *bucket = (*rate, tat.unwrap_or(0));
-        }
-        let denied = gcra::check_all(buckets, now, cost, standings);
-        if denied.is_none() && cost > 0 {
-            for ((key, _), (_, tat)) in keys.iter().zip(buckets.iter()) {
-                if let Some(shard) = guards[key.shard()].as_mut() {
-                    shard.store(*key, *tat, now);
+        with_scratch(keys.len(), (Rate::new(1, 1), 0u64), |buckets| {
+            for ((key, rate), bucket) in keys.iter().zip(buckets.iter_mut()) {
+                let tat = guards[key.shard()]
+                    .as_ref()
+                    .and_then(|shard| shard.tats.get(key).copied());
+                *bucket = (*rate, tat.unwrap_or(0));
+            }
+            let denied = gcra::check_all(buckets, now, cost, standings);
+            if denied.is_none() && cost > 0 {
+                for ((key, _), (_, tat)) in keys.iter().zip(buckets.iter()) {
+                    if let Some(shard) = guards[key.shard()].as_mut() {
+                        shard.store(*key, *tat, now);
+                    }
                 }
             }
-        }
-        denied
+            denied
+        })
     }
 
     /// Drops every expired bucket now; how many were dropped.
