@@ -122,11 +122,13 @@
 //!
 //! # Metrics
 //!
-//! Through the [`metrics`](https://docs.rs/metrics) facade:
+//! Through the [`metrics`](https://docs.rs/metrics) facade (install the recorder before
+//! [building](RateLimiterBuilder::build) the limiter: the per-check counters are registered
+//! then, once, so a check does not build a labelled key):
 //!
 //! | counter | labels | counts |
 //! |---|---|---|
-//! | `token_ratelimit_checks_total` | `backend` (`local`, `redis`, `local_fallback`), `outcome` (`allowed`, `denied`) | checks answered |
+//! | `token_ratelimit_checks_total` | `backend` (`local`, `redis`, `local_fallback`), `outcome` (`allowed`, `denied`) | checks of at least one limit, answered |
 //! | `token_ratelimit_fallbacks_total` | `reason` (`timeout`, `error`, `skipped`), `action` (`local`, `refused`) | checks Redis did not answer |
 
 mod decision;

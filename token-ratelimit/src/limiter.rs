@@ -2,14 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use token_core::{Clock, RateLimit, RateLimits, SystemClock, TokenId};
 
 use crate::decision::{Backend, LimitStatus, RateLimitDecision, Scope};
 use crate::error::RateLimitError;
-use crate::gcra::{Denial, Rate, Standing};
-use crate::local::{BucketKey, LocalLimiter, MAX_KEYS};
+use crate::gcra::{Rate, Standing};
+use crate::local::{BucketKey, LocalLimiter, with_scratch};
 use crate::redis::RedisBackend;
 
 /// What a check does when Redis does not answer (down, unreachable, or slower than the
@@ -32,7 +32,7 @@ pub enum RedisUnavailable {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use std::time::Duration;
+/// use std::time::{Duration, SystemTime};
 /// use token_core::{ManualClock, RateLimit, RateLimits, TokenId};
 /// use token_ratelimit::RateLimiter;
 ///
@@ -67,7 +67,43 @@ struct Inner {
     local: LocalLimiter,
     redis: Option<RedisBackend>,
     on_unavailable: RedisUnavailable,
-    clock: Arc<dyn Clock>,
+    /// `None`: the system clock, read directly.
+    clock: Option<Arc<dyn Clock>>,
+    counters: Counters,
+}
+
+/// `token_ratelimit_checks_total`, registered once: building a labelled key per check would
+/// cost more than the check.
+struct Counters {
+    /// By backend (`Backend as usize`), then allowed (0) or denied (1).
+    checks: [[metrics::Counter; 2]; 3],
+}
+
+impl Counters {
+    fn new() -> Self {
+        let by_backend = |backend: Backend| {
+            ["allowed", "denied"].map(|outcome| {
+                metrics::counter!(
+                    "token_ratelimit_checks_total",
+                    "backend" => backend.as_str(),
+                    "outcome" => outcome
+                )
+            })
+        };
+        Self {
+            checks: [Backend::Local, Backend::Redis, Backend::LocalFallback].map(by_backend),
+        }
+    }
+
+    fn record(&self, decision: RateLimitDecision) -> RateLimitDecision {
+        let backend = match decision.backend() {
+            Backend::Local => 0,
+            Backend::Redis => 1,
+            Backend::LocalFallback => 2,
+        };
+        self.checks[backend][usize::from(!decision.is_allowed())].increment(1);
+        decision
+    }
 }
 
 /// Configures a [`RateLimiter`]: in process, no subject limits and the system clock unless
@@ -109,7 +145,8 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// The limiter.
+    /// The limiter. Install a [`metrics`](https://docs.rs/metrics) recorder before this to
+    /// see its counters: they are registered here, once.
     pub fn build(self) -> RateLimiter {
         RateLimiter {
             inner: Arc::new(Inner {
@@ -118,7 +155,8 @@ impl RateLimiterBuilder {
                 local: LocalLimiter::new(),
                 redis: self.redis,
                 on_unavailable: self.on_unavailable,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock: self.clock,
+                counters: Counters::new(),
             }),
         }
     }
@@ -150,6 +188,10 @@ impl RateLimiter {
     /// A token without limits, when there are no subject limits, is allowed at once: no lock,
     /// no Redis call.
     ///
+    /// Check after validation: `token` must be the id of a token this library issued. Ids are
+    /// random, and the in-process map uses their bytes as its hash, so ids an attacker chose
+    /// could be made to collide.
+    ///
     /// # Errors
     ///
     /// [`RateLimitError::CostExceedsLimit`] when `cost` is above one of the limits (it could
@@ -177,20 +219,33 @@ impl RateLimiter {
                 limit: limit.limit(),
             });
         }
-        let Some(redis) = &inner.redis else {
-            return Ok(self.check_local(subject, token, limits, cost, Backend::Local));
-        };
+        match &inner.redis {
+            None => Ok(self.check_local(subject, token, limits, cost, Backend::Local)),
+            // Boxed: the in-process path's future stays small.
+            Some(redis) => Box::pin(self.check_redis(redis, subject, token, limits, cost)).await,
+        }
+    }
+
+    async fn check_redis(
+        &self,
+        redis: &RedisBackend,
+        subject: &str,
+        token: TokenId,
+        limits: &RateLimits,
+        cost: u32,
+    ) -> Result<RateLimitDecision, RateLimitError> {
+        let inner = &*self.inner;
         match redis
             .check(subject, token, limits, &inner.subject_limits, cost)
             .await
         {
-            Ok(answer) => Ok(record(self.decision(
-                limits,
-                &answer.standings,
-                answer.denied,
-                1_000,
-                Backend::Redis,
-            ))),
+            Ok(answer) => Ok(inner.counters.record(RateLimitDecision {
+                limits: self.statuses(limits, &answer.standings, 1_000),
+                denied: answer
+                    .denied
+                    .map(|(i, retry)| (i, Duration::from_micros(retry))),
+                backend: Backend::Redis,
+            })),
             Err(why) => match inner.on_unavailable {
                 RedisUnavailable::UseLocal => {
                     metrics::counter!(
@@ -225,70 +280,76 @@ impl RateLimiter {
         backend: Backend,
     ) -> RateLimitDecision {
         let inner = &*self.inner;
-        let mut keys: Vec<(BucketKey, Rate)> =
-            Vec::with_capacity(limits.len() + inner.subject_limits.len());
-        keys.extend(
-            limits
-                .iter()
-                .map(|limit| (BucketKey::token(token, limit.name()), Rate::nanos(limit))),
-        );
-        if !inner.subject_limits.is_empty() {
-            let hash = blake3::hash(subject.as_bytes());
-            keys.extend(
+        let subject_hash = if inner.subject_limits.is_empty() {
+            [0; 16]
+        } else {
+            inner.local.subject_hash(subject)
+        };
+        let keys = limits
+            .iter()
+            .map(|limit| (BucketKey::token(token, limit.name()), Rate::nanos(limit)))
+            .chain(
                 inner
                     .subject_limits
                     .iter()
                     .zip(&inner.subject_rates)
-                    .map(|(limit, rate)| (BucketKey::subject(&hash, limit.name()), *rate)),
+                    .map(|(limit, rate)| (BucketKey::subject(subject_hash, limit.name()), *rate)),
             );
-        }
-        let now = unix_nanos(inner.clock.now());
-        let mut standings = [Standing {
+        let count = limits.len() + inner.subject_limits.len();
+        let now = inner.now();
+        let blank = Standing {
             remaining: 0,
             reset_after: 0,
-        }; MAX_KEYS];
-        let standings = &mut standings[..keys.len()];
-        let denied = inner.local.check(&keys, now, cost, standings);
-        record(self.decision(limits, standings, denied, 1, backend))
+        };
+        let (statuses, denied) = with_scratch(
+            count,
+            (BucketKey::token(token, ""), Rate::new(1, 1)),
+            |slots| {
+                for (slot, key) in slots.iter_mut().zip(keys) {
+                    *slot = key;
+                }
+                with_scratch(count, blank, |standings| {
+                    let denied = inner.local.check(slots, now, cost, standings);
+                    (self.statuses(limits, standings, 1), denied)
+                })
+            },
+        );
+        inner.counters.record(RateLimitDecision {
+            limits: statuses,
+            denied: denied.map(|(i, retry)| (i, Duration::from_nanos(retry))),
+            backend,
+        })
     }
 
-    /// The decision from each limit's standing, with times in units of `unit_ns` nanoseconds.
-    fn decision(
+    /// Each limit's status from its standing, with times in units of `unit_ns` nanoseconds.
+    fn statuses(
         &self,
         limits: &RateLimits,
         standings: &[Standing],
-        denied: Denial,
         unit_ns: u64,
-        backend: Backend,
-    ) -> RateLimitDecision {
-        let time = |units: u64| Duration::from_nanos(units.saturating_mul(unit_ns));
+    ) -> Vec<LimitStatus> {
         let scoped = limits.iter().map(|limit| (Scope::Token, limit)).chain(
             self.inner
                 .subject_limits
                 .iter()
                 .map(|limit| (Scope::Subject, limit)),
         );
-        let statuses = scoped
+        scoped
             .zip(standings)
             .map(|((scope, limit), standing)| LimitStatus {
                 scope,
                 limit: RateLimit::clone(limit),
                 remaining: standing.remaining,
-                reset_after: time(standing.reset_after),
+                reset_after: Duration::from_nanos(standing.reset_after.saturating_mul(unit_ns)),
             })
-            .collect();
-        RateLimitDecision {
-            limits: statuses,
-            denied: denied.map(|(i, retry)| (i, time(retry))),
-            backend,
-        }
+            .collect()
     }
 
     /// Drops every expired in-process bucket now and returns how many. This happens on its
     /// own as checks run (memory follows the keys active within their windows); call it to
     /// give memory back after a burst of keys that will not come back.
     pub fn prune_expired(&self) -> usize {
-        self.inner.local.prune(unix_nanos(self.inner.clock.now()))
+        self.inner.local.prune(self.inner.now())
     }
 
     /// How many in-process buckets are held, expired ones not yet dropped included. For tests
@@ -299,23 +360,18 @@ impl RateLimiter {
     }
 }
 
-fn record(decision: RateLimitDecision) -> RateLimitDecision {
-    let outcome = if decision.is_allowed() {
-        "allowed"
-    } else {
-        "denied"
-    };
-    metrics::counter!(
-        "token_ratelimit_checks_total",
-        "backend" => decision.backend().as_str(),
-        "outcome" => outcome
-    )
-    .increment(1);
-    decision
-}
-
-fn unix_nanos(t: time::OffsetDateTime) -> u64 {
-    u64::try_from(t.unix_timestamp_nanos().max(0)).unwrap_or(u64::MAX)
+impl Inner {
+    /// Nanoseconds since the Unix epoch.
+    fn now(&self) -> u64 {
+        let nanos = match &self.clock {
+            Some(clock) => clock.now().unix_timestamp_nanos().max(0).unsigned_abs(),
+            // What `SystemClock` reads, without the calendar arithmetic of a date.
+            None => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos()),
+        };
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
 }
 
 impl fmt::Debug for RateLimiter {
@@ -324,7 +380,15 @@ impl fmt::Debug for RateLimiter {
             .field("subject_limits", &self.inner.subject_limits)
             .field("redis", &self.inner.redis)
             .field("on_redis_unavailable", &self.inner.on_unavailable)
-            .field("clock", &self.inner.clock)
+            .field(
+                "clock",
+                self.inner
+                    .clock
+                    .as_ref()
+                    .map_or(&SystemClock as &dyn fmt::Debug, |clock| {
+                        clock as &dyn fmt::Debug
+                    }),
+            )
             .finish_non_exhaustive()
     }
 }

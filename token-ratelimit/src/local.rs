@@ -1,8 +1,8 @@
 //! The in-process limiter: every bucket's TAT in a sharded map.
 //!
 //! A bucket is one `u64` (its TAT, in nanoseconds since the Unix epoch) under a fixed-size
-//! [`BucketKey`], so memory per key is constant and nothing is allocated per check once a key
-//! exists. A TAT at or before now is the same as no entry (a full bucket), so expired entries
+//! [`BucketKey`], so memory per key is constant and the map allocates nothing for a key it
+//! holds. A TAT at or before now is the same as no entry (a full bucket), so expired entries
 //! are dropped: a shard is cleared outright once now passes the latest TAT it holds, and swept
 //! when it grows past twice its size after the last sweep. Memory therefore follows the keys
 //! active within their windows.
@@ -13,7 +13,7 @@
 //! decision sees and moves every bucket atomically.
 
 use std::collections::HashMap;
-use std::hash::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use token_core::TokenId;
@@ -23,11 +23,21 @@ use crate::gcra::{self, Denial, Rate, Standing};
 const SHARDS: usize = 16;
 /// A shard is never swept below this size: sweeping tiny maps would cost more than it saves.
 const PRUNE_MIN: usize = 256;
-/// Most keys of one check: a token's limits and its subject's.
-pub(crate) const MAX_KEYS: usize = 2 * token_core::rate_limit::MAX_RATE_LIMITS;
+/// Keys of a check whose scratch space stays on the stack (most checks have one or two).
+const INLINE: usize = 4;
+
+/// Runs `f` on `n` copies of `fill`: on the stack when few, else on the heap.
+pub(crate) fn with_scratch<T: Copy, R>(n: usize, fill: T, f: impl FnOnce(&mut [T]) -> R) -> R {
+    if n <= INLINE {
+        let mut inline = [fill; INLINE];
+        f(&mut inline[..n])
+    } else {
+        f(&mut vec![fill; n])
+    }
+}
 
 /// A limit name, inline (names are at most 32 bytes): keys need no allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LimitName {
     len: u8,
     bytes: [u8; token_core::rate_limit::RATE_LIMIT_NAME_MAX],
@@ -45,51 +55,86 @@ impl LimitName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Owner {
-    Token([u8; 16]),
-    /// The subject's BLAKE3 hash (the same one Redis keys carry).
-    Subject([u8; 32]),
-}
-
 /// Names one bucket: a token's or a subject's limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Its hash is computed once, from the owner's bytes (uniformly random: a token id from the
+/// OS CSPRNG, or a 128-bit hash of the subject under keys secret to this process, so nobody
+/// can choose subjects that collide) mixed with the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BucketKey {
-    owner: Owner,
+    /// A token id or a keyed subject hash.
+    owner: [u8; 16],
+    subject: bool,
     name: LimitName,
+    hash: u64,
 }
 
 impl BucketKey {
     /// The bucket of `token`'s own limit `name`.
     pub(crate) fn token(token: TokenId, name: &str) -> Self {
-        Self {
-            owner: Owner::Token(*token.as_bytes()),
-            name: LimitName::new(name),
-        }
+        Self::new(*token.as_bytes(), false, name)
     }
 
-    /// The bucket of the subject limit `name`, for the subject with this hash.
-    pub(crate) fn subject(subject_hash: &blake3::Hash, name: &str) -> Self {
+    /// The bucket of the subject limit `name`, for the subject with this
+    /// ([keyed](LocalLimiter::subject_hash)) hash.
+    pub(crate) fn subject(subject_hash: [u8; 16], name: &str) -> Self {
+        Self::new(subject_hash, true, name)
+    }
+
+    fn new(owner: [u8; 16], subject: bool, name: &str) -> Self {
+        let name = LimitName::new(name);
+        let mut word = [0; 8];
+        word.copy_from_slice(&owner[..8]);
+        let mut mix = u64::from(name.len) ^ u64::from(subject);
+        for chunk in name.bytes.chunks_exact(8) {
+            let mut part = [0; 8];
+            part.copy_from_slice(chunk);
+            mix =
+                (mix.rotate_left(5) ^ u64::from_le_bytes(part)).wrapping_mul(0x517C_C1B7_2722_0A95);
+        }
         Self {
-            owner: Owner::Subject(*subject_hash.as_bytes()),
-            name: LimitName::new(name),
+            owner,
+            subject,
+            name,
+            hash: u64::from_le_bytes(word) ^ mix,
         }
     }
 
     fn shard(&self) -> usize {
-        // Token ids are random and subject hashes uniform: their first byte spreads evenly.
-        let first = match &self.owner {
-            Owner::Token(bytes) => bytes[0],
-            Owner::Subject(bytes) => bytes[0],
-        };
-        usize::from(first) % SHARDS
+        // A byte the hash does not use, so the keys of one shard still spread over its map.
+        usize::from(self.owner[8]) % SHARDS
+    }
+}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes [`BucketKey`]'s precomputed hash through.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 #[derive(Debug)]
 struct Shard {
-    /// SipHash with a per-process random key: owners' bytes are uniform, but names are not.
-    tats: HashMap<BucketKey, u64, RandomState>,
+    tats: HashMap<BucketKey, u64, BuildHasherDefault<KeyHasher>>,
     /// The latest TAT ever stored here: once now reaches it, every entry has expired.
     latest: u64,
     /// Sweep expired entries when the map reaches this size.
@@ -122,31 +167,46 @@ impl Shard {
     }
 
     fn store(&mut self, key: BucketKey, tat: u64, now: u64) {
-        if self.tats.len() >= self.prune_at && !self.tats.contains_key(&key) {
+        self.latest = self.latest.max(tat);
+        if let Some(stored) = self.tats.get_mut(&key) {
+            *stored = tat;
+            return;
+        }
+        if self.tats.len() >= self.prune_at {
             self.sweep(now);
         }
         self.tats.insert(key, tat);
-        self.latest = self.latest.max(tat);
     }
 }
 
 /// Buckets in process memory.
-#[derive(Debug)]
 pub(crate) struct LocalLimiter {
     shards: [Mutex<Shard>; SHARDS],
+    /// Key the subject hash: random per limiter, never shown.
+    subject_keys: [RandomState; 2],
 }
 
 impl LocalLimiter {
     pub(crate) fn new() -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(Shard::new())),
+            subject_keys: [RandomState::new(), RandomState::new()],
         }
     }
 
-    /// Checks `cost` against `keys.len()` buckets at `now` (nanoseconds since the Unix epoch),
-    /// all or nothing, writing each one's standing to `standings`. `keys` gives each bucket's
-    /// key and rate (in nanoseconds). At most [`MAX_KEYS`] keys; the caller has checked `cost`
-    /// against every limit.
+    /// The subject's hash in this limiter's keys: two SipHashes under random keys (std seeds
+    /// them from the OS), 128 bits that nobody outside this process can predict or aim at a
+    /// collision. A fifth of a BLAKE3 hash's cost on short subjects.
+    pub(crate) fn subject_hash(&self, subject: &str) -> [u8; 16] {
+        let mut hash = [0; 16];
+        hash[..8].copy_from_slice(&self.subject_keys[0].hash_one(subject).to_le_bytes());
+        hash[8..].copy_from_slice(&self.subject_keys[1].hash_one(subject).to_le_bytes());
+        hash
+    }
+
+    /// Checks `cost` against the buckets `keys` (each with its rate, in nanoseconds) at `now`
+    /// (nanoseconds since the Unix epoch), all or nothing, writing each one's standing to
+    /// `standings` (as long as `keys`). The caller has checked `cost` against every limit.
     pub(crate) fn check(
         &self,
         keys: &[(BucketKey, Rate)],
@@ -167,23 +227,23 @@ impl LocalLimiter {
                 *guard = Some(shard);
             }
         }
-        let mut buckets = [(Rate::new(1, 1), 0u64); MAX_KEYS];
-        let buckets = &mut buckets[..keys.len()];
-        for ((key, rate), bucket) in keys.iter().zip(buckets.iter_mut()) {
-            let tat = guards[key.shard()]
-                .as_ref()
-                .and_then(|shard| shard.tats.get(key).copied());
-            *bucket = (*rate, tat.unwrap_or(0));
-        }
-        let denied = gcra::check_all(buckets, now, cost, standings);
-        if denied.is_none() && cost > 0 {
-            for ((key, _), (_, tat)) in keys.iter().zip(buckets.iter()) {
-                if let Some(shard) = guards[key.shard()].as_mut() {
-                    shard.store(*key, *tat, now);
+        with_scratch(keys.len(), (Rate::new(1, 1), 0u64), |buckets| {
+            for ((key, rate), bucket) in keys.iter().zip(buckets.iter_mut()) {
+                let tat = guards[key.shard()]
+                    .as_ref()
+                    .and_then(|shard| shard.tats.get(key).copied());
+                *bucket = (*rate, tat.unwrap_or(0));
+            }
+            let denied = gcra::check_all(buckets, now, cost, standings);
+            if denied.is_none() && cost > 0 {
+                for ((key, _), (_, tat)) in keys.iter().zip(buckets.iter()) {
+                    if let Some(shard) = guards[key.shard()].as_mut() {
+                        shard.store(*key, *tat, now);
+                    }
                 }
             }
-        }
-        denied
+            denied
+        })
     }
 
     /// Drops every expired bucket now; how many were dropped.
@@ -194,6 +254,14 @@ impl LocalLimiter {
     /// How many buckets are held (expired ones not yet dropped included).
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|shard| lock(shard).tats.len()).sum()
+    }
+}
+
+impl std::fmt::Debug for LocalLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLimiter")
+            .field("buckets", &self.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -218,8 +286,15 @@ mod tests {
         let b = BucketKey::token(token(3), "expensive");
         assert_eq!(a.shard(), b.shard());
         assert_ne!(a, b);
-        let subject = BucketKey::subject(&blake3::hash(b"user:42"), "requests");
+        let limiter = LocalLimiter::new();
+        let subject = BucketKey::subject(limiter.subject_hash("user:42"), "requests");
         assert_ne!(subject, a);
+        assert_ne!(
+            limiter.subject_hash("user:42"),
+            LocalLimiter::new().subject_hash("user:42"),
+            "keyed per limiter"
+        );
+        assert_ne!(a.hash, b.hash);
     }
 
     #[test]
@@ -233,7 +308,7 @@ mod tests {
         // Many tokens in one shard (same first byte), each spending once.
         for i in 0..1000u32 {
             let mut bytes = [0u8; 16];
-            bytes[1..5].copy_from_slice(&i.to_le_bytes());
+            bytes[..4].copy_from_slice(&i.to_le_bytes());
             let key = BucketKey::token(TokenId::from_bytes(bytes), "r");
             // Each bucket expires 1 s after its check; checks are 10 ms apart.
             let now = T0 + u64::from(i) * S / 100;

@@ -3,7 +3,10 @@
 //! One check is one round trip: a Lua script (`gcra.lua`, sent once and then run by its SHA1
 //! with `EVALSHA`) reads every bucket of the check, decides all or nothing with the server's
 //! clock (`TIME`), and writes the new TATs with a TTL of the time until each bucket is full
-//! again. Times are microseconds there (Lua numbers are doubles, exact to 2^53).
+//! again. Times are microseconds there (Lua numbers are doubles, exact to 2^53), with the
+//! emission interval rounded up to a whole microsecond: a limit faster than one unit per
+//! microsecond (over a million per second) keeps its burst but refills at one unit per
+//! microsecond.
 //!
 //! Key layout, under a prefix (default `tokens:rl:`):
 //!
@@ -15,6 +18,9 @@
 //! The subject is hashed so that subjects (often personal data: user ids, e-mail addresses)
 //! never appear in key names, `MONITOR` output or `SCAN`s. The hash is unkeyed, so it
 //! pseudonymizes rather than anonymizes: whoever can guess a subject can compute its key.
+//!
+//! One server (or a primary with its replicas) holds all keys: Redis Cluster is not supported,
+//! since a check's keys would span hash slots.
 
 use std::fmt;
 use std::sync::Arc;

@@ -48,6 +48,11 @@ async fn two_instances_share_the_limit(url: &str, prefix: &str) {
         }
     }
     assert_eq!(passed, 5, "5 in total, not 5 per instance");
+    // Leave nothing behind on a shared server.
+    let mut redis = raw(url).await;
+    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
+    assert_eq!(keys.len(), 1, "one bucket: {keys:?}");
+    let _: () = redis.del(keys).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,4 +180,46 @@ async fn passwords_stay_out_of_debug_and_errors() {
     let err = RedisBackend::connect(&bad).await.unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("n0t-th3-pass"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checks_from_two_instances_admit_exactly_the_limit() {
+    let server = RedisServer::start();
+    let prefix = prefix("concurrent");
+    let subject_limits = RateLimits::new([RateLimit::per_hour("requests", 40).unwrap()]).unwrap();
+    let instances = [
+        RateLimiter::builder()
+            .subject_limits(subject_limits.clone())
+            .redis(connect(&server.url(), &prefix).await)
+            .build(),
+        RateLimiter::builder()
+            .subject_limits(subject_limits)
+            .redis(connect(&server.url(), &prefix).await)
+            .build(),
+    ];
+    let own = RateLimits::new([RateLimit::per_hour("requests", 25).unwrap()]).unwrap();
+    let tasks: Vec<_> = (0..4u8)
+        .map(|task| {
+            let limiter = instances[usize::from(task % 2)].clone();
+            let own = own.clone();
+            tokio::spawn(async move {
+                let mut passed = 0u32;
+                for _ in 0..30 {
+                    let d = limiter
+                        .check("user:42", token(task % 2), &own, 1)
+                        .await
+                        .unwrap();
+                    assert_eq!(d.backend(), Backend::Redis);
+                    passed += u32::from(d.is_allowed());
+                }
+                passed
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        passed += task.await.unwrap();
+    }
+    // Two tokens of 25 each, but the subject's 40 bound them together.
+    assert_eq!(passed, 40);
 }
