@@ -1,5 +1,6 @@
 //! [`RateLimiter`]: one check per request, against the token's limits and its subject's.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -62,6 +63,8 @@ pub struct RateLimiter {
 
 struct Inner {
     subject_limits: RateLimits,
+    /// No subject limit is on demand: every check applies them all.
+    subject_all_automatic: bool,
     /// `subject_limits`' rates in nanoseconds, computed once.
     subject_rates: Vec<Rate>,
     local: LocalLimiter,
@@ -151,6 +154,7 @@ impl RateLimiterBuilder {
         RateLimiter {
             inner: Arc::new(Inner {
                 subject_rates: self.subject_limits.iter().map(Rate::nanos).collect(),
+                subject_all_automatic: self.subject_limits.all_automatic(),
                 subject_limits: self.subject_limits,
                 local: LocalLimiter::new(),
                 redis: self.redis,
@@ -204,13 +208,49 @@ impl RateLimiter {
         limits: &RateLimits,
         cost: u32,
     ) -> Result<RateLimitDecision, RateLimitError> {
+        self.check_spending(subject, token, limits, &[] as &[&str], cost)
+            .await
+    }
+
+    /// [`check`](Self::check) for a request that also spends the [on-demand](RateLimit::on_demand)
+    /// limits named in `spent` (an expensive route spending `expensive`): the automatic limits
+    /// of the token and the subject apply to every request, an on-demand one only when named
+    /// here.
+    pub async fn check_spending<S: AsRef<str>>(
+        &self,
+        subject: &str,
+        token: TokenId,
+        limits: &RateLimits,
+        spent: &[S],
+        cost: u32,
+    ) -> Result<RateLimitDecision, RateLimitError> {
         let inner = &*self.inner;
         if limits.is_empty() && inner.subject_limits.is_empty() {
             return Ok(RateLimitDecision::unlimited());
         }
+        let limits: Cow<'_, RateLimits> = if limits.all_automatic() {
+            Cow::Borrowed(limits)
+        } else {
+            Cow::Owned(limits.applying_to(spent))
+        };
+        let subjects = if inner.subject_all_automatic {
+            Subjects {
+                limits: Cow::Borrowed(&inner.subject_limits),
+                rates: Cow::Borrowed(&inner.subject_rates),
+            }
+        } else {
+            let applying = inner.subject_limits.applying_to(spent);
+            Subjects {
+                rates: Cow::Owned(applying.iter().map(Rate::nanos).collect()),
+                limits: Cow::Owned(applying),
+            }
+        };
+        if limits.is_empty() && subjects.limits.is_empty() {
+            return Ok(RateLimitDecision::unlimited());
+        }
         if let Some(limit) = limits
             .iter()
-            .chain(&inner.subject_limits)
+            .chain(subjects.limits.iter())
             .find(|limit| cost > limit.limit())
         {
             return Err(RateLimitError::CostExceedsLimit {
@@ -220,9 +260,11 @@ impl RateLimiter {
             });
         }
         match &inner.redis {
-            None => Ok(self.check_local(subject, token, limits, cost, Backend::Local)),
+            None => Ok(self.check_local(subject, token, &limits, &subjects, cost, Backend::Local)),
             // Boxed: the in-process path's future stays small.
-            Some(redis) => Box::pin(self.check_redis(redis, subject, token, limits, cost)).await,
+            Some(redis) => {
+                Box::pin(self.check_redis(redis, subject, token, &limits, &subjects, cost)).await
+            }
         }
     }
 
@@ -232,15 +274,16 @@ impl RateLimiter {
         subject: &str,
         token: TokenId,
         limits: &RateLimits,
+        subjects: &Subjects<'_>,
         cost: u32,
     ) -> Result<RateLimitDecision, RateLimitError> {
         let inner = &*self.inner;
         match redis
-            .check(subject, token, limits, &inner.subject_limits, cost)
+            .check(subject, token, limits, &subjects.limits, cost)
             .await
         {
             Ok(answer) => Ok(inner.counters.record(RateLimitDecision {
-                limits: self.statuses(limits, &answer.standings, 1_000),
+                limits: statuses(limits, &subjects.limits, &answer.standings, 1_000),
                 denied: answer
                     .denied
                     .map(|(i, retry)| (i, Duration::from_micros(retry))),
@@ -254,7 +297,14 @@ impl RateLimiter {
                         "action" => "local"
                     )
                     .increment(1);
-                    Ok(self.check_local(subject, token, limits, cost, Backend::LocalFallback))
+                    Ok(self.check_local(
+                        subject,
+                        token,
+                        limits,
+                        subjects,
+                        cost,
+                        Backend::LocalFallback,
+                    ))
                 }
                 RedisUnavailable::Refuse => {
                     metrics::counter!(
@@ -276,11 +326,12 @@ impl RateLimiter {
         subject: &str,
         token: TokenId,
         limits: &RateLimits,
+        subjects: &Subjects<'_>,
         cost: u32,
         backend: Backend,
     ) -> RateLimitDecision {
         let inner = &*self.inner;
-        let subject_hash = if inner.subject_limits.is_empty() {
+        let subject_hash = if subjects.limits.is_empty() {
             [0; 16]
         } else {
             inner.local.subject_hash(subject)
@@ -289,13 +340,13 @@ impl RateLimiter {
             .iter()
             .map(|limit| (BucketKey::token(token, limit.name()), Rate::nanos(limit)))
             .chain(
-                inner
-                    .subject_limits
+                subjects
+                    .limits
                     .iter()
-                    .zip(&inner.subject_rates)
+                    .zip(subjects.rates.iter())
                     .map(|(limit, rate)| (BucketKey::subject(subject_hash, limit.name()), *rate)),
             );
-        let count = limits.len() + inner.subject_limits.len();
+        let count = limits.len() + subjects.limits.len();
         let now = inner.now();
         let blank = Standing {
             remaining: 0,
@@ -310,7 +361,7 @@ impl RateLimiter {
                 }
                 with_scratch(count, blank, |standings| {
                     let denied = inner.local.check(slots, now, cost, standings);
-                    (self.statuses(limits, standings, 1), denied)
+                    (statuses(limits, &subjects.limits, standings, 1), denied)
                 })
             },
         );
@@ -319,30 +370,6 @@ impl RateLimiter {
             denied: denied.map(|(i, retry)| (i, Duration::from_nanos(retry))),
             backend,
         })
-    }
-
-    /// Each limit's status from its standing, with times in units of `unit_ns` nanoseconds.
-    fn statuses(
-        &self,
-        limits: &RateLimits,
-        standings: &[Standing],
-        unit_ns: u64,
-    ) -> Vec<LimitStatus> {
-        let scoped = limits.iter().map(|limit| (Scope::Token, limit)).chain(
-            self.inner
-                .subject_limits
-                .iter()
-                .map(|limit| (Scope::Subject, limit)),
-        );
-        scoped
-            .zip(standings)
-            .map(|((scope, limit), standing)| LimitStatus {
-                scope,
-                limit: RateLimit::clone(limit),
-                remaining: standing.remaining,
-                reset_after: Duration::from_nanos(standing.reset_after.saturating_mul(unit_ns)),
-            })
-            .collect()
     }
 
     /// Drops every expired in-process bucket now and returns how many. This happens on its
@@ -358,6 +385,34 @@ impl RateLimiter {
     pub fn local_bucket_count(&self) -> usize {
         self.inner.local.len()
     }
+}
+
+/// The subject limits one check applies, with their rates in nanoseconds.
+struct Subjects<'a> {
+    limits: Cow<'a, RateLimits>,
+    rates: Cow<'a, [Rate]>,
+}
+
+/// Each limit's status from its standing, with times in units of `unit_ns` nanoseconds.
+fn statuses(
+    limits: &RateLimits,
+    subjects: &RateLimits,
+    standings: &[Standing],
+    unit_ns: u64,
+) -> Vec<LimitStatus> {
+    let scoped = limits
+        .iter()
+        .map(|limit| (Scope::Token, limit))
+        .chain(subjects.iter().map(|limit| (Scope::Subject, limit)));
+    scoped
+        .zip(standings)
+        .map(|((scope, limit), standing)| LimitStatus {
+            scope,
+            limit: RateLimit::clone(limit),
+            remaining: standing.remaining,
+            reset_after: Duration::from_nanos(standing.reset_after.saturating_mul(unit_ns)),
+        })
+        .collect()
 }
 
 impl Inner {

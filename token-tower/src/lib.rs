@@ -366,6 +366,8 @@ impl BearerAuth {
             anonymous: AnonymousRequests::Refused,
             #[cfg(feature = "ratelimit")]
             cost: 1,
+            #[cfg(feature = "ratelimit")]
+            spend: Arc::from([]),
         }
     }
 
@@ -586,6 +588,9 @@ pub struct BearerAuthLayer {
     /// What a request through this layer costs against the rate limits.
     #[cfg(feature = "ratelimit")]
     cost: u32,
+    /// The on-demand rate limits requests through this layer spend, by name.
+    #[cfg(feature = "ratelimit")]
+    spend: Arc<[String]>,
 }
 
 impl BearerAuthLayer {
@@ -595,6 +600,21 @@ impl BearerAuthLayer {
     #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
     pub fn cost(mut self, cost: u32) -> Self {
         self.cost = cost;
+        self
+    }
+
+    /// Requests through this layer also spend the [on-demand](token_core::RateLimit::on_demand)
+    /// rate limit `name` (of the token and of its subject), at the layer's cost: the
+    /// `expensive` limit on the routes that are. Automatic limits apply everywhere regardless.
+    /// Call it once per limit.
+    #[cfg(feature = "ratelimit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+    pub fn spend(mut self, name: &str) -> Self {
+        let mut names = self.spend.to_vec();
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+        self.spend = names.into();
         self
     }
 

@@ -16,16 +16,18 @@ pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelim
 /// `RateLimit`: what is left of each, and when it is full again.
 pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// Checks `identity` against `limiter` at `cost`: the fields for the answer, or the refusal
-/// (429, or 503 when Redis is down and the policy refuses).
+/// Checks `identity` against `limiter` at `cost`, spending the on-demand limits named in
+/// `spend`: the fields for the answer, or the refusal (429, or 503 when Redis is down and the
+/// policy refuses).
 pub(crate) async fn check(
     limiter: &RateLimiter,
     identity: &ValidatedToken,
     cost: u32,
+    spend: &[String],
 ) -> Result<HeaderMap, LimitRefusal> {
     let record = identity.record();
     match limiter
-        .check(&record.subject, record.id, &record.rate_limits, cost)
+        .check_spending(&record.subject, record.id, &record.rate_limits, spend, cost)
         .await
     {
         Ok(decision) if decision.is_allowed() => Ok(fields(&decision)),

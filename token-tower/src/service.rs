@@ -168,7 +168,7 @@ async fn admit(
 ) -> Result<HeaderMap, LimitRefusal> {
     #[cfg(feature = "ratelimit")]
     if let Some(limiter) = &layer.config.ratelimit {
-        return crate::ratelimit::check(limiter, validated, layer.cost).await;
+        return crate::ratelimit::check(limiter, validated, layer.cost, &layer.spend).await;
     }
     let _ = (layer, validated);
     Ok(HeaderMap::new())

@@ -289,3 +289,47 @@ async fn a_429_consumes_none_of_a_use_limited_tokens_uses() {
         "only the request that passed counted a use"
     );
 }
+
+#[tokio::test]
+async fn on_demand_limits_apply_only_on_the_routes_that_spend_them() {
+    let s = setup();
+    let token_limits = RateLimits::new([
+        RateLimit::per_minute("requests", 10).unwrap(),
+        RateLimit::per_hour("expensive", 2).unwrap().on_demand(),
+    ])
+    .unwrap();
+    let token = issue(&s.manager, "user:1", token_limits).await;
+    let subject_limits =
+        RateLimits::new([RateLimit::per_hour("exports", 1).unwrap().on_demand()]).unwrap();
+    let auth = BearerAuth::new(s.manager.clone()).rate_limit(limiter(&s.clock, subject_limits));
+    let cheap = auth.require("widgets:read").unwrap();
+    let costly = auth.require("widgets:read").unwrap().spend("expensive");
+    let export = auth.require("widgets:read").unwrap().spend("exports");
+
+    let plain = send(&cheap, Some(&token)).await;
+    assert_eq!(
+        header(&plain, "ratelimit-policy"),
+        Some(r#""requests";q=10;w=60"#)
+    );
+    let spent = send(&costly, Some(&token)).await;
+    assert_eq!(
+        header(&spent, "ratelimit-policy"),
+        Some(r#""expensive";q=2;w=3600, "requests";q=10;w=60"#)
+    );
+    assert_eq!(send(&costly, Some(&token)).await.status(), StatusCode::OK);
+    let over = send(&costly, Some(&token)).await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = serde_json::from_str(over.body()).unwrap();
+    assert_eq!(body["limit"], "expensive");
+    assert_eq!(
+        send(&cheap, Some(&token)).await.status(),
+        StatusCode::OK,
+        "requests left"
+    );
+
+    assert_eq!(send(&export, Some(&token)).await.status(), StatusCode::OK);
+    let second = send(&export, Some(&token)).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = serde_json::from_str(second.body()).unwrap();
+    assert_eq!(body["limit"], "subject.exports");
+}
