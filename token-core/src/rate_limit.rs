@@ -55,10 +55,14 @@ pub const RATE_LIMIT_MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600)
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RateLimitJson", into = "RateLimitJson")]
 pub struct RateLimit {
-    name: String,
+    /// Shared: a limit is copied into every rate-limit decision, and an `Arc` copy is a
+    /// reference count, not an allocation.
+    name: std::sync::Arc<str>,
     limit: u32,
     per: Duration,
     on_demand: bool,
+    /// `per / limit` in nanoseconds, rounded up: computed once, as every check needs it.
+    emission_ns: u64,
 }
 
 /// Why a [`RateLimit`] or [`RateLimits`] is not valid.
@@ -134,11 +138,14 @@ impl RateLimit {
         if per.subsec_nanos() != 0 || per.is_zero() || per > RATE_LIMIT_MAX_WINDOW {
             return Err(RateLimitError::InvalidWindow { name, per });
         }
+        // A year is 3.2e16 ns: the window fits a u64.
+        let per_ns = u64::try_from(per.as_nanos()).unwrap_or(u64::MAX);
         Ok(Self {
-            name,
+            name: name.into(),
             limit,
             per,
             on_demand: false,
+            emission_ns: per_ns.div_ceil(u64::from(limit)),
         })
     }
 
@@ -156,7 +163,7 @@ impl RateLimit {
     /// Whether a request naming `spent` limits is checked against this one: every request
     /// for an automatic limit, only those naming it for an [on-demand](Self::on_demand) one.
     pub fn applies_to<S: AsRef<str>>(&self, spent: &[S]) -> bool {
-        !self.on_demand || spent.iter().any(|name| name.as_ref() == self.name)
+        !self.on_demand || spent.iter().any(|name| name.as_ref() == &*self.name)
     }
 
     /// `limit` per second.
@@ -197,8 +204,12 @@ impl RateLimit {
     /// The time one unit of capacity takes to come back: `per / limit`, in whole nanoseconds
     /// (rounded up, so the rate is never exceeded).
     pub fn emission_interval(&self) -> Duration {
-        let nanos = self.per.as_nanos().div_ceil(u128::from(self.limit));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        Duration::from_nanos(self.emission_ns)
+    }
+
+    /// [`emission_interval`](Self::emission_interval) in nanoseconds.
+    pub fn emission_interval_nanos(&self) -> u64 {
+        self.emission_ns
     }
 
     /// Whether this limit is no looser than `other`: a burst no larger, a steady rate no
@@ -260,7 +271,7 @@ impl TryFrom<RateLimitJson> for RateLimit {
 impl From<RateLimit> for RateLimitJson {
     fn from(limit: RateLimit) -> Self {
         Self {
-            name: limit.name,
+            name: limit.name.to_string(),
             limit: limit.limit.into(),
             per_seconds: limit.per.as_secs(),
             on_demand: limit.on_demand,
@@ -311,7 +322,7 @@ impl RateLimits {
         limits.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(pair) = limits.windows(2).find(|pair| pair[0].name == pair[1].name) {
             return Err(RateLimitError::DuplicateName {
-                name: pair[0].name.clone(),
+                name: pair[0].name.to_string(),
             });
         }
         Ok(Self(limits))
@@ -337,7 +348,7 @@ impl RateLimits {
     /// The limit called `name`.
     pub fn get(&self, name: &str) -> Option<&RateLimit> {
         self.0
-            .binary_search_by(|limit| limit.name.as_str().cmp(name))
+            .binary_search_by(|limit| (*limit.name).cmp(name))
             .ok()
             .map(|i| &self.0[i])
     }

@@ -33,10 +33,8 @@ pub(crate) struct Rate {
 impl Rate {
     /// `limit` per `per`, with `T` in nanoseconds (as [`RateLimit::emission_interval`]).
     pub(crate) fn nanos(limit: &RateLimit) -> Self {
-        // The same value as `emission_interval`, in u64 arithmetic (windows are at most a year,
-        // 3.2e16 ns): this runs on every check of a token's own limits.
-        let per = u64::try_from(limit.per().as_nanos()).unwrap_or(u64::MAX);
-        Self::new(per.div_ceil(u64::from(limit.limit())), limit.limit())
+        // Computed once when the limit was made: this runs on every check of a token's limits.
+        Self::new(limit.emission_interval_nanos(), limit.limit())
     }
 
     /// `limit` per `per`, with `T` in microseconds (rounded up, so the rate is never exceeded).

@@ -23,8 +23,9 @@ use crate::gcra::{self, Denial, Rate, Standing};
 const SHARDS: usize = 16;
 /// A shard is never swept below this size: sweeping tiny maps would cost more than it saves.
 const PRUNE_MIN: usize = 256;
-/// Keys of a check whose scratch space stays on the stack (most checks have one or two).
-const INLINE: usize = 4;
+/// Keys of a check whose scratch space stays on the stack: a token limit and a subject limit
+/// (a larger array would cost more to fill than a rare heap allocation saves).
+const INLINE: usize = 2;
 
 /// Runs `f` on `n` copies of `fill`: on the stack when few, else on the heap.
 pub(crate) fn with_scratch<T: Copy, R>(n: usize, fill: T, f: impl FnOnce(&mut [T]) -> R) -> R {
@@ -172,6 +173,11 @@ impl Shard {
             *stored = tat;
             return;
         }
+        self.insert_new(key, tat, now);
+    }
+
+    /// Adds a key not yet held, sweeping expired entries first when the map has grown.
+    fn insert_new(&mut self, key: BucketKey, tat: u64, now: u64) {
         if self.tats.len() >= self.prune_at {
             self.sweep(now);
         }
@@ -214,6 +220,9 @@ impl LocalLimiter {
         cost: u32,
         standings: &mut [Standing],
     ) -> Denial {
+        if let [(key, rate)] = keys {
+            return self.check_one(key, *rate, now, cost, standings);
+        }
         let mut wanted = [false; SHARDS];
         for (key, _) in keys {
             wanted[key.shard()] = true;
@@ -244,6 +253,44 @@ impl LocalLimiter {
             }
             denied
         })
+    }
+
+    /// [`check`](Self::check) of a single bucket: one lock, one map lookup when it exists.
+    fn check_one(
+        &self,
+        key: &BucketKey,
+        rate: Rate,
+        now: u64,
+        cost: u32,
+        standings: &mut [Standing],
+    ) -> Denial {
+        let mut shard = lock(&self.shards[key.shard()]);
+        shard.forget_if_all_expired(now);
+        let shard = &mut *shard;
+        let stored = shard.tats.get_mut(key);
+        let tat = stored.as_ref().map_or(0, |tat| **tat);
+        match gcra::spend(rate, tat, now, cost) {
+            Ok(after) => {
+                if cost > 0 {
+                    shard.latest = shard.latest.max(after);
+                    match stored {
+                        Some(slot) => *slot = after,
+                        None => shard.insert_new(*key, after, now),
+                    }
+                }
+                if let Some(standing) = standings.first_mut() {
+                    *standing =
+                        gcra::standing(rate, if cost > 0 { after } else { tat.max(now) }, now);
+                }
+                None
+            }
+            Err(retry) => {
+                if let Some(standing) = standings.first_mut() {
+                    *standing = gcra::standing(rate, tat, now);
+                }
+                Some((0, retry))
+            }
+        }
     }
 
     /// Drops every expired bucket now; how many were dropped.
