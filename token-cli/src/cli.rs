@@ -91,9 +91,16 @@ pub struct IssueArgs {
     /// Lifetime, e.g. 30d, 12h (default: the policy's, 30d).
     #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<Duration>,
-    /// Most successful validations allowed.
+    /// Most successful validations allowed (per period with --refill).
     #[arg(long)]
     pub max_uses: Option<u64>,
+    /// When the --max-uses credits come back: monthly, daily, hourly, weekly or "every 3600s".
+    #[arg(long, value_parser = parse_refill, requires = "max_uses")]
+    pub refill: Option<token_core::UseRefill>,
+    /// A rate limit name=limit/<seconds>s (repeat for several), e.g. requests=100/60s; a
+    /// trailing ? applies it only where a route spends it (expensive=10/3600s?).
+    #[arg(long = "rate-limit", value_parser = parse_rate_limit)]
+    pub rate_limits: Vec<token_core::RateLimit>,
     /// A human-readable name.
     #[arg(long)]
     pub name: Option<String>,
@@ -307,6 +314,16 @@ pub enum ScanFormat {
 }
 
 /// Parses `key=value`.
+fn parse_refill(text: &str) -> Result<token_core::UseRefill, String> {
+    text.parse()
+        .map_err(|e: token_core::RefillError| e.to_string())
+}
+
+fn parse_rate_limit(text: &str) -> Result<token_core::RateLimit, String> {
+    text.parse()
+        .map_err(|e: token_core::RateLimitError| e.to_string())
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),

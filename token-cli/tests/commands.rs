@@ -155,6 +155,59 @@ fn issue_json_and_bad_requests_say_what_is_wrong(env: &Env) {
     );
     assert_eq!(issued["record"]["state"], "active");
 
+    let limited = env.run(&[
+        "issue",
+        "--subject",
+        "ci",
+        "--scope",
+        "deploy",
+        "--max-uses",
+        "10",
+        "--refill",
+        "daily",
+        "--rate-limit",
+        "requests=5/60s",
+        "--rate-limit",
+        "expensive=1/3600s?",
+        "--json",
+    ]);
+    assert_eq!(limited.code, Some(0), "{}", limited.stderr);
+    let record = &limited.json()["record"];
+    assert_eq!(record["use_refill"], "every 86400s");
+    assert_eq!(record["remaining_uses"], 10);
+    assert_eq!(
+        record["rate_limits"],
+        serde_json::json!([
+            {"name": "expensive", "limit": 1, "per_seconds": 3600, "on_demand": true},
+            {"name": "requests", "limit": 5, "per_seconds": 60}
+        ])
+    );
+    let bad_limit = env.run(&[
+        "issue",
+        "--subject",
+        "ci",
+        "--scope",
+        "deploy",
+        "--rate-limit",
+        "requests=5/minute",
+    ]);
+    assert_eq!(bad_limit.code, Some(2));
+    assert!(
+        bad_limit.stderr.contains("requests=100/60s"),
+        "{}",
+        bad_limit.stderr
+    );
+    let refill_alone = env.run(&[
+        "issue",
+        "--subject",
+        "ci",
+        "--scope",
+        "deploy",
+        "--refill",
+        "daily",
+    ]);
+    assert_eq!(refill_alone.code, Some(2), "{}", refill_alone.stderr);
+
     let too_long = env.run(&[
         "issue",
         "--subject",

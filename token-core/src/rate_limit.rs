@@ -107,6 +107,14 @@ pub enum RateLimitError {
         /// How many were given.
         count: usize,
     },
+    /// Not the text form `name=limit/<seconds>s` (with a trailing `?` when on demand).
+    #[error(
+        "{text:?} is not a rate limit: write name=limit/<seconds>s, e.g. requests=100/60s (a trailing ? makes it on demand)"
+    )]
+    Syntax {
+        /// What was given.
+        text: String,
+    },
     /// Not the JSON form (an array of `{"name", "limit", "per_seconds"}`).
     #[error(
         "rate limits must be a JSON array of {{\"name\", \"limit\", \"per_seconds\"}}: {problem}"
@@ -238,6 +246,44 @@ impl fmt::Display for RateLimit {
             f.write_str("?")?;
         }
         Ok(())
+    }
+}
+
+/// Reads the [`Display`](fmt::Display) form: `name=limit/<seconds>s`, a trailing `?` for an
+/// on-demand limit (`requests=100/60s`, `expensive=10/3600s?`).
+impl std::str::FromStr for RateLimit {
+    type Err = RateLimitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let syntax = || RateLimitError::Syntax {
+            text: text.to_owned(),
+        };
+        let (body, on_demand) = match text.strip_suffix('?') {
+            Some(body) => (body, true),
+            None => (text, false),
+        };
+        let (name, rate) = body.split_once('=').ok_or_else(syntax)?;
+        let (limit, per) = rate.split_once('/').ok_or_else(syntax)?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let per = per
+            .strip_suffix('s')
+            .filter(|p| digits(p))
+            .ok_or_else(syntax)?;
+        if !digits(limit) {
+            return Err(syntax());
+        }
+        let limit: u64 = limit.parse().map_err(|_| syntax())?;
+        let per: u64 = per.parse().map_err(|_| syntax())?;
+        let limit = u32::try_from(limit).map_err(|_| RateLimitError::InvalidLimit {
+            name: name.to_owned(),
+            limit,
+        })?;
+        let parsed = Self::new(name, limit, Duration::from_secs(per))?;
+        Ok(if on_demand {
+            parsed.on_demand()
+        } else {
+            parsed
+        })
     }
 }
 
@@ -535,6 +581,35 @@ mod tests {
             r#"[{"name":"expensive","limit":10,"per_seconds":3600,"on_demand":true},{"name":"requests","limit":100,"per_seconds":60}]"#
         );
         assert_eq!(RateLimits::from_json(&json).unwrap(), set);
+    }
+
+    #[test]
+    fn text_form_round_trips_and_explains_mistakes() {
+        for text in ["requests=100/60s", "expensive=10/3600s?", "a=1/1s"] {
+            assert_eq!(text.parse::<RateLimit>().unwrap().to_string(), text);
+        }
+        for bad in [
+            "",
+            "requests",
+            "requests=100",
+            "requests=100/60",
+            "requests=100/s",
+            "requests=-1/60s",
+            "requests=1.5/60s",
+            "requests=100/1m",
+            "=100/60s",
+            "requests=100/60s??",
+        ] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            "requests=0/60s".parse::<RateLimit>(),
+            Err(RateLimitError::InvalidLimit { .. })
+        ));
+        assert!(matches!(
+            "requests=99999999999/60s".parse::<RateLimit>(),
+            Err(RateLimitError::InvalidLimit { .. })
+        ));
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub async fn run(global: &Global, args: IssueArgs) -> Result<Outcome, CliError> 
     if let Some(max_uses) = args.max_uses {
         request = request.max_uses(max_uses);
     }
+    if let Some(refill) = args.refill {
+        request = request.refill_uses(refill);
+    }
+    if !args.rate_limits.is_empty() {
+        let limits = token_core::RateLimits::new(args.rate_limits)
+            .map_err(|e| CliError::Config(e.to_string()))?;
+        request = request.rate_limits(limits);
+    }
     if let Some(name) = args.name {
         request = request.name(name);
     }
