@@ -97,7 +97,7 @@ pub struct IssueArgs {
     /// When the --max-uses credits come back: monthly, daily, hourly, weekly or "every 3600s".
     #[arg(long, value_parser = parse_refill, requires = "max_uses")]
     pub refill: Option<token_core::UseRefill>,
-    /// A rate limit name=limit/<seconds>s (repeat for several), e.g. requests=100/60s; a
+    /// A rate limit `name=limit/<seconds>s` (repeat for several), e.g. `requests=100/60s`; a
     /// trailing ? applies it only where a route spends it (expensive=10/3600s?).
     #[arg(long = "rate-limit", value_parser = parse_rate_limit)]
     pub rate_limits: Vec<token_core::RateLimit>,
