@@ -7,14 +7,25 @@
 //! has left, the parent must be active), rotation (no grace: the predecessor ends at once, its
 //! children move under the successor, the successor holds the uses left), revocation by token,
 //! family and subject (descendants included), suspension and resumption (descendants included,
-//! never reviving what ended), validation (state precedence revoked, expired, suspended, used up,
-//! then scopes; a use-limited token counts its use), the clock, and restarting the manager. Time
-//! stays within the default policy's 30-day TTL and idle timeout, so neither ends a token here.
+//! never reviving what ended), updates that narrow scopes (descendants narrowed with them, a
+//! descendant left with no scope ended), usage credits that refill every hour (reset, not
+//! accumulated; inherited by derived tokens; carried by rotation), validation (state precedence
+//! revoked, expired, suspended, used up, then scopes; a use-limited token counts its use), the
+//! clock, and restarting the manager. Time stays within the default policy's 30-day TTL and idle
+//! timeout, so neither ends a token here.
 
 use std::collections::{BTreeSet, HashMap};
 
 /// The scopes tokens get, by bit of a mask: bit 0 is `a`, bit 1 is `b`.
 pub const SCOPES: [&str; 2] = ["a", "b"];
+
+/// The refill period of tokens issued with credits that refill, in minutes (`hourly`).
+pub const REFILL_MINUTES: u64 = 60;
+
+/// The first refill boundary after `now` for a token issued at `issued` (minutes).
+fn next_boundary(issued: u64, now: u64) -> u64 {
+    issued + ((now.saturating_sub(issued)) / REFILL_MINUTES + 1) * REFILL_MINUTES
+}
 
 /// One step of a sequence. Token arguments index the tokens issued so far (modulo their number).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +39,8 @@ pub enum Op {
         mask: u8,
         /// `max_uses`.
         uses: Option<u8>,
+        /// With `uses`: the credits come back every [`REFILL_MINUTES`].
+        refill: bool,
     },
     /// Derive from token `parent` with the scopes of `mask` and an optional use limit.
     Derive {
@@ -68,6 +81,14 @@ pub enum Op {
         /// The required scope.
         scope: u8,
     },
+    /// Narrow token `token`'s scopes to those of `mask` (an update; refused when `mask` is
+    /// not within its scopes or the token has ended).
+    Narrow {
+        /// The token.
+        token: u8,
+        /// Scopes, by bit (at least one is set).
+        mask: u8,
+    },
     /// Move the clock forward.
     Advance {
         /// Minutes.
@@ -98,22 +119,38 @@ pub struct ModelToken {
     pub suspended: bool,
     /// Ended by a rotation (no grace).
     pub rotated: bool,
-    /// `max_uses`.
+    /// Ended by an update of an ancestor that left it no scope.
+    pub ended: bool,
+    /// `max_uses` (per period when it refills).
     pub max_uses: Option<u64>,
-    /// Uses counted.
+    /// Uses counted (in the current period when it refills).
     pub uses: u64,
+    /// When it was issued (minutes on the model's clock).
+    pub issued_at: u64,
+    /// When its credits next come back, if they refill.
+    pub next_refill: Option<u64>,
 }
 
 impl ModelToken {
-    /// The reason code validation refuses it with for `scope`, or `None` when it passes.
-    pub fn refusal(&self, scope: Option<u8>) -> Option<&'static str> {
+    /// The uses that count against `max_uses` at `now`: none once a refill is due.
+    pub fn uses_at(&self, now: u64) -> u64 {
+        if self.next_refill.is_some_and(|at| now >= at) {
+            0
+        } else {
+            self.uses
+        }
+    }
+
+    /// The reason code validation refuses it with for `scope` at `now`, or `None` when it
+    /// passes.
+    pub fn refusal(&self, scope: Option<u8>, now: u64) -> Option<&'static str> {
         if self.revoked {
             Some("revoked")
-        } else if self.rotated {
+        } else if self.rotated || self.ended {
             Some("expired")
         } else if self.suspended {
             Some("suspended")
-        } else if self.max_uses.is_some_and(|max| self.uses >= max) {
+        } else if self.max_uses.is_some_and(|max| self.uses_at(now) >= max) {
             Some("use_limit_reached")
         } else if scope.is_some_and(|s| self.mask & (1 << s) == 0) {
             Some("insufficient_scope")
@@ -122,9 +159,9 @@ impl ModelToken {
         }
     }
 
-    /// Active: could be derived from, rotated, used.
-    pub fn is_active(&self) -> bool {
-        self.refusal(None).is_none()
+    /// Active at `now`: could be derived from, rotated, used.
+    pub fn is_active(&self, now: u64) -> bool {
+        self.refusal(None, now).is_none()
     }
 }
 
@@ -139,6 +176,8 @@ pub enum Answer {
     Changed(BTreeSet<usize>),
     /// A validation: `None` accepted, else the reason code.
     Validated(Option<&'static str>),
+    /// An update was applied (or changed nothing).
+    Updated,
     /// Nothing to compare (no token yet, clock, restart).
     Nothing,
 }
@@ -148,6 +187,8 @@ pub enum Answer {
 pub struct Model {
     /// Every token issued, in order.
     pub tokens: Vec<ModelToken>,
+    /// The clock, in minutes since the start.
+    pub now: u64,
 }
 
 impl Model {
@@ -178,8 +219,10 @@ impl Model {
                 subject,
                 mask,
                 uses,
+                refill,
             } => {
                 let index = self.tokens.len();
+                let refills = refill && uses.is_some();
                 self.tokens.push(ModelToken {
                     subject,
                     mask,
@@ -188,8 +231,11 @@ impl Model {
                     revoked: false,
                     suspended: false,
                     rotated: false,
+                    ended: false,
                     max_uses: uses.map(u64::from),
                     uses: 0,
+                    issued_at: self.now,
+                    next_refill: refills.then(|| next_boundary(self.now, self.now)),
                 });
                 Answer::Created(index)
             }
@@ -198,16 +244,19 @@ impl Model {
                     return Answer::Nothing;
                 };
                 let parent = self.tokens[p].clone();
-                if !parent.is_active() || mask & !parent.mask != 0 {
+                if !parent.is_active(self.now) || mask & !parent.mask != 0 {
                     return Answer::Refused;
                 }
-                let left = parent.max_uses.map(|max| max - parent.uses);
+                let left = parent.max_uses.map(|max| max - parent.uses_at(self.now));
                 let max_uses = match (uses.map(u64::from), left) {
                     (Some(asked), Some(left)) if asked > left => return Answer::Refused,
                     (Some(asked), _) => Some(asked),
                     (None, left) => left,
                 };
                 let index = self.tokens.len();
+                // A refilling parent's child refills too (it inherits the period), from its
+                // own issue.
+                let refills = parent.next_refill.is_some() && max_uses.is_some();
                 self.tokens.push(ModelToken {
                     parent: Some(p),
                     mask,
@@ -216,6 +265,9 @@ impl Model {
                     revoked: false,
                     suspended: false,
                     rotated: false,
+                    ended: false,
+                    issued_at: self.now,
+                    next_refill: refills.then(|| next_boundary(self.now, self.now)),
                     ..parent
                 });
                 Answer::Created(index)
@@ -225,7 +277,7 @@ impl Model {
                     return Answer::Nothing;
                 };
                 let old = self.tokens[t].clone();
-                if !old.is_active() {
+                if !old.is_active(self.now) {
                     return Answer::Refused;
                 }
                 let index = self.tokens.len();
@@ -235,11 +287,28 @@ impl Model {
                         child.parent = Some(index);
                     }
                 }
-                self.tokens.push(ModelToken {
-                    max_uses: old.max_uses.map(|max| max - old.uses),
-                    uses: 0,
-                    ..old
-                });
+                let now = self.now;
+                let successor = match old.next_refill {
+                    // Refilling credits carry over as they stand: the quota, this period's uses,
+                    // the next refill (the one after now if it is due).
+                    Some(next) => ModelToken {
+                        uses: old.uses_at(now),
+                        next_refill: Some(if now >= next {
+                            next_boundary(old.issued_at, now)
+                        } else {
+                            next
+                        }),
+                        issued_at: now,
+                        ..old
+                    },
+                    None => ModelToken {
+                        max_uses: old.max_uses.map(|max| max - old.uses),
+                        uses: 0,
+                        issued_at: now,
+                        ..old
+                    },
+                };
+                self.tokens.push(successor);
                 Answer::Created(index)
             }
             Op::Revoke { token, kind } => {
@@ -288,14 +357,14 @@ impl Model {
                     .into_iter()
                     .filter(|i| {
                         let m = &self.tokens[*i];
-                        m.suspended && !m.revoked && !m.rotated
+                        m.suspended && !m.revoked && !m.rotated && !m.ended
                     })
                     .collect();
                 for i in &changed {
                     self.tokens[*i].suspended = false;
                 }
                 let target = &self.tokens[t];
-                if changed.is_empty() && (target.revoked || target.rotated) {
+                if changed.is_empty() && (target.revoked || target.rotated || target.ended) {
                     return Answer::Refused;
                 }
                 Answer::Changed(changed)
@@ -305,13 +374,51 @@ impl Model {
                     return Answer::Nothing;
                 };
                 let scope = (usize::from(scope) < SCOPES.len()).then_some(scope);
-                let refusal = self.tokens[t].refusal(scope);
-                if refusal.is_none() && self.tokens[t].max_uses.is_some() {
-                    self.tokens[t].uses += 1;
+                let now = self.now;
+                let token = &mut self.tokens[t];
+                let refusal = token.refusal(scope, now);
+                if refusal.is_none() && token.max_uses.is_some() {
+                    match token.next_refill {
+                        Some(at) if now >= at => {
+                            token.uses = 1;
+                            token.next_refill = Some(next_boundary(token.issued_at, now));
+                        }
+                        _ => token.uses += 1,
+                    }
                 }
                 Answer::Validated(refusal)
             }
-            Op::Advance { .. } | Op::Restart | Op::Switch => Answer::Nothing,
+            Op::Narrow { token, mask } => {
+                let Some(t) = self.pick(token) else {
+                    return Answer::Nothing;
+                };
+                let target = &self.tokens[t];
+                // Revoked, expired and rotated-out tokens cannot be updated; wider scopes are
+                // refused.
+                if target.revoked || target.rotated || target.ended || mask & !target.mask != 0 {
+                    return Answer::Refused;
+                }
+                if mask == target.mask {
+                    return Answer::Updated;
+                }
+                self.tokens[t].mask = mask;
+                for d in self.with_descendants(BTreeSet::from([t])) {
+                    if d == t {
+                        continue;
+                    }
+                    let child = &mut self.tokens[d];
+                    child.mask &= mask;
+                    if child.mask == 0 {
+                        child.ended = true;
+                    }
+                }
+                Answer::Updated
+            }
+            Op::Advance { minutes } => {
+                self.now += u64::from(minutes);
+                Answer::Nothing
+            }
+            Op::Restart | Op::Switch => Answer::Nothing,
         }
     }
 }

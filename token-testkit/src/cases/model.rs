@@ -1,6 +1,6 @@
-//! The model-based case: random sequences of operations (issue, derive, rotate, revoke by
-//! token, family and subject, suspend, resume, validate, the clock, restarting the manager, and
-//! interleaving two managers on one store) run
+//! The model-based case: random sequences of operations (issue, with credits that refill or
+//! not, derive, rotate, revoke by token, family and subject, suspend, resume, narrow by update,
+//! validate, the clock, restarting the manager, and interleaving two managers on one store) run
 //! against the [reference model](crate::model) and the store; every step's answer must be the
 //! model's. A failing sequence is shrunk (proptest's value tree, driven here because the steps
 //! are async) and reported with the minimal sequence, to be pinned as a regression below.
@@ -14,7 +14,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
 use proptest::test_runner::{Config, TestRunner};
-use token_core::{DeriveRequest, Error, IssueRequest, RevokeSelector, TokenManager};
+use token_core::{
+    DeriveRequest, Error, IssueRequest, RevokeSelector, TokenManager, TokenUpdate, UseRefill,
+};
 
 use crate::Fixture;
 use crate::env::{TestEnv, scopes_of};
@@ -37,8 +39,10 @@ fn op() -> impl Strategy<Value = Op> {
     let mask = 1u8..4;
     let uses = proptest::option::of(1u8..4);
     prop_oneof![
-        3 => (0u8..3, mask.clone(), uses.clone()).prop_map(|(subject, mask, uses)| Op::Issue { subject, mask, uses }),
-        2 => (index.clone(), mask, uses).prop_map(|(parent, mask, uses)| Op::Derive { parent, mask, uses }),
+        3 => (0u8..3, mask.clone(), uses.clone(), any::<bool>())
+            .prop_map(|(subject, mask, uses, refill)| Op::Issue { subject, mask, uses, refill }),
+        2 => (index.clone(), mask.clone(), uses).prop_map(|(parent, mask, uses)| Op::Derive { parent, mask, uses }),
+        1 => (index.clone(), mask).prop_map(|(token, mask)| Op::Narrow { token, mask }),
         1 => index.clone().prop_map(|token| Op::Rotate { token }),
         1 => (index.clone(), 0u8..3).prop_map(|(token, kind)| Op::Revoke { token, kind }),
         1 => index.clone().prop_map(|token| Op::Suspend { token }),
@@ -110,11 +114,17 @@ async fn library(
             subject,
             mask,
             uses,
+            refill,
         } => {
             let mut request =
                 IssueRequest::new(format!("s{subject}"), scopes_of(&scopes_of_mask(mask)));
             if let Some(uses) = uses {
                 request = request.max_uses(u64::from(uses));
+                if refill {
+                    let hourly = UseRefill::every(Duration::from_secs(3600))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    request = request.refill_uses(hourly);
+                }
             }
             match manager.issue(request).await {
                 Ok(issued) => Answer::Created(
@@ -202,6 +212,16 @@ async fn library(
                     .map(|e| e.reason_code()),
             )
         }
+        Op::Narrow { token, mask } => {
+            if ids.tokens.is_empty() {
+                return Answer::Nothing;
+            }
+            let update = TokenUpdate::new().scopes(scopes_of(&scopes_of_mask(mask)));
+            match manager.update(id_of(token), update).await {
+                Ok(_) => Answer::Updated,
+                Err(_) => Answer::Refused,
+            }
+        }
         Op::Advance { minutes } => {
             env.advance(Duration::from_secs(u64::from(minutes) * 60));
             Answer::Nothing
@@ -262,6 +282,7 @@ pub async fn regression_resume_after_rotation_of_a_suspended_parent(f: &dyn Fixt
             subject: 0,
             mask: 3,
             uses: None,
+            refill: false,
         },
         Op::Derive {
             parent: 0,
