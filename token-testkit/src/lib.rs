@@ -172,6 +172,7 @@ macro_rules! conformance_tests {
             __conformance_manage,
             __conformance_binding,
             __conformance_credits,
+            __conformance_interleaving,
             __conformance_model,
         );
     };

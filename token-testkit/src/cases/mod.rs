@@ -26,6 +26,7 @@
 //! | `feed.rs`        | the revocation feed                                                    |
 //! | `sweep.rs`       | retention sweeps: expiry, unused tokens, purge, audit truncation       |
 //! | `concurrency.rs` | limits under concurrent validations, issues, rotations, sweeps, writes |
+//! | `interleaving.rs`| two managers at once, random operations: the invariants every interleaving keeps |
 //! | `races.rs`       | revocation wins races: in-flight issues, lagging clocks, rotated trees |
 //!
 //! Helpers several topics use are in `support.rs`; a helper one topic uses is in that topic's
@@ -65,6 +66,7 @@ mod concurrency;
 mod credits;
 mod derive;
 mod feed;
+mod interleaving;
 mod keyed_chain;
 mod keys;
 mod list;
@@ -104,4 +106,5 @@ crate::__conformance_races!([reexport] races;);
 crate::__conformance_manage!([reexport] manage;);
 crate::__conformance_binding!([reexport] binding;);
 crate::__conformance_credits!([reexport] credits;);
+crate::__conformance_interleaving!([reexport] interleaving;);
 crate::__conformance_model!([reexport] model;);
