@@ -165,14 +165,14 @@ async fn one_round(f: &dyn Fixture, round: u64) {
             env.manager.clone(),
             Arc::clone(&shared),
             0,
-            0x9E37_79B9,
+            seed(round, 0),
             120,
         )),
         tokio::spawn(task(
             other.clone(),
             Arc::clone(&shared),
             1,
-            0x85EB_CA6B,
+            seed(round, 1),
             120,
         )),
     ];
@@ -219,7 +219,8 @@ async fn one_round(f: &dyn Fixture, round: u64) {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    for (id, known) in lock(&shared.tokens).clone() {
+    let tokens = lock(&shared.tokens).clone();
+    for (id, known) in tokens {
         if !families.contains(&known.family) {
             continue;
         }
