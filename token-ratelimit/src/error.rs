@@ -4,7 +4,7 @@
 /// Why a check has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RateLimitError {
+pub enum CheckError {
     /// The cost is more than the limit allows at once: it could never pass, so it is refused
     /// as an error rather than denied forever. The route's cost or the limit needs changing.
     #[error(

@@ -14,7 +14,7 @@
 //! Over any interval of length `L`, at most `limit + L / T` units pass.
 //!
 //! A cost above a limit could never pass and is an error
-//! ([`RateLimitError::CostExceedsLimit`]), not a denial. Cost 0 only reports.
+//! ([`CheckError::CostExceedsLimit`]), not a denial. Cost 0 only reports.
 //!
 //! # Token and subject buckets
 //!
@@ -93,7 +93,7 @@
 //!   When Redis fails or times out, the [`RedisUnavailable`] policy applies: by default
 //!   [`UseLocal`](RedisUnavailable::UseLocal), the in-process limiter answers (per-instance
 //!   limits, [`Backend::LocalFallback`]); with [`Refuse`](RedisUnavailable::Refuse) the check
-//!   fails with [`RateLimitError::RedisUnavailable`] (answer 503). After a failure, checks skip
+//!   fails with [`CheckError::RedisUnavailable`] (answer 503). After a failure, checks skip
 //!   Redis for [`RedisOptions::retry_interval`] (default 1 s) and then try it again: recovery
 //!   is automatic, the connection reconnects by itself. Each outage logs one `warn!` when it
 //!   starts and one `info!` when it ends.
@@ -139,6 +139,6 @@ mod local;
 mod redis;
 
 pub use decision::{Backend, LimitStatus, RateLimitDecision, Scope};
-pub use error::{ConnectError, RateLimitError};
+pub use error::{CheckError, ConnectError};
 pub use limiter::{RateLimiter, RateLimiterBuilder, RedisUnavailable};
 pub use redis::{RedisBackend, RedisOptions};

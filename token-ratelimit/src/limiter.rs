@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use token_core::{Clock, RateLimit, RateLimits, SystemClock, TokenId};
 
 use crate::decision::{Backend, LimitStatus, RateLimitDecision, Scope};
-use crate::error::RateLimitError;
+use crate::error::CheckError;
 use crate::gcra::{Rate, Standing};
 use crate::local::{BucketKey, LocalLimiter, with_scratch};
 use crate::redis::RedisBackend;
@@ -23,7 +23,7 @@ pub enum RedisUnavailable {
     /// [`Backend::LocalFallback`].
     #[default]
     UseLocal,
-    /// Fail the check with [`RateLimitError::RedisUnavailable`] (answer 503): no request
+    /// Fail the check with [`CheckError::RedisUnavailable`] (answer 503): no request
     /// passes unless the shared limit allows it.
     Refuse,
 }
@@ -198,8 +198,8 @@ impl RateLimiter {
     ///
     /// # Errors
     ///
-    /// [`RateLimitError::CostExceedsLimit`] when `cost` is above one of the limits (it could
-    /// never pass); [`RateLimitError::RedisUnavailable`] when Redis does not answer and the
+    /// [`CheckError::CostExceedsLimit`] when `cost` is above one of the limits (it could
+    /// never pass); [`CheckError::RedisUnavailable`] when Redis does not answer and the
     /// policy is [`RedisUnavailable::Refuse`].
     pub async fn check(
         &self,
@@ -207,7 +207,7 @@ impl RateLimiter {
         token: TokenId,
         limits: &RateLimits,
         cost: u32,
-    ) -> Result<RateLimitDecision, RateLimitError> {
+    ) -> Result<RateLimitDecision, CheckError> {
         self.check_spending(subject, token, limits, &[] as &[&str], cost)
             .await
     }
@@ -223,7 +223,7 @@ impl RateLimiter {
         limits: &RateLimits,
         spent: &[S],
         cost: u32,
-    ) -> Result<RateLimitDecision, RateLimitError> {
+    ) -> Result<RateLimitDecision, CheckError> {
         let inner = &*self.inner;
         if limits.is_empty() && inner.subject_limits.is_empty() {
             return Ok(RateLimitDecision::unlimited());
@@ -253,7 +253,7 @@ impl RateLimiter {
             .chain(subjects.limits.iter())
             .find(|limit| cost > limit.limit())
         {
-            return Err(RateLimitError::CostExceedsLimit {
+            return Err(CheckError::CostExceedsLimit {
                 limit_name: limit.name().to_owned(),
                 cost,
                 limit: limit.limit(),
@@ -276,7 +276,7 @@ impl RateLimiter {
         limits: &RateLimits,
         subjects: &Subjects<'_>,
         cost: u32,
-    ) -> Result<RateLimitDecision, RateLimitError> {
+    ) -> Result<RateLimitDecision, CheckError> {
         let inner = &*self.inner;
         match redis
             .check(subject, token, limits, &subjects.limits, cost)
@@ -313,7 +313,7 @@ impl RateLimiter {
                         "action" => "refused"
                     )
                     .increment(1);
-                    Err(RateLimitError::RedisUnavailable {
+                    Err(CheckError::RedisUnavailable {
                         reason: why.to_string(),
                     })
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use token_core::{ManualClock, RateLimit, RateLimits, TokenId};
-use token_ratelimit::{Backend, RateLimitError, RateLimiter, Scope};
+use token_ratelimit::{Backend, CheckError, RateLimiter, Scope};
 
 const SUBJECT: &str = "user:42";
 
@@ -122,7 +122,7 @@ async fn a_cost_above_a_limit_is_an_error_naming_it() {
         .unwrap_err();
     assert_eq!(
         err,
-        RateLimitError::CostExceedsLimit {
+        CheckError::CostExceedsLimit {
             limit_name: "expensive".into(),
             cost: 4,
             limit: 3
@@ -135,7 +135,7 @@ async fn a_cost_above_a_limit_is_an_error_naming_it() {
         .unwrap_err();
     assert!(matches!(
         err,
-        RateLimitError::CostExceedsLimit { limit: 100, .. }
+        CheckError::CostExceedsLimit { limit: 100, .. }
     ));
     assert_eq!(limiter.local_bucket_count(), 0, "nothing was charged");
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{RedisServer, connect, prefix};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use token_core::{RateLimit, RateLimits, TokenId};
-use token_ratelimit::{Backend, RateLimitError, RateLimiter, RedisUnavailable};
+use token_ratelimit::{Backend, CheckError, RateLimiter, RedisUnavailable};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber, span};
 
@@ -224,7 +224,7 @@ async fn refuse_fails_checks_with_a_typed_error_during_an_outage_and_recovers() 
             .await
             .unwrap_err();
         assert!(
-            matches!(err, RateLimitError::RedisUnavailable { .. }),
+            matches!(err, CheckError::RedisUnavailable { .. }),
             "{err:?}"
         );
     }

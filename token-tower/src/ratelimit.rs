@@ -6,7 +6,7 @@
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use token_core::ValidatedToken;
-use token_ratelimit::{RateLimitDecision, RateLimitError, RateLimiter};
+use token_ratelimit::{CheckError, RateLimitDecision, RateLimiter};
 
 use crate::rejection::{Limited, RejectionKind};
 use crate::service::LimitRefusal;
@@ -51,7 +51,7 @@ pub(crate) async fn check(
         }
         // The route costs more than the token's limit holds at once: retrying cannot help, so
         // no Retry-After; the body names the limit.
-        Err(RateLimitError::CostExceedsLimit { limit_name, .. }) => Err(LimitRefusal {
+        Err(CheckError::CostExceedsLimit { limit_name, .. }) => Err(LimitRefusal {
             kind: RejectionKind::RateLimited,
             limited: Some(Limited {
                 limit: limit_name,
