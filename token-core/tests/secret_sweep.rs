@@ -180,6 +180,73 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
                     .unwrap_or_default()
             );
 
+            // Credits that refill and rate limits: issued, used past the limit, refilled,
+            // narrowed (and refused widening), admitted and refused by an admission step.
+            let credits = manager
+                .issue(
+                    IssueRequest::new("svc:credits", scopes("a"))
+                        .max_uses(1)
+                        .refill_uses("every 60s".parse().unwrap())
+                        .rate_limits(
+                            token_core::RateLimits::new(["requests=5/60s".parse().unwrap()])
+                                .unwrap(),
+                        ),
+                )
+                .await
+                .unwrap();
+            tokens.push(credits.token.expose_secret().to_owned());
+            let credit_token = credits.token.expose_secret().to_owned();
+            for _ in 0..2 {
+                let _ = writeln!(out, "{:?}", manager.validate(&credit_token, &[]).await);
+            }
+            clock.advance(Duration::from_secs(60));
+            let admitted = manager
+                .validate_admitted(
+                    &credit_token,
+                    token_core::Required::All(&[]),
+                    &Context::new(),
+                    None,
+                    async |v| Err::<(), _>(format!("refused {}", v.id())),
+                )
+                .await;
+            let _ = writeln!(out, "{admitted:?}");
+            let _ = writeln!(out, "{:?}", manager.validate(&credit_token, &[]).await);
+            let narrowed = manager
+                .update(
+                    credits.token.id(),
+                    TokenUpdate::new().refill_uses("daily".parse().unwrap()),
+                )
+                .await;
+            let _ = writeln!(out, "{narrowed:?}");
+            let widened = manager
+                .update(
+                    credits.token.id(),
+                    TokenUpdate::new().rate_limits(token_core::RateLimits::none()),
+                )
+                .await
+                .err();
+            let _ = writeln!(
+                out,
+                "{widened:?} {}",
+                widened
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(
+                    &manager
+                        .inspect(credits.token.id())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .view_at(token_core::Clock::now(&clock))
+                )
+                .unwrap()
+            );
+
             let jkt: KeyThumbprint = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
                 .parse()
                 .unwrap();
@@ -265,7 +332,7 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
         out.contains("\"kind\":\"suspended\""),
         "the export holds the trail:\n{out}"
     );
-    assert_eq!(tokens.len(), 4);
+    assert_eq!(tokens.len(), 5);
     for token in &tokens {
         for form in forms(token) {
             assert!(
