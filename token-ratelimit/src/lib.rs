@@ -23,6 +23,10 @@
 //! by all tokens of that subject), all or nothing: if any bucket denies, none is charged, and
 //! the decision names the limit that denies longest.
 //!
+//! Subject limits are the same for every subject, or per subject with
+//! [`subject_limits_by`](RateLimiterBuilder::subject_limits_by) (a customer's plan, looked up
+//! on each check).
+//!
 //! Each token has its own buckets, a derived token too: a child that inherits `requests=100/60s`
 //! gets its own 100 per minute, beside its parent's. So a token's limits bound that token;
 //! what bounds a whole family (or every token a user holds) is a subject limit.

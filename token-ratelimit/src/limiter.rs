@@ -63,6 +63,8 @@ pub struct RateLimiter {
 
 struct Inner {
     subject_limits: RateLimits,
+    /// Per-subject limits, when set: asked on each check instead of `subject_limits`.
+    subject_resolver: Option<SubjectResolver>,
     /// No subject limit is on demand: every check applies them all.
     subject_all_automatic: bool,
     /// `subject_limits`' rates in nanoseconds, computed once.
@@ -111,13 +113,28 @@ impl Counters {
 
 /// Configures a [`RateLimiter`]: in process, no subject limits and the system clock unless
 /// told otherwise.
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use]
 pub struct RateLimiterBuilder {
     subject_limits: RateLimits,
+    subject_resolver: Option<SubjectResolver>,
     redis: Option<RedisBackend>,
     on_unavailable: RedisUnavailable,
     clock: Option<Arc<dyn Clock>>,
+}
+
+/// Each subject's own limits (its plan's), asked on every check.
+type SubjectResolver = Arc<dyn Fn(&str) -> RateLimits + Send + Sync>;
+
+impl fmt::Debug for RateLimiterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiterBuilder")
+            .field("subject_limits", &self.subject_limits)
+            .field("subject_limits_by", &self.subject_resolver.is_some())
+            .field("redis", &self.redis)
+            .field("on_redis_unavailable", &self.on_unavailable)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiterBuilder {
@@ -125,6 +142,33 @@ impl RateLimiterBuilder {
     /// these bound a subject's tokens together (a token's own limits bound only that token).
     pub fn subject_limits(mut self, limits: RateLimits) -> Self {
         self.subject_limits = limits;
+        self
+    }
+
+    /// Limits that differ by subject (a customer's plan): `resolve` answers a subject's
+    /// limits on every check, in place of [`subject_limits`](Self::subject_limits). Keep it
+    /// cheap (a map lookup, not I/O); a subject it answers no limits for has none. Buckets are
+    /// keyed by subject and limit name, so a subject moved to a larger plan keeps its bucket's
+    /// level and gains the new capacity at once.
+    ///
+    /// ```
+    /// use token_core::{RateLimit, RateLimits};
+    /// use token_ratelimit::RateLimiter;
+    ///
+    /// let standard = RateLimits::new([RateLimit::per_minute("requests", 100).unwrap()]).unwrap();
+    /// let enterprise = RateLimits::new([RateLimit::per_minute("requests", 10_000).unwrap()]).unwrap();
+    /// let limiter = RateLimiter::builder()
+    ///     .subject_limits_by(move |subject| {
+    ///         if subject.starts_with("org:big-") { enterprise.clone() } else { standard.clone() }
+    ///     })
+    ///     .build();
+    /// # let _ = limiter;
+    /// ```
+    pub fn subject_limits_by(
+        mut self,
+        resolve: impl Fn(&str) -> RateLimits + Send + Sync + 'static,
+    ) -> Self {
+        self.subject_resolver = Some(Arc::new(resolve));
         self
     }
 
@@ -156,6 +200,7 @@ impl RateLimiterBuilder {
                 subject_rates: self.subject_limits.iter().map(Rate::nanos).collect(),
                 subject_all_automatic: self.subject_limits.all_automatic(),
                 subject_limits: self.subject_limits,
+                subject_resolver: self.subject_resolver,
                 local: LocalLimiter::new(),
                 redis: self.redis,
                 on_unavailable: self.on_unavailable,
@@ -225,7 +270,8 @@ impl RateLimiter {
         cost: u32,
     ) -> Result<RateLimitDecision, CheckError> {
         let inner = &*self.inner;
-        if limits.is_empty() && inner.subject_limits.is_empty() {
+        if limits.is_empty() && inner.subject_limits.is_empty() && inner.subject_resolver.is_none()
+        {
             return Ok(RateLimitDecision::unlimited());
         }
         let limits: Cow<'_, RateLimits> = if limits.all_automatic() {
@@ -233,7 +279,13 @@ impl RateLimiter {
         } else {
             Cow::Owned(limits.applying_to(spent))
         };
-        let subjects = if inner.subject_all_automatic {
+        let subjects = if let Some(resolve) = &inner.subject_resolver {
+            let applying = resolve(subject).applying_to(spent);
+            Subjects {
+                rates: Cow::Owned(applying.iter().map(Rate::nanos).collect()),
+                limits: Cow::Owned(applying),
+            }
+        } else if inner.subject_all_automatic {
             Subjects {
                 limits: Cow::Borrowed(&inner.subject_limits),
                 rates: Cow::Borrowed(&inner.subject_rates),
@@ -433,6 +485,7 @@ impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("subject_limits", &self.inner.subject_limits)
+            .field("subject_limits_by", &self.inner.subject_resolver.is_some())
             .field("redis", &self.inner.redis)
             .field("on_redis_unavailable", &self.inner.on_unavailable)
             .field(

@@ -365,3 +365,39 @@ async fn concurrent_checks_admit_exactly_the_limit_and_never_deadlock() {
     let peek = limiter.check("user:42", token(200), &own, 0).await.unwrap();
     assert_eq!(peek.limits()[1].remaining(), 0);
 }
+
+#[tokio::test]
+async fn subject_limits_by_plan_give_each_subject_its_own_capacity() {
+    let clock = clock();
+    let limiter = RateLimiter::builder()
+        .subject_limits_by(|subject| match subject {
+            "org:big" => limits(&[("requests", 5, 60)]),
+            "org:free" => limits(&[("requests", 1, 60)]),
+            _ => RateLimits::none(),
+        })
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let none = RateLimits::none();
+    let mut passed = std::collections::BTreeMap::new();
+    for subject in ["org:big", "org:free", "org:unknown"] {
+        for _ in 0..10 {
+            if limiter
+                .check(subject, token(9), &none, 1)
+                .await
+                .unwrap()
+                .is_allowed()
+            {
+                *passed.entry(subject).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(passed["org:big"], 5);
+    assert_eq!(passed["org:free"], 1);
+    assert_eq!(
+        passed["org:unknown"], 10,
+        "no limits for a subject the plan omits"
+    );
+    let denied = limiter.check("org:free", token(9), &none, 1).await.unwrap();
+    assert_eq!(denied.denied_by().map(|l| l.scope()), Some(Scope::Subject));
+    assert_eq!(denied.retry_after_secs(), Some(60));
+}
