@@ -147,6 +147,39 @@ async fn issued_limits_are_enforced_with_the_ietf_fields_and_a_429() {
     );
     assert!(view["next_refill_at"].is_string());
 
+    // PATCH narrows them, never loosens them.
+    let patch = |body: Value| {
+        client
+            .patch(format!(
+                "{}/tokens/{}",
+                server.base,
+                issued["id"].as_str().unwrap()
+            ))
+            .bearer_auth(admin.expose_secret())
+            .json(&body)
+            .send()
+    };
+    let looser = patch(json!({"rate_limits": []})).await.unwrap();
+    assert_eq!(looser.status(), StatusCode::BAD_REQUEST);
+    let error: Value = looser.json().await.unwrap();
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rate_limits"),
+        "{error}"
+    );
+    let tighter = patch(json!({
+        "rate_limits": [{"name": "requests", "limit": 1, "per_seconds": 3600}],
+        "refill": "weekly"
+    }))
+    .await
+    .unwrap();
+    assert_eq!(tighter.status(), StatusCode::OK);
+    let view: Value = tighter.json().await.unwrap();
+    assert_eq!(view["rate_limits"][0]["limit"], 1);
+    assert_eq!(view["use_refill"], "every 604800s");
+
     for (body, problem) in [
         (
             json!({"rate_limits": [{"name": "requests", "limit": 0, "per_seconds": 60}]}),
