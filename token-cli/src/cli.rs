@@ -67,6 +67,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Revoke by id, subject, family, label or issue time (bulk selectors ask first).
     Revoke(RevokeArgs),
+    /// Suspend by id, subject, family or label: refused like revoked until resumed.
+    Suspend(PauseArgs),
+    /// Resume what a suspension paused (never what was revoked or expired).
+    Resume(PauseArgs),
     /// Rotate a token; prints the new token once, alone on stdout's first line.
     Rotate(RotateArgs),
     /// Query, export (--jsonl) or verify the audit trail.
@@ -197,6 +201,29 @@ pub struct RevokeArgs {
     #[arg(long, default_value = "revoked with tokenctl")]
     pub reason: String,
     /// Do not ask before a bulk revocation.
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+/// `tokenctl suspend` and `tokenctl resume`: exactly one selector.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selector").required(true).args(["id", "subject", "family", "label"])))]
+pub struct PauseArgs {
+    /// One token (and its derived tokens).
+    pub id: Option<TokenId>,
+    /// Every token of this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Every token of this family (the root's id).
+    #[arg(long)]
+    pub family: Option<TokenId>,
+    /// Every token with this label key=value.
+    #[arg(long, value_parser = parse_label)]
+    pub label: Option<(String, String)>,
+    /// Why (written in each Suspended or Resumed event), e.g. an incident number.
+    #[arg(long, default_value = "with tokenctl")]
+    pub reason: String,
+    /// Do not ask before a bulk change.
     #[arg(long, short)]
     pub yes: bool,
 }

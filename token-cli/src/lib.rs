@@ -76,5 +76,6 @@ pub mod error;
 pub mod keys;
 pub mod output;
 pub mod scan;
+mod selector;
 
 pub use error::{CliError, Outcome};

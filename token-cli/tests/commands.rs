@@ -37,6 +37,7 @@ on_both_stores!(
     issue_json_and_bad_requests_say_what_is_wrong,
     revoke_by_id_subject_family_label_and_issue_time,
     bulk_revoke_asks_first_and_a_no_changes_nothing,
+    suspend_and_resume_pause_without_ending,
     rotate_prints_the_successor_once,
     audit_queries_exports_and_verifies_the_trail,
     sweep_and_stale_report_what_they_find,
@@ -379,6 +380,38 @@ fn revoke_by_id_subject_family_label_and_issue_time(env: &Env) {
     assert_eq!(none.code, Some(2), "a selector is required");
     let two = env.run(&["revoke", &by_id, "--subject", "x"]);
     assert_eq!(two.code, Some(2), "one selector at a time");
+}
+
+fn suspend_and_resume_pause_without_ending(env: &Env) {
+    let (_, id) = env.issue(&["--subject", "dave"]);
+    let run = env.run(&["suspend", &id, "--reason", "INC-7"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), id, "prints what it suspended");
+    let record = env.inspect(&id);
+    assert_eq!(record["state"], "suspended");
+    assert!(record["suspended_at"].is_string());
+    let resumed = env.run(&["resume", &id, "--json"]);
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert_eq!(resumed.json()["resumed"][0], id.as_str());
+    assert_eq!(env.inspect(&id)["state"], "active");
+
+    let other = env.issue(&["--subject", "dave"]).1;
+    let refused = env.run_with_stdin(&["suspend", "--subject", "dave"], "n\n");
+    assert_eq!(refused.code, Some(1), "a bulk suspension asks first");
+    assert_eq!(env.inspect(&other)["state"], "active");
+    let bulk = env
+        .run(&["suspend", "--subject", "dave", "--yes", "--json"])
+        .json();
+    assert_eq!(bulk["count"], 2);
+
+    env.run(&["revoke", &id]);
+    let revive = env.run(&["resume", &id]);
+    assert_eq!(revive.code, Some(1), "a revoked token is never resumed");
+    assert_eq!(env.inspect(&id)["state"], "revoked");
+    let none = env.run(&["suspend"]);
+    assert_eq!(none.code, Some(2), "a selector is required");
+    let audit = env.run(&["audit", "--kind", "suspended", "--json"]);
+    assert!(audit.stdout.contains("INC-7"), "{}", audit.stdout);
 }
 
 fn bulk_revoke_asks_first_and_a_no_changes_nothing(env: &Env) {

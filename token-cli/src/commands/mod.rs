@@ -13,6 +13,7 @@ pub mod revoke;
 pub mod rotate;
 pub mod scan;
 pub mod stale;
+pub mod suspend;
 pub mod sweep;
 
 /// Runs the parsed command line.
@@ -25,6 +26,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::List(args) => list::run(global, args).await,
         Command::Inspect(args) => inspect::run(global, args).await,
         Command::Revoke(args) => revoke::run(global, args).await,
+        Command::Suspend(args) => suspend::run(global, args, suspend::Pause::Suspend).await,
+        Command::Resume(args) => suspend::run(global, args, suspend::Pause::Resume).await,
         Command::Rotate(args) => rotate::run(global, args).await,
         Command::Audit(args) => audit::run(global, args).await,
         Command::Sweep => sweep::run(global).await,

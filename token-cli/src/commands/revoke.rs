@@ -15,19 +15,9 @@ use crate::output;
 pub async fn run(global: &Global, args: RevokeArgs) -> Result<Outcome, CliError> {
     let manager = manager(global, Hashing::NotNeeded, None).await?;
     let now = manager.clock().now();
-    let (selector, bulk) = if let Some(id) = args.id {
-        (RevokeSelector::Token(id), None)
-    } else if let Some(subject) = args.subject {
-        let what = format!("every token of subject {subject:?}");
-        (RevokeSelector::Subject(subject), Some(what))
-    } else if let Some(family) = args.family {
-        (
-            RevokeSelector::Family(family),
-            Some(format!("every token of family {family}")),
-        )
-    } else if let Some((key, value)) = args.label {
-        let what = format!("every token labelled {key}={value}");
-        (RevokeSelector::Label { key, value }, Some(what))
+    let chosen = crate::selector::chosen(args.id, args.subject, args.family, args.label);
+    let (selector, bulk) = if let Some(chosen) = chosen {
+        chosen
     } else if let Some(before) = args.issued_before {
         let at = before.resolve(now);
         (
