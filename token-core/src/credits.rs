@@ -83,7 +83,7 @@ impl UseRefill {
                 let offset = time::Duration::microseconds(
                     i64::try_from(periods.saturating_mul(period_us)).unwrap_or(i64::MAX),
                 );
-                issued_at.checked_add(offset).unwrap_or(after)
+                issued_at.checked_add(offset).unwrap_or_else(end_of_time)
             }
             Self::Monthly => {
                 let utc = after.to_offset(time::UtcOffset::UTC);
@@ -93,7 +93,7 @@ impl UseRefill {
                 };
                 Date::from_calendar_date(year, month, 1)
                     .map(|date| date.with_time(Time::MIDNIGHT).assume_utc())
-                    .unwrap_or(after)
+                    .unwrap_or_else(|_| end_of_time())
             }
         }
     }
@@ -110,6 +110,12 @@ impl UseRefill {
             (Self::Every(mine), Self::Monthly) => mine.as_secs() >= 31 * DAY,
         }
     }
+}
+
+/// Where a boundary past the calendar's end lands: never (a refill that never comes, rather
+/// than one on every use).
+fn end_of_time() -> OffsetDateTime {
+    Date::MAX.with_time(Time::MIDNIGHT).assume_utc()
 }
 
 impl fmt::Debug for UseRefill {

@@ -214,6 +214,15 @@ impl TokenRecord {
         }
     }
 
+    /// The start of the period after the one `now` falls in, for a token whose uses refill:
+    /// the boundaries are `next_refill_at` plus whole periods (monthly: the first of each
+    /// month), so a successor, which keeps `next_refill_at`, keeps its predecessor's schedule
+    /// and a period is never cut short.
+    pub fn next_refill_after(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let refill = self.use_refill?;
+        Some(refill.next_after(self.next_refill_at.unwrap_or(self.created_at), now))
+    }
+
     /// The uses left at `now` (`None`: no use limit).
     pub fn remaining_uses_at(&self, now: OffsetDateTime) -> Option<u64> {
         self.max_uses

@@ -131,10 +131,10 @@ impl TokenRecord {
             max_uses: self.max_uses,
             remaining_uses: self.remaining_uses_at(now),
             use_refill: self.use_refill.map(|r| r.to_string()),
-            next_refill_at: self.next_refill_at.map(|at| match self.use_refill {
-                Some(refill) if now >= at => refill.next_after(self.created_at, now),
-                _ => at,
-            }),
+            next_refill_at: match self.next_refill_at {
+                Some(at) if now >= at => self.next_refill_after(now),
+                pending => pending,
+            },
             rate_limits: self.rate_limits.clone(),
             parent_id: self.parent_id.map(|id| id.to_string()),
             family_id: self.family_id.to_string(),

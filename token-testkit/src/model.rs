@@ -22,9 +22,10 @@ pub const SCOPES: [&str; 2] = ["a", "b"];
 /// The refill period of tokens issued with credits that refill, in minutes (`hourly`).
 pub const REFILL_MINUTES: u64 = 60;
 
-/// The first refill boundary after `now` for a token issued at `issued` (minutes).
-fn next_boundary(issued: u64, now: u64) -> u64 {
-    issued + ((now.saturating_sub(issued)) / REFILL_MINUTES + 1) * REFILL_MINUTES
+/// The first refill boundary after `now` on the schedule through `anchor` (a token's issue, or
+/// its last stored boundary), in minutes.
+fn next_boundary(anchor: u64, now: u64) -> u64 {
+    anchor + ((now.saturating_sub(anchor)) / REFILL_MINUTES + 1) * REFILL_MINUTES
 }
 
 /// One step of a sequence. Token arguments index the tokens issued so far (modulo their number).
@@ -294,7 +295,7 @@ impl Model {
                     Some(next) => ModelToken {
                         uses: old.uses_at(now),
                         next_refill: Some(if now >= next {
-                            next_boundary(old.issued_at, now)
+                            next_boundary(next, now)
                         } else {
                             next
                         }),
@@ -381,7 +382,9 @@ impl Model {
                     match token.next_refill {
                         Some(at) if now >= at => {
                             token.uses = 1;
-                            token.next_refill = Some(next_boundary(token.issued_at, now));
+                            // On the schedule the stored boundary sets (a successor keeps its
+                            // predecessor's), not from this token's own issue.
+                            token.next_refill = Some(next_boundary(at, now));
                         }
                         _ => token.uses += 1,
                     }

@@ -208,16 +208,10 @@ impl RotateToken {
             successor.max_uses = old.max_uses;
             successor.use_count = old.uses_at(self.now);
             successor.use_refill = old.use_refill;
-            successor.next_refill_at =
-                old.use_refill
-                    .zip(old.next_refill_at)
-                    .map(|(refill, next)| {
-                        if self.now >= next {
-                            refill.next_after(old.created_at, self.now)
-                        } else {
-                            next
-                        }
-                    });
+            successor.next_refill_at = match old.next_refill_at {
+                Some(next) if self.now >= next => old.next_refill_after(self.now),
+                pending => pending,
+            };
         } else if let Some(max) = old.max_uses {
             successor.max_uses = Some(max.saturating_sub(old.use_count));
             successor.use_refill = None;
@@ -655,9 +649,7 @@ impl ConsumeUse {
             id: record.id,
             now,
             use_refill: record.use_refill,
-            next_refill_at: record
-                .use_refill
-                .map(|refill| refill.next_after(record.created_at, now)),
+            next_refill_at: record.next_refill_after(now),
         }
     }
 

@@ -25,6 +25,7 @@ macro_rules! __conformance_credits {
             monthly_credits_refill_on_the_first_of_the_month,
             credits_are_inherited_and_only_narrowed,
             rotation_carries_credits_and_rate_limits,
+            a_successor_keeps_its_predecessors_refill_schedule,
             rate_limits_are_stored_inherited_and_only_tightened,
         }
     };
@@ -307,6 +308,54 @@ pub async fn rotation_carries_credits_and_rate_limits(f: &dyn Fixture) {
         env.manager.validate(new.token.expose_secret(), &[]).await,
         Err(ValidationError::UseLimitReached)
     ));
+}
+
+/// Found in review: a successor computed its next boundary from its own issue, so the first
+/// period after a rotation was cut short (a rotation half-way through an hour refilled again
+/// half an hour later). The schedule is the stored boundary's, whatever the rotation.
+pub async fn a_successor_keeps_its_predecessors_refill_schedule(f: &dyn Fixture) {
+    let env = TestEnv::new(f).await;
+    let issued_at = env.clock_now();
+    let old = env
+        .issue_with(
+            IssueRequest::new("u", scopes_of("a"))
+                .ttl(10 * DAY)
+                .max_uses(2)
+                .refill_uses(refill("hourly")),
+        )
+        .await;
+    env.advance(HOUR / 2);
+    let new = env
+        .manager
+        .rotate(old.token.id(), Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = new.token.expose_secret();
+    env.advance(HOUR / 2);
+    let uses = |env: &TestEnv, token: &str| {
+        let manager = env.manager.clone();
+        let token = token.to_owned();
+        async move {
+            let mut passed = 0;
+            for _ in 0..4 {
+                if manager.validate(&token, &[]).await.is_ok() {
+                    passed += 1;
+                }
+            }
+            passed
+        }
+    };
+    assert_eq!(uses(&env, token).await, 2, "the refill at the hour");
+    let record = stored(&env, new.token.id()).await;
+    assert_eq!(record.next_refill_at, Some(issued_at + 2 * HOUR));
+    env.advance(HOUR / 2);
+    assert_eq!(
+        uses(&env, token).await,
+        0,
+        "half an hour later the period is not over"
+    );
+    env.advance(HOUR / 2);
+    assert_eq!(uses(&env, token).await, 2, "the next hour");
 }
 
 pub async fn rate_limits_are_stored_inherited_and_only_tightened(f: &dyn Fixture) {
