@@ -340,17 +340,19 @@ pub enum ScanFormat {
     Sarif,
 }
 
-/// Parses `key=value`.
+/// Parses a refill period (`monthly`, `daily`, `every 3600s`).
 fn parse_refill(text: &str) -> Result<token_core::UseRefill, String> {
     text.parse()
         .map_err(|e: token_core::RefillError| e.to_string())
 }
 
+/// Parses a rate limit (`requests=100/60s`, a trailing `?` for on demand).
 fn parse_rate_limit(text: &str) -> Result<token_core::RateLimit, String> {
     text.parse()
         .map_err(|e: token_core::RateLimitError| e.to_string())
 }
 
+/// Parses `key=value`.
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),

@@ -37,6 +37,7 @@ pub mod network;
 pub mod policy;
 pub mod rate_limit;
 pub mod record;
+pub mod redact;
 mod request;
 pub mod requirement;
 pub mod retention;

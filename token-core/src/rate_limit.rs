@@ -129,14 +129,7 @@ impl RateLimit {
     /// `limit` units per `per` (whole seconds, 1 s to a year).
     pub fn new(name: impl Into<String>, limit: u32, per: Duration) -> Result<Self, RateLimitError> {
         let name = name.into();
-        if name.is_empty()
-            || name.len() > RATE_LIMIT_NAME_MAX
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(RateLimitError::InvalidName { name });
-        }
+        Self::check_name(&name)?;
         if limit == 0 || limit > RATE_LIMIT_MAX {
             return Err(RateLimitError::InvalidLimit {
                 name,
@@ -172,6 +165,23 @@ impl RateLimit {
     /// for an automatic limit, only those naming it for an [on-demand](Self::on_demand) one.
     pub fn applies_to<S: AsRef<str>>(&self, spent: &[S]) -> bool {
         !self.on_demand || spent.iter().any(|name| name.as_ref() == &*self.name)
+    }
+
+    /// Whether `name` can name a limit: 1 to [`RATE_LIMIT_NAME_MAX`] bytes of `a-z 0-9 - _`
+    /// (for code that refers to limits by name, such as a route spending an on-demand one).
+    pub fn check_name(name: &str) -> Result<(), RateLimitError> {
+        let valid = !name.is_empty()
+            && name.len() <= RATE_LIMIT_NAME_MAX
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(())
+        } else {
+            Err(RateLimitError::InvalidName {
+                name: name.to_owned(),
+            })
+        }
     }
 
     /// `limit` per second.
@@ -330,8 +340,12 @@ impl From<RateLimit> for RateLimitJson {
 ///
 /// A derived token inherits its parent's limits and may only tighten them: it must carry every
 /// limit the parent has, each [within](RateLimit::is_within) the parent's, and may add more
-/// ([`is_within`](Self::is_within)). Updates narrow the same way. Each token has its own
-/// buckets; limits on the subject bound all of its tokens together.
+/// ([`is_within`](Self::is_within)). Updates narrow the same way.
+///
+/// The limits are inherited, the buckets are not: each token spends its own, so a parent and
+/// three children each get their `requests=100/60s`, and a rotation's successor starts with a
+/// full burst. What bounds a family, or every token of a user, together is a subject limit
+/// (`token-ratelimit`'s `subject_limits`).
 ///
 /// ```
 /// use token_core::{RateLimit, RateLimits};

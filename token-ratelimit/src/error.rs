@@ -54,43 +54,11 @@ pub enum ConnectError {
     },
 }
 
-/// `url` with the password (between `user:` and `@`, or after `password=`) replaced by `***`.
+/// `url` for printing: token-core's [`redacted_url`](token_core::redact::redacted_url) (the
+/// user-info password and `password`/`pass` parameters hidden; everything after the scheme when
+/// an unencoded `/`, `?` or `#` in a password makes the URL ambiguous).
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return redact_query(url);
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let redacted = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = match userinfo.find(':') {
-                Some(colon) => format!("{}:***", &userinfo[..colon]),
-                None if userinfo.is_empty() => String::new(),
-                // `redis://secret@host` is a password without a user name.
-                None => "***".to_owned(),
-            };
-            format!(
-                "{}{user}@{}{}",
-                &url[..scheme_end],
-                &authority[at + 1..],
-                &rest[authority_end..]
-            )
-        }
-        None => url.to_owned(),
-    };
-    redact_query(&redacted)
-}
-
-fn redact_query(url: &str) -> String {
-    let Some(start) = url.find("password=").map(|i| i + "password=".len()) else {
-        return url.to_owned();
-    };
-    let end = url[start..]
-        .find(['&', '#'])
-        .map_or(url.len(), |i| start + i);
-    format!("{}***{}", &url[..start], &url[end..])
+    token_core::redact::redacted_url(url)
 }
 
 /// `text` with every occurrence of the URL's password removed (an error message from the
@@ -104,27 +72,31 @@ pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
         })
 }
 
-/// The secrets in a URL: the userinfo password and a `password=` query value.
+/// The secrets in a URL, to scrub from a driver's messages: the user-info password (up to the
+/// last `@`, so a password holding an unencoded `/`, `?` or `#` is still found whole) and the
+/// value of every password query parameter (`password=`, `pass=`), longest first.
 pub(crate) fn url_secrets(url: &str) -> Vec<String> {
     let mut secrets = Vec::new();
-    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
-        let rest = &url[scheme_end..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            secrets.push(match userinfo.find(':') {
-                Some(colon) => userinfo[colon + 1..].to_owned(),
-                None => userinfo.to_owned(),
-            });
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.rsplit_once('@')
+    {
+        secrets.push(match userinfo.split_once(':') {
+            Some((_, password)) => password.to_owned(),
+            None => userinfo.to_owned(),
+        });
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        let query = query.split('#').next().unwrap_or_default();
+        for pair in query.split('&') {
+            if let Some((name, value)) = pair.split_once('=')
+                && token_core::redact::names_a_password(name)
+            {
+                secrets.push(value.to_owned());
+            }
         }
     }
-    if let Some(start) = url.find("password=").map(|i| i + "password=".len()) {
-        let end = url[start..]
-            .find(['&', '#'])
-            .map_or(url.len(), |i| start + i);
-        secrets.push(url[start..end].to_owned());
-    }
     secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     secrets
 }
 
@@ -141,18 +113,30 @@ mod tests {
                 "redis://app:***@cache:6379/2",
             ),
             ("redis://:hunter2@cache", "redis://:***@cache"),
-            ("rediss://hunter2@cache/0", "rediss://***@cache/0"),
+            // A user name alone (redis-rs sends no password then) is shown, as for databases.
+            ("rediss://app@cache/0", "rediss://app@cache/0"),
             (
                 "redis://cache/0?password=hunter2&protocol=resp3",
                 "redis://cache/0?password=***&protocol=resp3",
             ),
             ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+            (
+                "unix:///run/redis.sock?pass=hunter2",
+                "unix:///run/redis.sock?pass=***",
+            ),
+            ("redis://app:hun/ter2@cache", "redis://***"),
+            ("redis://app:hunter2?x@cache", "redis://***"),
         ] {
             assert_eq!(redact_url(url), shown);
             assert!(!redact_url(url).contains("hunter2"));
         }
         let secrets = url_secrets("redis://app:hunter2@cache?password=s3cret");
         assert_eq!(secrets, ["hunter2", "s3cret"]);
+        assert_eq!(url_secrets("redis://app:hun/ter2@cache"), ["hun/ter2"]);
+        assert_eq!(
+            url_secrets("unix:///run/redis.sock?db=1&pass=hunter2"),
+            ["hunter2"]
+        );
         assert_eq!(
             scrub("auth failed for hunter2 / s3cret", &secrets),
             "auth failed for *** / ***"

@@ -102,6 +102,8 @@
 //!   is automatic, the connection reconnects by itself. Each outage logs one `warn!` when it
 //!   starts and one `info!` when it ends.
 //! - **Secrets**: the URL's password never appears in `Debug` output, errors or logs.
+//! - **Version**: Redis 5 or later (the script writes after reading `TIME`, which needs
+//!   effect replication, the default since 5). Redis Cluster is not supported.
 //!
 //! ```no_run
 //! use token_core::{RateLimit, RateLimits};

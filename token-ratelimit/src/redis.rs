@@ -303,12 +303,15 @@ fn parse<'a>(
         )));
     }
     let micros = |v: i64| u64::try_from(v).unwrap_or(0);
+    // Anything but 0 (allowed) or a limit's 1-based index is not an answer: fail, so the
+    // outage policy applies, rather than allow.
     let denied = match usize::try_from(reply[0]) {
-        Ok(0) | Err(_) => None,
+        Ok(0) => None,
         Ok(i) if i <= count => Some((i - 1, micros(reply[1]))),
-        Ok(i) => {
+        _ => {
             return Err(Unavailable::Failed(format!(
-                "the rate-limit script named limit {i} of {count}"
+                "the rate-limit script named limit {} of {count}",
+                reply[0]
             )));
         }
     };
@@ -441,6 +444,10 @@ mod tests {
         assert!(
             parse(&[2, 5, 0, 0], 1, limits.iter()).is_err(),
             "no such limit"
+        );
+        assert!(
+            parse(&[-1, 5, 0, 0], 1, limits.iter()).is_err(),
+            "a negative index is no answer, not an allowance"
         );
     }
 }

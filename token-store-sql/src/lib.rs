@@ -48,7 +48,6 @@ mod columns;
 mod lifecycle;
 mod migrate;
 mod query;
-mod redact;
 mod rows;
 #[cfg(test)]
 mod testing;
@@ -64,7 +63,6 @@ pub use crate::query::{
     Param, TOKEN_INSERT_COLUMNS, TOKEN_UPDATE_COLUMNS, audit_conditions, token_params,
     update_params,
 };
-pub use crate::redact::redacted_url;
 pub use crate::rows::{
     TokenRow, revoke_event, row_id, row_subject, suspend_event, sweeper_event, unnamed_revoke_event,
 };
@@ -72,3 +70,4 @@ pub use crate::values::{
     UnrepresentableValue, count_to_column, duration_to_column, hex, id_bytes, id_from_bytes,
     micros, micros_ceil, opt_micros,
 };
+pub use token_core::redact::redacted_url;

@@ -321,7 +321,12 @@ impl BearerAuth {
     /// Checks the rate limits of every authenticated request with `limiter` (feature
     /// `ratelimit`): the token's own [`RateLimits`](token_core::RateLimits) and the limiter's
     /// subject limits, at the layer's [cost](BearerAuthLayer::cost) (1 by default), after the
-    /// token and its scopes passed (a refused request consumes nothing).
+    /// token and its scopes passed and before its use is counted: a request refused for its
+    /// token or scopes spends no rate capacity, and a 429 spends none of the token's
+    /// `max_uses`. (A request that passes the limits and then loses the race for a
+    /// use-limited token's last use has spent its rate capacity.) Each token spends its own
+    /// buckets: a derived token's inherited limits and a rotation's successor start full, so
+    /// what bounds a family or all of a user's tokens together is a subject limit.
     ///
     /// Within the limits, the response gets the `RateLimit-Policy` and `RateLimit` fields
     /// (draft-ietf-httpapi-ratelimit-headers: `"requests";q=100;w=60` and
@@ -606,16 +611,18 @@ impl BearerAuthLayer {
     /// Requests through this layer also spend the [on-demand](token_core::RateLimit::on_demand)
     /// rate limit `name` (of the token and of its subject), at the layer's cost: the
     /// `expensive` limit on the routes that are. Automatic limits apply everywhere regardless.
-    /// Call it once per limit.
+    /// Call it once per limit. A name no limit could have (`Expensive`, `""`) is an error, so a
+    /// typo cannot silently leave a route unlimited; a valid name no token has costs nothing.
     #[cfg(feature = "ratelimit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
-    pub fn spend(mut self, name: &str) -> Self {
+    pub fn spend(mut self, name: &str) -> Result<Self, token_core::RateLimitError> {
+        token_core::RateLimit::check_name(name)?;
         let mut names = self.spend.to_vec();
         if !names.iter().any(|n| n == name) {
             names.push(name.to_owned());
         }
         self.spend = names.into();
-        self
+        Ok(self)
     }
 
     /// Answers a valid token that lacks the required scopes with `401 Unauthorized` instead of

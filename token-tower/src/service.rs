@@ -187,11 +187,13 @@ fn answered(
             offer,
             limit_fields,
         }),
+        // A 429 still offers the fresh DPoP nonce (the proof's jti is spent): the client's
+        // retry needs it.
         Err(AdmissionError::Refused { refusal, .. }) => Err(Refusal {
             kind: refusal.kind,
             required: None,
             used_dpop,
-            nonce: None,
+            nonce: offer,
             limit: Some(Box::new(refusal)),
         }),
         Err(AdmissionError::Invalid(e)) => Err(Refusal {

@@ -303,8 +303,23 @@ async fn on_demand_limits_apply_only_on_the_routes_that_spend_them() {
         RateLimits::new([RateLimit::per_hour("exports", 1).unwrap().on_demand()]).unwrap();
     let auth = BearerAuth::new(s.manager.clone()).rate_limit(limiter(&s.clock, subject_limits));
     let cheap = auth.require("widgets:read").unwrap();
-    let costly = auth.require("widgets:read").unwrap().spend("expensive");
-    let export = auth.require("widgets:read").unwrap().spend("exports");
+    let costly = auth
+        .require("widgets:read")
+        .unwrap()
+        .spend("expensive")
+        .unwrap();
+    let export = auth
+        .require("widgets:read")
+        .unwrap()
+        .spend("exports")
+        .unwrap();
+    assert!(
+        auth.require("widgets:read")
+            .unwrap()
+            .spend("Expensive")
+            .is_err(),
+        "a name no limit can have"
+    );
 
     let plain = send(&cheap, Some(&token)).await;
     assert_eq!(

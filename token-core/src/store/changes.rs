@@ -421,6 +421,14 @@ impl UpdateToken {
                 }
             }
         }
+        if let Some((change, dropped)) =
+            narrow_limits::narrow_child_rate_limits(parent, child, &mut next)
+        {
+            // Limits that would not fit with the parent's: the child cannot keep them, and
+            // losing them would loosen it, so it ends instead.
+            nothing_left |= dropped;
+            changes.push(("rate_limits", change));
+        }
         let mut end = match (parent.expires_at, child.expires_at) {
             (Some(p), Some(c)) => Some(p.min(c)),
             (Some(p), None) => Some(p),
@@ -439,9 +447,6 @@ impl UpdateToken {
         if let Some(change) = narrow_limits::narrow_child_refill(parent, child, &mut next, self.now)
         {
             changes.push(("use_refill", change));
-        }
-        if let Some(change) = narrow_limits::narrow_child_rate_limits(parent, child, &mut next) {
-            changes.push(("rate_limits", change));
         }
         if let Some(parent_left) = parent.remaining_uses_at(self.now) {
             let child_used = next.uses_at(self.now);

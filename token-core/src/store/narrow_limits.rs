@@ -130,12 +130,14 @@ pub(super) fn narrow_child_refill(
 
 /// `child`'s rate limits forced within `parent`'s: every limit of the parent, each the tighter
 /// of the two (the smaller burst at the slower rate) where the child's is looser; the child's
-/// extra limits stay.
+/// extra limits stay. `true` with the change when some of the child's own limits did not fit
+/// (more than [`MAX_RATE_LIMITS`](crate::rate_limit::MAX_RATE_LIMITS) in all): the caller ends
+/// the child rather than let it lose them.
 pub(super) fn narrow_child_rate_limits(
     parent: &TokenRecord,
     child: &TokenRecord,
     next: &mut TokenRecord,
-) -> Option<Value> {
+) -> Option<(Value, bool)> {
     if child.rate_limits.is_within(&parent.rate_limits) {
         return None;
     }
@@ -154,13 +156,14 @@ pub(super) fn narrow_child_rate_limits(
         .filter(|mine| parent.rate_limits.get(mine.name()).is_none())
         .cloned();
     // Both sets hold at most MAX_RATE_LIMITS names; their union can exceed it only when the
-    // child had extra ones, which are then dropped last-name-first (they only tightened).
+    // child had extra ones of its own.
     let mut limits: Vec<RateLimit> = tightened.chain(extra).collect();
+    let dropped = limits.len() > crate::rate_limit::MAX_RATE_LIMITS;
     limits.truncate(crate::rate_limit::MAX_RATE_LIMITS);
     let narrowed = RateLimits::new(limits).unwrap_or_else(|_| parent.rate_limits.clone());
     let change = rate_limits_change(&child.rate_limits, &narrowed);
     next.rate_limits = narrowed;
-    Some(change)
+    Some((change, dropped))
 }
 
 /// A limit within both: the smaller burst, at the slower of the two steady rates (the window
@@ -193,6 +196,49 @@ mod tests {
 
     fn limit(n: u32, secs: u64) -> RateLimit {
         RateLimit::new("r", n, Duration::from_secs(secs)).unwrap()
+    }
+
+    fn record(limits: RateLimits) -> TokenRecord {
+        TokenRecord {
+            rate_limits: limits,
+            ..TokenRecord::for_tests(
+                crate::format::TokenId::from_bytes([1; 16]),
+                crate::keyring::TokenHash::from_bytes([0; 32]),
+                crate::keyring::KeyId::new(1),
+                time::macros::datetime!(2030-01-01 0:00 UTC),
+            )
+        }
+    }
+
+    fn named(names: impl Iterator<Item = String>) -> RateLimits {
+        RateLimits::new(names.map(|n| RateLimit::new(n, 5, Duration::from_secs(60)).unwrap()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_child_that_cannot_keep_its_own_limits_is_told_so() {
+        // The child: 15 of the parent's limits and one of its own. The parent adds a 16th.
+        let child = record(named(
+            (0..15).map(|i| format!("p{i:02}")).chain(["x".into()]),
+        ));
+        let parent = record(named((0..16).map(|i| format!("p{i:02}"))));
+        let mut next = child.clone();
+        let (_, dropped) = narrow_child_rate_limits(&parent, &child, &mut next).unwrap();
+        assert!(
+            dropped,
+            "17 limits do not fit: the child must end, not lose `x`"
+        );
+        // Room for both: nothing dropped, the child keeps `x`.
+        let parent = record(named((0..15).map(|i| format!("p{i:02}"))));
+        let child = record(named(
+            (0..14).map(|i| format!("p{i:02}")).chain(["x".into()]),
+        ));
+        let mut next = child.clone();
+        let (_, dropped) = narrow_child_rate_limits(&parent, &child, &mut next).unwrap();
+        assert!(!dropped);
+        assert!(
+            next.rate_limits.get("x").is_some() && next.rate_limits.is_within(&parent.rate_limits)
+        );
     }
 
     #[test]

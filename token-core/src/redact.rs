@@ -1,19 +1,24 @@
-//! Database URLs without their secrets, for `Debug`, logs and error messages.
+//! Connection URLs (databases, Redis) without their secrets, for `Debug`, logs and error
+//! messages. Stores, `token-ratelimit` and the programs print every URL through
+//! [`redacted_url`].
 
 /// What a hidden secret is shown as.
 const HIDDEN: &str = "***";
 
-/// `url` for printing (a log line, a `Debug`, an error message): the password of the user info and the value of any query
-/// parameter whose name contains `password` become `***`; the rest is kept. When the user info
+/// `url` for printing (a log line, a `Debug`, an error message): the password of the user info
+/// and the value of any query parameter whose name contains `password` or is `pass` (Redis's
+/// `unix://` form) become `***`; the rest is kept. When the user info
 /// cannot be told apart with certainty (a `:` then an `@` after the authority, a port that is not
 /// a number: signs of an unencoded `/`, `?` or `#` in a password), everything after the scheme is
 /// hidden.
 ///
 /// ```
-/// use token_store_sql::redacted_url;
+/// use token_core::redact::redacted_url;
 ///
 /// assert_eq!(redacted_url("postgres://app:s3cr3t@db/app"), "postgres://app:***@db/app");
 /// assert_eq!(redacted_url("sqlite://tokens.db"), "sqlite://tokens.db");
+/// assert_eq!(redacted_url("unix:///run/redis.sock?db=1&pass=s3cr3t"), "unix:///run/redis.sock?db=1&pass=***");
+/// assert_eq!(redacted_url("redis://app:s3/cr3t@cache"), "redis://***");
 /// ```
 pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -75,7 +80,7 @@ fn is_scheme(text: &str) -> bool {
 }
 
 /// `text` (a path, query and fragment) with the value of every query parameter whose name,
-/// percent-decoded and in any case, contains `password` replaced by `***`.
+/// percent-decoded and in any case, contains `password` or is `pass` replaced by `***`.
 fn redact_query(text: &str) -> String {
     let Some((before, after)) = text.split_once('?') else {
         return text.to_owned();
@@ -91,7 +96,8 @@ fn redact_query(text: &str) -> String {
     format!("{before}?{}{fragment}", pairs.join("&"))
 }
 
-fn names_a_password(name: &str) -> bool {
+/// Whether a query parameter's name (percent-decoded, any case) names a password.
+pub fn names_a_password(name: &str) -> bool {
     let bytes = name.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -111,9 +117,8 @@ fn names_a_password(name: &str) -> bool {
             }
         }
     }
-    String::from_utf8_lossy(&decoded)
-        .to_ascii_lowercase()
-        .contains("password")
+    let name = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    name.contains("password") || name == "pass"
 }
 
 #[cfg(test)]
@@ -160,6 +165,14 @@ mod tests {
 
     #[test]
     fn password_parameters_are_hidden() {
+        assert_eq!(
+            redacted_url("unix:///run/redis.sock?pass=s3cr3t&db=2"),
+            "unix:///run/redis.sock?pass=***&db=2"
+        );
+        assert_eq!(
+            redacted_url("redis://cache/0?PASS=s3cr3t&passport=kept"),
+            "redis://cache/0?PASS=***&passport=kept"
+        );
         assert_eq!(
             redacted_url("postgres://db/x?user=app&password=s3cr3t&sslpassword=k&pass%77ord=q"),
             "postgres://db/x?user=app&password=***&sslpassword=***&pass%77ord=***"
