@@ -17,32 +17,15 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use token_core::{
-    HashKey, IssueRequest, KeyId, Keyring, Policy, RateLimit, RateLimits, Scope, ScopeSet, TokenId,
-    TokenManager,
-};
+use token_core::{IssueRequest, RateLimit, RateLimits, Scope, ScopeSet, TokenId};
 use token_ratelimit::{RateLimiter, RedisBackend, RedisOptions};
-use token_store_memory::MemoryStore;
 
 fn bench_ratelimit(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let manager = TokenManager::builder(
-        MemoryStore::new(),
-        Keyring::new(HashKey::new(KeyId::new(1), [7; 32])),
-    )
-    .prefix("acme_live")
-    .expect("prefix")
-    .policy(
-        Policy::builder()
-            .no_default_idle_timeout()
-            .build()
-            .expect("policy"),
-    )
-    .build()
-    .expect("manager");
+    let manager = benches::memory_manager();
     let token = runtime.block_on(async {
         let issued = manager
             .issue(IssueRequest::new(

@@ -12,11 +12,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
-use token_core::{
-    HashKey, IssueRequest, KeyId, Keyring, PlaintextToken, Policy, Scope, ScopeSet, TokenManager,
-    TokenPrefix, parse_token,
-};
-use token_store_memory::MemoryStore;
+use token_core::{IssueRequest, PlaintextToken, Scope, ScopeSet, TokenPrefix, parse_token};
 
 fn bench_parse(c: &mut Criterion) {
     let prefix = TokenPrefix::new("acme_live").expect("prefix");
@@ -32,20 +28,7 @@ fn bench_validate(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let count = token_count("TOKEN_BENCH_TOKENS", 1_000_000);
-    let manager = TokenManager::builder(
-        MemoryStore::new(),
-        Keyring::new(HashKey::new(KeyId::new(1), [7; 32])),
-    )
-    .prefix("acme_live")
-    .expect("prefix")
-    .policy(
-        Policy::builder()
-            .no_default_idle_timeout()
-            .build()
-            .expect("policy"),
-    )
-    .build()
-    .expect("manager");
+    let manager = benches::memory_manager();
     let scopes =
         ScopeSet::parse("widgets:read widgets:write billing:invoices:read").expect("scopes");
     let tokens: Vec<String> = runtime.block_on(async {

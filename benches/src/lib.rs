@@ -5,6 +5,26 @@ use std::path::PathBuf;
 
 pub mod mixed_text;
 
+/// The benches' in-memory manager: the fixed bench key (id 1), prefix `acme_live`, no default
+/// idle timeout (so a long run never idles a token out).
+pub fn memory_manager() -> token_core::TokenManager {
+    use token_core::{HashKey, KeyId, Keyring, Policy, TokenManager};
+    TokenManager::builder(
+        token_store_memory::MemoryStore::new(),
+        Keyring::new(HashKey::new(KeyId::new(1), [7; 32])),
+    )
+    .prefix("acme_live")
+    .expect("prefix")
+    .policy(
+        Policy::builder()
+            .no_default_idle_timeout()
+            .build()
+            .expect("policy"),
+    )
+    .build()
+    .expect("manager")
+}
+
 /// The number of tokens named by environment variable `var` (default `default`).
 pub fn token_count(var: &str, default: usize) -> usize {
     std::env::var(var)

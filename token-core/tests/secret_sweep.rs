@@ -106,14 +106,7 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
                 );
             }
             let outside = manager.validate(&secret, &[]).await.err();
-            let _ = writeln!(
-                out,
-                "{outside:?} {}",
-                outside
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
+            note_error(&mut out, outside.as_ref());
             let scope = manager
                 .validate_with(&secret, &["c".parse().unwrap()], &inside)
                 .await
@@ -130,14 +123,7 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
                 .derive(root.token.id(), DeriveRequest::new(scopes("a z")))
                 .await
                 .err();
-            let _ = writeln!(
-                out,
-                "{widened:?} {}",
-                widened
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
+            note_error(&mut out, widened.as_ref());
             let _ = writeln!(
                 out,
                 "{:?}",
@@ -171,14 +157,7 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
                 .update(root.token.id(), TokenUpdate::new().scopes(scopes("a b z")))
                 .await
                 .err();
-            let _ = writeln!(
-                out,
-                "{refused:?} {}",
-                refused
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
+            note_error(&mut out, refused.as_ref());
 
             // Credits that refill and rate limits: issued, used past the limit, refilled,
             // narrowed (and refused widening), admitted and refused by an admission step.
@@ -225,14 +204,7 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
                 )
                 .await
                 .err();
-            let _ = writeln!(
-                out,
-                "{widened:?} {}",
-                widened
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
+            note_error(&mut out, widened.as_ref());
             let _ = writeln!(
                 out,
                 "{}",
@@ -345,4 +317,13 @@ fn no_output_of_a_lifecycle_carries_a_secret() {
             );
         }
     }
+}
+
+/// Writes a refused call's error as its `Debug` and `Display` forms (both must stay secret-free).
+fn note_error<E: std::fmt::Debug + std::fmt::Display>(out: &mut String, error: Option<&E>) {
+    let _ = writeln!(
+        out,
+        "{error:?} {}",
+        error.map(ToString::to_string).unwrap_or_default()
+    );
 }
